@@ -1,0 +1,669 @@
+"""Batched soft-clustering EM for per-pixel mixtures.
+
+Three component families share one expectation-maximisation driver:
+
+* ``"poisson"`` -- counts with a per-pixel exposure, ``x_ij ~ Poisson(e_i * rate_kj)``
+  (SCIENCE.md section A; rates in counts per unit exposure);
+* ``"diag"``    -- Gaussian with diagonal covariance;
+* ``"full"``    -- Gaussian with full covariance (stored as its lower Cholesky factor).
+
+Design
+------
+* Pixels are processed in fixed-size chunks with :func:`jax.lax.scan`, so peak memory
+  is ``O(chunk_size * K * D)`` beyond the data itself. Data stay in their own dtype
+  (float32 for maps); the per-chunk log-densities are computed in ``compute_dtype`` and
+  the sufficient statistics are accumulated in float64.
+* One pass over the data returns :class:`SuffStats`, a pytree of sums. A sharded fit
+  only needs ``lax.psum(stats, axis_name)`` between the pass and the M-step, which the
+  ``axis_name`` argument does.
+* Semi-supervised anchors: ``anchors[i] = k >= 0`` fixes pixel ``i``'s membership to
+  component ``k`` (a spot analysis of known phase); ``-1`` leaves it free. The
+  objective is then the joint log-likelihood of the labelled pixels plus the marginal
+  log-likelihood of the free ones, and EM increases it monotonically.
+* ``fit`` is a pure function of arrays: it ``jit``s, ``vmap``s over a batch of maps of
+  the same shape, and never raises -- it reports ``converged`` and a finite-ness flag
+  instead; input validation is the caller's business (``jaxpetro.models.clustering``).
+
+This module imports nothing of jaxpetro.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import gammaln, logsumexp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+Family = Literal["poisson", "diag", "full"]
+FAMILIES: tuple[str, ...] = ("poisson", "diag", "full")
+
+# A component whose total responsibility falls below this keeps its previous
+# parameters: its M-step would divide by ~zero.
+_EMPTY = 1e-10
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class MixtureParams(NamedTuple):
+    """Parameters of a K-component mixture over D channels.
+
+    Attributes:
+        log_weights: log mixture weights, shape (K,), logsumexp = 0.
+        loc: Poisson rates (counts per unit exposure, > 0) or Gaussian means, (K, D).
+        scale: Gaussian variances (K, D) for ``"diag"``, lower Cholesky factors of
+            the covariances (K, D, D) for ``"full"``; unused (K, 0) for ``"poisson"``.
+    """
+
+    log_weights: Float[Array, " K"]
+    loc: Float[Array, "K D"]
+    scale: Float[Array, "K ..."]
+
+
+class SuffStats(NamedTuple):
+    """Sufficient statistics of one pass (sums over pixels, float64).
+
+    ``s2`` is sum r*e (K,) for Poisson, sum r*x^2 (K, D) for diag, sum r*x x^T
+    (K, D, D) for full. ``loglik`` excludes pixel-only constants (see
+    :func:`pixel_constant`); ``entropy`` is sum_i sum_k -r_ik log r_ik.
+    """
+
+    n: Float[Array, " K"]
+    s1: Float[Array, "K D"]
+    s2: Float[Array, "K ..."]
+    loglik: Float[Array, ""]
+    entropy: Float[Array, ""]
+    count: Float[Array, ""]
+
+
+class EMState(NamedTuple):
+    """State of the EM loop (``init``/``step`` + ``lax.while_loop``)."""
+
+    params: MixtureParams
+    iteration: Int[Array, ""]
+    loglik: Float[Array, ""]  # mean log-likelihood per pixel at ``params``' parent
+    delta: Float[Array, ""]  # change of that mean since the previous iteration
+    history: Float[Array, " max_iter"]
+
+
+class MixtureResult(NamedTuple):
+    """Result of :func:`fit`.
+
+    Attributes:
+        params: fitted parameters.
+        memberships: responsibilities p_ik, (N, K) float32, rows on the simplex
+            (anchored pixels one-hot; masked pixels all zero).
+        loglik: mean log-likelihood per (valid) pixel at ``params``, including the
+            pixel constants, so it is a true log-likelihood (nats per pixel).
+        history: mean log-likelihood per pixel before each M-step, NaN-padded to
+            ``max_iter``; non-decreasing up to rounding.
+        n_iter: number of EM iterations performed.
+        converged: whether ``|delta loglik| < tol`` was reached within ``max_iter``.
+        finite: whether every log-likelihood stayed finite.
+        entropy: sum of membership entropies (nats), for ICL.
+        n_pixels: number of valid pixels.
+    """
+
+    params: MixtureParams
+    memberships: Float[Array, "N K"]
+    loglik: Float[Array, ""]
+    history: Float[Array, " max_iter"]
+    n_iter: Int[Array, ""]
+    converged: Bool[Array, ""]
+    finite: Bool[Array, ""]
+    entropy: Float[Array, ""]
+    n_pixels: Float[Array, ""]
+
+
+# --------------------------------------------------------------------------------------
+# Family operations: per-chunk log joint densities and M-steps.
+# --------------------------------------------------------------------------------------
+
+
+def _component_log_density(
+    family: str,
+    params: MixtureParams,
+    x: Float[Array, "B D"],
+    e: Float[Array, " B"],
+    shift: Float[Array, " D"],
+    dtype,
+) -> tuple[Float[Array, "B K"], Float[Array, " B"]]:
+    """log pi_k + log p(x_i | k), split as (k-dependent part, k-independent part).
+
+    Pixel-only constants (log x!, 2 pi terms, x log e) are left out and added once
+    per fit by :func:`pixel_constant`. The k-independent part returned here does
+    depend on the parameters and belongs to the log-likelihood.
+    """
+    xs = (x - shift).astype(dtype)  # shifted data: less cancellation in float32
+    if family == "poisson":
+        # sum_j x_ij log rate_kj - e_i sum_j rate_kj. Centre log rates on their mean
+        # over components, so the matmul only sees log-ratios: float32 round-off then
+        # scales with how different the components are, not with the counts.
+        log_rate = jnp.log(params.loc)
+        centre = jnp.mean(log_rate, axis=0)
+        xr = x.astype(dtype)
+        joint = xr @ (log_rate - centre).T.astype(dtype) - e[:, None].astype(dtype) * jnp.sum(
+            params.loc, axis=1
+        ).astype(dtype)
+        common = x.astype(jnp.float64) @ centre.astype(jnp.float64)
+    elif family == "diag":
+        # -1/2 sum_j (x - mu)^2 / v - 1/2 sum_j log v, expanded into one matmul.
+        mu = params.loc - shift
+        prec = 1.0 / params.scale
+        coef = jnp.concatenate([-0.5 * prec, mu * prec], axis=1).astype(dtype)  # (K, 2D)
+        joint = jnp.concatenate([xs * xs, xs], axis=1) @ coef.T
+        joint = joint - (0.5 * jnp.sum(mu * mu * prec + jnp.log(params.scale), axis=1)).astype(dtype)
+        common = jnp.zeros(x.shape[0], jnp.float64)
+    elif family == "full":
+        # Mahalanobis distance through the inverse Cholesky factor: one triangular solve
+        # per component per iteration (K small D x D systems), then a single matmul over
+        # pixels. The covariance itself is never inverted.
+        n_comp, d = params.loc.shape
+        chol = params.scale
+        eye = jnp.eye(d, dtype=chol.dtype)
+        inv_chol_t = jnp.swapaxes(jax.vmap(lambda c: solve_triangular(c, eye, lower=True))(chol), 1, 2)
+        mu_w = jnp.einsum("kd,kde->ke", params.loc - shift, inv_chol_t)
+        w = jnp.transpose(inv_chol_t, (1, 0, 2)).reshape(d, n_comp * d).astype(dtype)
+        z = (xs @ w).reshape(x.shape[0], n_comp, d) - mu_w.astype(dtype)
+        half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
+        joint = -0.5 * jnp.sum(z * z, axis=2) - half_logdet.astype(dtype)
+        common = jnp.zeros(x.shape[0], jnp.float64)
+    else:  # pragma: no cover - guarded by _check_family
+        raise ValueError(family)
+    joint = joint.astype(jnp.float64) + params.log_weights
+    return joint, common
+
+
+def _chunk_stats(
+    family: str,
+    params: MixtureParams,
+    x: Float[Array, "B D"],
+    e: Float[Array, " B"],
+    anchor: Int[Array, " B"],
+    valid: Bool[Array, " B"],
+    shift: Float[Array, " D"],
+    dtype,
+    hard: bool,
+) -> tuple[SuffStats, Float[Array, "B K"]]:
+    """E-step on one chunk: responsibilities and their sufficient statistics."""
+    joint, common = _component_log_density(family, params, x, e, shift, dtype)
+    n_comp = joint.shape[1]
+    label = jnp.where(anchor >= 0, anchor, jnp.argmax(joint, axis=1) if hard else 0)
+    is_fixed = (anchor >= 0) | hard
+    lse = logsumexp(joint, axis=1)
+    fixed_ll = jnp.take_along_axis(joint, label[:, None], axis=1)[:, 0]
+    ll_i = jnp.where(is_fixed, fixed_ll, lse) + common
+    resp = jnp.where(
+        is_fixed[:, None],
+        jax.nn.one_hot(label, n_comp, dtype=jnp.float64),
+        jnp.exp(joint - lse[:, None]),
+    )
+    resp = resp * valid[:, None]
+    xf = (x - shift).astype(jnp.float64)  # Poisson: shift is zero, rates need raw counts
+    s1 = resp.T @ xf
+    if family == "poisson":
+        s2 = resp.T @ e.astype(jnp.float64)
+    elif family == "diag":
+        s2 = resp.T @ (xf * xf)
+    else:
+        d = x.shape[1]
+        s2 = ((resp[:, :, None] * xf[:, None, :]).reshape(x.shape[0], n_comp * d).T @ xf).reshape(n_comp, d, d)
+    entropy = -jnp.sum(jnp.where(resp > 0, resp * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0))
+    stats = SuffStats(
+        n=jnp.sum(resp, axis=0),
+        s1=s1,
+        s2=s2,
+        loglik=jnp.sum(jnp.where(valid, ll_i, 0.0)),
+        entropy=entropy,
+        count=jnp.sum(valid, dtype=jnp.float64),
+    )
+    return stats, resp
+
+
+def _m_step(
+    family: str,
+    stats: SuffStats,
+    old: MixtureParams,
+    shift: Float[Array, " D"],
+    reg_covar: float,
+    rate_floor: Float[Array, " D"],
+) -> MixtureParams:
+    """Maximise the expected complete-data log-likelihood given the statistics."""
+    n = stats.n
+    empty = n < _EMPTY
+    n_safe = jnp.where(empty, 1.0, n)
+    log_weights = jnp.log(jnp.maximum(n, _EMPTY)) - jnp.log(jnp.sum(jnp.maximum(n, _EMPTY)))
+    if family == "poisson":
+        expo = jnp.where(empty, 1.0, stats.s2)
+        loc = jnp.maximum(stats.s1 / expo[:, None], rate_floor)
+        scale = old.scale
+    else:
+        mean_c = stats.s1 / n_safe[:, None]  # centred on ``shift``
+        loc = mean_c + shift
+        d = loc.shape[1]
+        if family == "diag":
+            scale = jnp.maximum(stats.s2 / n_safe[:, None] - mean_c * mean_c, 0.0) + reg_covar
+        else:
+            cov = stats.s2 / n_safe[:, None, None] - mean_c[:, :, None] * mean_c[:, None, :]
+            cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + reg_covar * jnp.eye(d)
+            scale = jnp.linalg.cholesky(cov)
+    keep = empty.reshape((-1,) + (1,) * (old.scale.ndim - 1))
+    return MixtureParams(
+        log_weights=log_weights,
+        loc=jnp.where(empty[:, None], old.loc, loc),
+        scale=jnp.where(keep, old.scale, scale),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Chunked passes over the data.
+# --------------------------------------------------------------------------------------
+
+
+class _Chunks(NamedTuple):
+    """Pixel arrays padded and reshaped to (n_chunks, chunk, ...)."""
+
+    x: Float[Array, "C B D"]
+    e: Float[Array, "C B"]
+    anchor: Int[Array, "C B"]
+    valid: Bool[Array, "C B"]
+
+
+def _to_chunks(x, exposure, anchors, mask, chunk_size: int) -> _Chunks:
+    n, d = x.shape
+    b = max(1, min(chunk_size, n))
+    n_chunks = -(-n // b)
+    pad = n_chunks * b - n
+    e = jnp.ones(n, x.dtype) if exposure is None else exposure
+    a = jnp.full(n, -1, jnp.int32) if anchors is None else anchors.astype(jnp.int32)
+    v = jnp.ones(n, bool) if mask is None else mask.astype(bool)
+
+    def chunked(arr, fill):
+        if pad:
+            arr = jnp.concatenate([arr, jnp.full((pad,) + arr.shape[1:], fill, arr.dtype)])
+        return arr.reshape((n_chunks, b) + arr.shape[1:])
+
+    return _Chunks(chunked(x, 0), chunked(e, 1), chunked(a, -1), chunked(v, False))
+
+
+def _zero_stats(family: str, k: int, d: int) -> SuffStats:
+    s2_shape = {"poisson": (k,), "diag": (k, d), "full": (k, d, d)}[family]
+    z = jnp.zeros((), jnp.float64)
+    return SuffStats(jnp.zeros(k), jnp.zeros((k, d)), jnp.zeros(s2_shape), z, z, z)
+
+
+def _pass(family, params, chunks: _Chunks, shift, dtype, hard=False, axis_name=None) -> SuffStats:
+    """One read of the data: summed sufficient statistics (psum'd over ``axis_name``)."""
+    k, d = params.loc.shape
+
+    def body(acc, chunk):
+        stats, _ = _chunk_stats(family, params, *chunk, shift, dtype, hard)
+        return jax.tree.map(jnp.add, acc, stats), None
+
+    stats, _ = lax.scan(body, _zero_stats(family, k, d), tuple(chunks))
+    if axis_name is not None:
+        stats = lax.psum(stats, axis_name)
+    return stats
+
+
+def pixel_constant(family: str, x: Float[Array, "N D"], exposure=None, mask=None, chunk_size: int = 65536, axis_name=None):
+    """Sum over pixels of the parameter-free part of log p(x_i | k).
+
+    Poisson: sum_ij [x_ij log e_i - log x_ij!]; Gaussian: -N D log(2 pi) / 2.
+    Computed once per fit, so the reported log-likelihood is a true one.
+    """
+    _check_family(family)
+    chunks = _to_chunks(x, exposure, None, mask, chunk_size)
+    if family != "poisson":
+        count = jnp.sum(chunks.valid, dtype=jnp.float64)
+        if axis_name is not None:
+            count = lax.psum(count, axis_name)
+        return -0.5 * x.shape[1] * _LOG_2PI * count
+
+    def body(acc, chunk):
+        xc, ec, _, vc = chunk
+        xc = xc.astype(jnp.float64)
+        term = jnp.sum(xc, axis=1) * jnp.log(ec.astype(jnp.float64)) - jnp.sum(gammaln(xc + 1.0), axis=1)
+        return acc + jnp.sum(jnp.where(vc, term, 0.0)), None
+
+    total, _ = lax.scan(body, jnp.zeros((), jnp.float64), tuple(chunks))
+    if axis_name is not None:
+        total = lax.psum(total, axis_name)
+    return total
+
+
+def _data_shift(family, chunks: _Chunks, axis_name=None):
+    """Per-channel mean of the valid pixels (Gaussian data are centred on it)."""
+
+    def body(acc, chunk):
+        xc, _, _, vc = chunk
+        return (acc[0] + jnp.sum(jnp.where(vc[:, None], xc.astype(jnp.float64), 0.0), axis=0), acc[1] + jnp.sum(vc)), None
+
+    d = chunks.x.shape[-1]
+    (total, count), _ = lax.scan(body, (jnp.zeros(d), jnp.zeros((), jnp.float64)), tuple(chunks))
+    if axis_name is not None:
+        total, count = lax.psum((total, count), axis_name)
+    mean = total / jnp.maximum(count, 1.0)
+    return jnp.zeros(d) if family == "poisson" else mean
+
+
+def _rate_floor(chunks: _Chunks, axis_name=None) -> Float[Array, " D"]:
+    """Smallest Poisson rate allowed per channel: 1e-6 of the channel's mean rate.
+
+    Keeps log rates finite when a component sees no counts in a channel.
+    """
+
+    def body(acc, chunk):
+        xc, ec, _, vc = chunk
+        return (acc[0] + jnp.sum(jnp.where(vc[:, None], xc, 0.0), axis=0, dtype=jnp.float64),
+                acc[1] + jnp.sum(jnp.where(vc, ec, 0.0), dtype=jnp.float64)), None
+
+    d = chunks.x.shape[-1]
+    (sx, se), _ = lax.scan(body, (jnp.zeros(d), jnp.zeros((), jnp.float64)), tuple(chunks))
+    if axis_name is not None:
+        sx, se = lax.psum((sx, se), axis_name)
+    return 1e-6 * sx / jnp.maximum(se, 1e-300) + 1e-12
+
+
+# --------------------------------------------------------------------------------------
+# The EM driver.
+# --------------------------------------------------------------------------------------
+
+
+class _Problem(NamedTuple):
+    family: str
+    chunks: _Chunks
+    shift: Float[Array, " D"]
+    rate_floor: Float[Array, " D"]
+    const: Float[Array, ""]  # pixel constant per valid pixel
+    reg_covar: float
+    dtype: object
+    axis_name: object
+
+
+def init(problem: _Problem, params: MixtureParams, max_iter: int) -> EMState:
+    """EM state before the first iteration."""
+    nan = jnp.asarray(jnp.nan, jnp.float64)
+    return EMState(params, jnp.asarray(0), nan, nan, jnp.full(max_iter, jnp.nan))
+
+
+def step(problem: _Problem, state: EMState) -> EMState:
+    """One EM iteration: E-step pass (log-likelihood at ``state.params``) + M-step."""
+    stats = _pass(problem.family, state.params, problem.chunks, problem.shift, problem.dtype, axis_name=problem.axis_name)
+    ll = stats.loglik / jnp.maximum(stats.count, 1.0) + problem.const
+    params = _m_step(problem.family, stats, state.params, problem.shift, problem.reg_covar, problem.rate_floor)
+    return EMState(
+        params=params,
+        iteration=state.iteration + 1,
+        loglik=ll,
+        delta=ll - state.loglik,
+        history=state.history.at[state.iteration].set(ll),
+    )
+
+
+def _make_problem(family, x, exposure, anchors, mask, chunk_size, reg_covar, compute_dtype, axis_name) -> _Problem:
+    _check_family(family)
+    chunks = _to_chunks(x, exposure, anchors, mask, chunk_size)
+    count = jnp.sum(chunks.valid, dtype=jnp.float64)
+    if axis_name is not None:
+        count = lax.psum(count, axis_name)
+    const = pixel_constant(family, x, exposure, mask, chunk_size, axis_name) / jnp.maximum(count, 1.0)
+    return _Problem(
+        family=family,
+        chunks=chunks,
+        shift=_data_shift(family, chunks, axis_name),
+        rate_floor=_rate_floor(chunks, axis_name) if family == "poisson" else jnp.zeros(x.shape[1]),
+        const=const,
+        reg_covar=reg_covar,
+        dtype=jnp.dtype(compute_dtype),
+        axis_name=axis_name,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("family", "max_iter", "chunk_size", "reg_covar", "compute_dtype", "axis_name", "min_iter"),
+)
+def fit(
+    x: Float[Array, "N D"],
+    params: MixtureParams,
+    exposure: Float[Array, " N"] | None = None,
+    anchors: Int[Array, " N"] | None = None,
+    mask: Bool[Array, " N"] | None = None,
+    *,
+    family: Family = "poisson",
+    max_iter: int = 200,
+    tol: float = 1e-6,
+    min_iter: int = 2,
+    chunk_size: int = 65536,
+    reg_covar: float = 1e-6,
+    compute_dtype: str = "float64",
+    axis_name: str | None = None,
+) -> MixtureResult:
+    """Fit a mixture by EM from initial parameters.
+
+    Args:
+        x: data, (N, D): counts per pixel and channel for ``"poisson"``, any real
+            features (rates, sqrt-counts...) for Gaussians. Kept in its own dtype.
+        params: initial parameters (see :func:`init_from_centres`, :func:`init_kmeanspp`).
+        exposure: per-pixel exposure (e.g. dwell s x current uA), (N,), > 0.
+            Poisson only; ``None`` means 1.
+        anchors: per-pixel fixed component index, -1 for free pixels, (N,).
+        mask: pixels to use, (N,) bool; ``None`` uses all. Masked pixels get zero
+            memberships.
+        family: ``"poisson"``, ``"diag"`` or ``"full"``.
+        max_iter: maximum number of EM iterations.
+        tol: stop when the mean log-likelihood per pixel (nats) changes by less.
+        min_iter: iterations run before the tolerance is tested.
+        chunk_size: pixels per block of work (memory ~ chunk_size x K x D).
+        reg_covar: variance floor added to Gaussian covariances (data units^2).
+        compute_dtype: dtype of the per-chunk log-density matmuls ("float64" or
+            "float32"); statistics are always accumulated in float64.
+        axis_name: name of a mapped/sharded pixel axis whose statistics are summed.
+
+    Returns:
+        A :class:`MixtureResult`.
+    """
+    problem = _make_problem(family, x, exposure, anchors, mask, chunk_size, reg_covar, compute_dtype, axis_name)
+
+    def cond(state: EMState):
+        healthy = (state.iteration == 0) | jnp.isfinite(state.loglik)
+        unconverged = (state.iteration < min_iter) | ~(jnp.abs(state.delta) < tol)
+        return (state.iteration < max_iter) & healthy & unconverged
+
+    state = lax.while_loop(cond, functools.partial(step, problem), init(problem, params, max_iter))
+    memberships, final = _memberships(problem, state.params)
+    loglik = final.loglik / jnp.maximum(final.count, 1.0) + problem.const
+    finite = jnp.all(jnp.isfinite(jnp.where(jnp.isnan(state.history), 0.0, state.history))) & jnp.isfinite(loglik)
+    return MixtureResult(
+        params=state.params,
+        memberships=memberships[: x.shape[0]],
+        loglik=loglik,
+        history=state.history,
+        n_iter=state.iteration,
+        converged=(jnp.abs(state.delta) < tol) & finite,
+        finite=finite,
+        entropy=final.entropy,
+        n_pixels=final.count,
+    )
+
+
+def _memberships(problem: _Problem, params: MixtureParams):
+    """Responsibilities of every pixel (float32) and the statistics of that pass."""
+    k, d = params.loc.shape
+
+    def body(acc, chunk):
+        stats, resp = _chunk_stats(problem.family, params, *chunk, problem.shift, problem.dtype, False)
+        return jax.tree.map(jnp.add, acc, stats), resp.astype(jnp.float32)
+
+    stats, resp = lax.scan(body, _zero_stats(problem.family, k, d), tuple(problem.chunks))
+    if problem.axis_name is not None:
+        stats = lax.psum(stats, problem.axis_name)
+    return resp.reshape(-1, k), stats
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown mixture family {family!r}; expected one of {FAMILIES}")
+
+
+# --------------------------------------------------------------------------------------
+# Initialisation.
+# --------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("family", "chunk_size", "reg_covar"))
+def init_from_centres(
+    x: Float[Array, "N D"],
+    centres: Float[Array, "K D"],
+    exposure: Float[Array, " N"] | None = None,
+    anchors: Int[Array, " N"] | None = None,
+    mask: Bool[Array, " N"] | None = None,
+    *,
+    family: Family = "poisson",
+    chunk_size: int = 65536,
+    reg_covar: float = 1e-6,
+) -> MixtureParams:
+    """Initial parameters from component centres (e.g. per-phase medians at spots).
+
+    Every pixel is assigned to its most likely centre (anchored pixels to their
+    label) under provisional parameters -- rates = centres for Poisson; means =
+    centres with the global per-channel variance for Gaussians -- and one M-step on
+    that hard partition gives weights, means/rates and covariances. A centre that
+    receives no pixel keeps its provisional parameters.
+
+    Args:
+        centres: Poisson rates (counts per unit exposure) or Gaussian means, (K, D).
+    """
+    problem = _make_problem(family, x, exposure, anchors, mask, chunk_size, reg_covar, "float64", None)
+    k, d = centres.shape
+    centres = centres.astype(jnp.float64)
+    if family == "poisson":
+        provisional = MixtureParams(jnp.full(k, -jnp.log(k)), jnp.maximum(centres, problem.rate_floor), jnp.zeros((k, 0)))
+    else:
+        one = MixtureParams(jnp.zeros(1), problem.shift[None], jnp.ones((1, d)))
+        glob = _pass("diag", one, problem.chunks, problem.shift, jnp.float64)
+        var = glob.s2[0] / jnp.maximum(glob.n[0], 1.0) + reg_covar
+        scale = jnp.broadcast_to(var, (k, d)) if family == "diag" else jnp.broadcast_to(jnp.diag(jnp.sqrt(var)), (k, d, d))
+        provisional = MixtureParams(jnp.full(k, -jnp.log(k)), centres, scale)
+    stats = _pass(family, provisional, problem.chunks, problem.shift, jnp.float64, hard=True)
+    return _m_step(family, stats, provisional, problem.shift, reg_covar, problem.rate_floor)
+
+
+@functools.partial(jax.jit, static_argnames=("n_components", "n_sample", "n_lloyd"))
+def kmeanspp_centres(
+    key: PRNGKeyArray,
+    features: Float[Array, "N D"],
+    n_components: int,
+    fixed: Float[Array, "F D"] | None = None,
+    mask: Bool[Array, " N"] | None = None,
+    *,
+    n_sample: int = 20000,
+    n_lloyd: int = 20,
+) -> Float[Array, "K D"]:
+    """k-means++ seeding (+ a few Lloyd iterations) on a random subsample.
+
+    Features are standardised per channel before distances are taken. ``fixed``
+    centres (e.g. from labelled spots) are kept and count as already chosen; only
+    ``n_components - len(fixed)`` new centres are drawn and refined.
+
+    Args:
+        key: PRNG key.
+        features: per-pixel features, e.g. rates x / e (counts per unit exposure).
+        n_components: total number of centres K.
+        fixed: centres that must be kept, (F, D), F <= K.
+        mask: pixels eligible as centres.
+        n_sample: subsample size (pixels drawn with replacement among valid ones).
+        n_lloyd: Lloyd iterations on the subsample.
+
+    Returns:
+        Centres (K, D) in the units of ``features``: the fixed ones first.
+    """
+    n, d = features.shape
+    n_fixed = 0 if fixed is None else fixed.shape[0]
+    if n_fixed > n_components:
+        raise ValueError("more fixed centres than components")
+    k_samp, k_seed = jax.random.split(key)
+    size = (min(n_sample, n),)
+    if mask is None:
+        idx = jax.random.randint(k_samp, size, 0, n)
+    else:
+        p = mask.astype(jnp.float64)
+        idx = jax.random.choice(k_samp, n, size, p=p / jnp.sum(p))
+    sample = features[idx].astype(jnp.float64)
+    mu = jnp.mean(sample, axis=0)
+    sd = jnp.std(sample, axis=0)
+    sd = jnp.where(sd > 0, sd, 1.0)
+    z = (sample - mu) / sd
+    fixed_z = jnp.zeros((0, d)) if fixed is None else (fixed.astype(jnp.float64) - mu) / sd
+
+    centres = jnp.concatenate([fixed_z, jnp.zeros((n_components - n_fixed, d))])
+    big = jnp.finfo(jnp.float64).max / 4
+
+    def sqdist(c):
+        return jnp.sum((z - c) ** 2, axis=1)
+
+    if n_fixed:
+        d2 = jnp.min(jax.vmap(sqdist)(fixed_z), axis=0)
+    else:
+        d2 = jnp.full(z.shape[0], big)
+
+    n_trials = 2 + int(math.log(max(n_components, 2)))
+
+    def pick(i, carry):
+        centres, d2, key = carry
+        key, sub = jax.random.split(key)
+        # Greedy D^2 sampling: draw several candidates and keep the one that lowers the
+        # total potential most (plain k-means++ often seeds two centres in one cluster).
+        # With no centre yet, d2 is uniform (all ``big``), so the draw is uniform.
+        w = jnp.where(d2 >= big, 1.0, d2)
+        w = jnp.where(jnp.sum(w) > 0, w, 1.0)
+        cand = jax.random.choice(sub, z.shape[0], (n_trials,), p=w / jnp.sum(w))
+        new_d2 = jnp.minimum(d2[None], jax.vmap(sqdist)(z[cand]))
+        best = jnp.argmin(jnp.sum(jnp.where(new_d2 >= big, 0.0, new_d2), axis=1))
+        return centres.at[i].set(z[cand[best]]), new_d2[best], key
+
+    centres, _, _ = lax.fori_loop(n_fixed, n_components, pick, (centres, d2, k_seed))
+
+    def lloyd(_, centres):
+        lab = jnp.argmin(jax.vmap(sqdist)(centres), axis=0)
+        one = jax.nn.one_hot(lab, n_components, dtype=jnp.float64)
+        cnt = jnp.sum(one, axis=0)
+        new = (one.T @ z) / jnp.maximum(cnt, 1.0)[:, None]
+        free = (jnp.arange(n_components) >= n_fixed)[:, None] & (cnt[:, None] > 0)
+        return jnp.where(free, new, centres)
+
+    centres = lax.fori_loop(0, n_lloyd, lloyd, centres)
+    return centres * sd + mu
+
+
+# --------------------------------------------------------------------------------------
+# Model choice.
+# --------------------------------------------------------------------------------------
+
+
+def n_parameters(family: Family, n_components: int, n_channels: int) -> int:
+    """Number of free parameters of a K-component mixture over D channels."""
+    _check_family(family)
+    k, d = n_components, n_channels
+    per = {"poisson": d, "diag": 2 * d, "full": d + d * (d + 1) // 2}[family]
+    return k * per + (k - 1)
+
+
+def bic(result: MixtureResult, family: Family) -> Float[Array, ""]:
+    """Bayesian information criterion, -2 log L + p log N (lower is better)."""
+    k, d = result.params.loc.shape[-2:]
+    n = result.n_pixels
+    return -2.0 * result.loglik * n + n_parameters(family, k, d) * jnp.log(n)
+
+
+def icl(result: MixtureResult, family: Family) -> Float[Array, ""]:
+    """Integrated completed likelihood: BIC + 2 x membership entropy (lower is better).
+
+    Penalises overlapping components, so it prefers well-separated phases.
+    """
+    return bic(result, family) + 2.0 * result.entropy

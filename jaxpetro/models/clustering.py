@@ -1,0 +1,298 @@
+"""Phase clustering of X-ray maps: validated inputs -> the EM kernel -> memberships.
+
+This is the petrology-facing layer over :mod:`jaxpetro.kernels.mixture`. It checks
+the maps (raising :class:`~jaxpetro.errors.InputError` with a message that says what
+to fix), builds the features each model family needs, derives initial centres from
+labelled spot pixels (per-phase medians) and/or seeded k-means++, runs EM and
+reshapes the result back to the map grid.
+
+Models:
+    ``poisson``  X-ray counts with per-pixel exposure (dwell x current); electron
+                 channels (BSE...) are not Poisson counts and are left out.
+    ``gaussian`` diagonal or full covariance on rates (counts / exposure) or on the
+                 variance-stabilised ``sqrt`` of rates; electron channels may join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpetro.errors import ConvergenceError, InputError
+from jaxpetro.kernels import mixture
+
+Model = Literal["poisson", "gaussian"]
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """Phase memberships of a map and the fitted mixture.
+
+    Attributes:
+        names: component names: the labelled phases, then ``extra1``, ``extra2``...
+        memberships: (rows, cols, K) float32, each pixel on the simplex.
+        params: the fitted :class:`~jaxpetro.kernels.mixture.MixtureParams`; for
+            ``poisson`` ``loc`` holds the rates in counts per unit exposure of the
+            channels in ``channels``.
+        channels: indices of the input channels that were clustered.
+        family: kernel family used (``poisson``, ``diag`` or ``full``).
+        loglik: mean log-likelihood per pixel (nats).
+        history: log-likelihood per iteration.
+        n_iter, converged: EM iterations and whether the tolerance was reached.
+        bic, icl: information criteria of the fit (lower is better).
+    """
+
+    names: tuple[str, ...]
+    memberships: np.ndarray
+    params: mixture.MixtureParams
+    channels: tuple[int, ...]
+    family: str
+    loglik: float
+    history: np.ndarray
+    n_iter: int
+    converged: bool
+    bic: float
+    icl: float
+
+    @property
+    def phase_map(self) -> np.ndarray:
+        """Index of the most likely component per pixel, (rows, cols) int32."""
+        return np.argmax(self.memberships, axis=-1).astype(np.int32)
+
+    def modal(self) -> dict[str, float]:
+        """Modal proportion of each component: the mean membership over the map."""
+        m = self.memberships.reshape(-1, self.memberships.shape[-1]).mean(axis=0, dtype=np.float64)
+        return dict(zip(self.names, m.tolist()))
+
+
+def validate_maps(
+    counts: np.ndarray,
+    exposure: np.ndarray | None,
+    anchors: np.ndarray | None = None,
+    n_phases: int | None = None,
+    *,
+    require_counts: bool = True,
+    what: str = "map stack",
+) -> None:
+    """Check a (rows, cols, channels) map stack and its exposure and anchor maps.
+
+    Raises:
+        InputError: wrong dimensionality or shapes, NaN/infinite or negative counts,
+            non-positive exposure, anchor labels out of range.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 3 or min(counts.shape) < 1:
+        raise InputError(
+            f"{what}: expected an array of shape (rows, cols, channels) with at least one pixel "
+            f"and one channel, got shape {counts.shape}."
+        )
+    rows, cols, n_chan = counts.shape
+    bad = ~np.isfinite(counts)
+    if bad.any():
+        chan = np.flatnonzero(bad.any(axis=(0, 1)))
+        raise InputError(
+            f"{what}: {int(bad.sum())} NaN or infinite values (channels {chan.tolist()}); "
+            "replace missing pixels by a mask or re-export the maps."
+        )
+    if require_counts and (counts < 0).any():
+        chan = np.flatnonzero((counts < 0).any(axis=(0, 1)))
+        raise InputError(
+            f"{what}: negative X-ray counts in channels {chan.tolist()}; counts must be >= 0 "
+            "(background-subtracted maps cannot be used with the Poisson model; use raw counts "
+            "or clustering.model: gaussian)."
+        )
+    if exposure is not None:
+        exposure = np.asarray(exposure)
+        if exposure.shape != (rows, cols):
+            raise InputError(
+                f"exposure: shape {exposure.shape} does not match the maps' {(rows, cols)}; "
+                "give one exposure (dwell s x current uA) per pixel."
+            )
+        if not np.all(np.isfinite(exposure)) or (exposure <= 0).any():
+            raise InputError(
+                "exposure: every pixel needs a finite, positive exposure (dwell time x probe "
+                "current); check the dwell time and probe current of the map conditions."
+            )
+    if anchors is not None:
+        anchors = np.asarray(anchors)
+        if anchors.shape != (rows, cols):
+            raise InputError(f"anchors: shape {anchors.shape} does not match the maps' {(rows, cols)}.")
+        if n_phases is not None and ((anchors < -1) | (anchors >= n_phases)).any():
+            raise InputError(
+                f"anchors: labels must be -1 (free pixel) or a phase index in [0, {n_phases - 1}]."
+            )
+
+
+def _features(counts, exposure, channels, model, transform, electron):
+    """Per-pixel features (N, D) float32 the family clusters on, and the exposure."""
+    x = counts.reshape(-1, counts.shape[-1])[:, list(channels)].astype(np.float32, copy=False)
+    e = np.ones(x.shape[0]) if exposure is None else np.asarray(exposure, np.float64).reshape(-1)
+    if model == "poisson":
+        return x, e
+    is_xray = np.array([c not in electron for c in channels])
+    rates = np.where(is_xray, x / e[:, None].astype(np.float32), x)
+    if transform == "sqrt":
+        rates = np.where(is_xray, np.sqrt(np.maximum(rates, 0.0)), rates)
+    return np.ascontiguousarray(rates, dtype=np.float32), None
+
+
+def anchor_centres(features: np.ndarray, exposure: np.ndarray | None, anchors: np.ndarray, n_phases: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-phase median feature (or rate, for counts with exposure) at anchored pixels.
+
+    Returns:
+        (centres (n_phases, D), has_anchor (n_phases,) bool); phases without anchors
+        get NaN centres.
+    """
+    flat = anchors.reshape(-1)
+    values = features if exposure is None else features / exposure[:, None]
+    centres = np.full((n_phases, features.shape[1]), np.nan)
+    for k in range(n_phases):  # a few dozen spot pixels: a Python loop over phases is fine
+        sel = flat == k
+        if sel.any():
+            centres[k] = np.median(values[sel], axis=0)
+    return centres, ~np.isnan(centres[:, 0])
+
+
+def cluster_map(
+    counts: np.ndarray,
+    exposure: np.ndarray | None = None,
+    *,
+    phases: Sequence[str] = (),
+    anchors: np.ndarray | None = None,
+    model: Model = "poisson",
+    covariance: Literal["diag", "full"] = "full",
+    transform: Literal["none", "sqrt"] = "sqrt",
+    init: Literal["anchors", "kmeans++"] = "anchors",
+    extra_components: int = 0,
+    electron_channels: Sequence[int] = (),
+    use_electron: bool = True,
+    seed: int = 0,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    reg_covar: float = 1e-6,
+    chunk_size: int = 65536,
+) -> ClusterResult:
+    """Soft-cluster a map stack into phases.
+
+    Args:
+        counts: (rows, cols, channels) X-ray counts per pixel (electron channels may
+            hold any non-negative signal).
+        exposure: (rows, cols) dwell time (s) x probe current (uA) per pixel, or
+            ``None`` for a uniform exposure of 1.
+        phases: names of the labelled phases; ``anchors`` indexes into them.
+        anchors: (rows, cols) int, the phase index of spot pixels (fixed during EM),
+            -1 elsewhere; ``None`` for unsupervised clustering.
+        model: ``poisson`` (counts) or ``gaussian``.
+        covariance, transform: Gaussian options (see module docstring).
+        init: ``anchors`` (per-phase medians at anchored pixels; phases without
+            spots and extra components seeded by k-means++) or ``kmeans++``.
+        extra_components: unlabelled components added to the labelled phases.
+        electron_channels: indices of electron-image channels (BSE...).
+        use_electron: let the Gaussian model cluster on electron channels too.
+        seed: seed of the k-means++ draws.
+        max_iter, tol, reg_covar, chunk_size: EM settings (see the kernel).
+
+    Returns:
+        A :class:`ClusterResult`.
+
+    Raises:
+        InputError: invalid maps, exposure or anchors, or too few components.
+        ConvergenceError: the EM produced non-finite log-likelihoods.
+    """
+    counts = np.asarray(counts)
+    phases = tuple(phases)
+    validate_maps(counts, exposure, anchors, len(phases), require_counts=model == "poisson")
+    rows, cols, n_chan = counts.shape
+    electron = set(int(c) for c in electron_channels)
+    if model == "poisson" or not use_electron:
+        channels = tuple(c for c in range(n_chan) if c not in electron)
+    else:
+        channels = tuple(range(n_chan))
+    if not channels:
+        raise InputError("map stack: no X-ray channel to cluster (all channels are electron images).")
+    n_comp = len(phases) + extra_components
+    if n_comp < 1:
+        raise InputError(
+            "clustering: no components; name the phases (spot labels) or set clustering.extra_components >= 1."
+        )
+    if init == "anchors" and (anchors is None or not (np.asarray(anchors) >= 0).any()):
+        raise InputError(
+            "clustering.init is 'anchors' but no spot pixel is labelled; give spot analyses "
+            "with phase labels or use clustering.init: kmeans++."
+        )
+    family = "poisson" if model == "poisson" else covariance
+    x, e = _features(counts, exposure, channels, model, transform, electron)
+    n_pix = x.shape[0]
+    if n_pix < n_comp:
+        raise InputError(f"map stack: {n_pix} pixels cannot be split into {n_comp} components.")
+    flat_anchors = None if anchors is None else np.asarray(anchors, np.int32).reshape(-1)
+
+    fixed = np.zeros((0, x.shape[1]))
+    if init == "anchors":
+        centres, has = anchor_centres(x, e, flat_anchors, len(phases))
+        fixed = centres[has]  # phases without spots are seeded by k-means++ below
+    else:
+        has = np.zeros(len(phases), bool)
+    key = jax.random.key(seed)
+    feat_for_seeds = x if e is None else x / e[:, None]
+    seeded = np.asarray(
+        mixture.kmeanspp_centres(key, jnp.asarray(feat_for_seeds), n_comp, fixed=jnp.asarray(fixed))
+    )
+    # Order: labelled phases (anchored ones from their medians, others from k-means++),
+    # then the extra components.
+    order = np.concatenate([np.flatnonzero(has), np.flatnonzero(~has), np.arange(len(phases), n_comp)])
+    centres_all = np.empty_like(seeded)
+    centres_all[order] = seeded
+
+    xj = jnp.asarray(x)
+    ej = None if e is None else jnp.asarray(e)
+    aj = None if flat_anchors is None else jnp.asarray(flat_anchors)
+    params0 = mixture.init_from_centres(
+        xj, jnp.asarray(centres_all), ej, aj, family=family, chunk_size=chunk_size, reg_covar=reg_covar
+    )
+    res = mixture.fit(
+        xj, params0, ej, aj, family=family, max_iter=max_iter, tol=tol, chunk_size=chunk_size, reg_covar=reg_covar
+    )
+    if not bool(res.finite):
+        raise ConvergenceError(
+            "clustering: the EM log-likelihood became non-finite; check the maps for saturated or "
+            "constant channels, or raise clustering.reg_covar (Gaussian model)."
+        )
+    history = np.asarray(res.history)
+    names = phases + tuple(f"extra{i + 1}" for i in range(extra_components))
+    return ClusterResult(
+        names=names,
+        memberships=np.asarray(res.memberships).reshape(rows, cols, n_comp),
+        params=jax.tree.map(np.asarray, res.params),
+        channels=channels,
+        family=family,
+        loglik=float(res.loglik),
+        history=history[~np.isnan(history)],
+        n_iter=int(res.n_iter),
+        converged=bool(res.converged),
+        bic=float(mixture.bic(res, family)),
+        icl=float(mixture.icl(res, family)),
+    )
+
+
+def compare_components(
+    counts: np.ndarray,
+    exposure: np.ndarray | None,
+    n_components: Sequence[int],
+    **kwargs,
+) -> list[dict[str, float]]:
+    """Fit unsupervised mixtures for several K and tabulate BIC and ICL.
+
+    Returns:
+        One row per K: ``{"k", "loglik", "bic", "icl", "converged"}``; choose the K
+        with the lowest BIC (or ICL, which favours well-separated phases).
+    """
+    rows = []
+    for k in n_components:  # each K has its own shapes: one compilation per K
+        res = cluster_map(counts, exposure, init="kmeans++", extra_components=int(k), **kwargs)
+        rows.append({"k": int(k), "loglik": res.loglik, "bic": res.bic, "icl": res.icl, "converged": res.converged})
+    return rows
