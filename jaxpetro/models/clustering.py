@@ -296,3 +296,30 @@ def compare_components(
         res = cluster_map(counts, exposure, init="kmeans++", extra_components=int(k), **kwargs)
         rows.append({"k": int(k), "loglik": res.loglik, "bic": res.bic, "icl": res.icl, "converged": res.converged})
     return rows
+
+
+def adjusted_rand_index(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
+    """Adjusted Rand index of two labellings of the same pixels (1 = identical partitions).
+
+    Invariant to renaming the labels; ~0 for independent random labellings.
+    """
+    a = np.asarray(labels_a).reshape(-1)
+    b = np.asarray(labels_b).reshape(-1)
+    if a.shape != b.shape:
+        raise InputError(f"labellings have different sizes ({a.size} and {b.size}).")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1), np.int64)
+    np.add.at(table, (ai, bi), 1)
+
+    def pairs(v):
+        v = np.asarray(v, np.float64)
+        return np.sum(v * (v - 1) / 2)
+
+    index = pairs(table)
+    row, col, total = pairs(table.sum(1)), pairs(table.sum(0)), a.size * (a.size - 1) / 2
+    expected = row * col / total if total > 0 else 0.0
+    best = 0.5 * (row + col)
+    if best == expected:  # both partitions trivial (one cluster, or all singletons)
+        return 1.0
+    return float((index - expected) / (best - expected))

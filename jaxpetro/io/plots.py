@@ -1,0 +1,105 @@
+"""PNG figures of run results (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on clusters and CI machines
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from jaxpetro.io.results import atomic_write  # noqa: E402
+
+# Colours petrologists expect in phase maps; other names get tab20 colours.
+PHASE_COLOURS = {
+    "Qtz": "#d9d9d9",
+    "Pl": "#9ecae1",
+    "Kfs": "#fdd0a2",
+    "Bt": "#8c510a",
+    "Ms": "#c7e9c0",
+    "Chl": "#41ab5d",
+    "Grt": "#cb181d",
+    "Ilm": "#252525",
+    "Mag": "#525252",
+    "Ap": "#f768a1",
+    "Ep": "#addd8e",
+    "Ky": "#6baed6",
+    "St": "#e6550d",
+}
+
+
+def phase_colours(names: Sequence[str]) -> list:
+    """One colour per phase: the usual one for known names (Grt_core -> Grt's)."""
+    fallback = plt.get_cmap("tab20").colors
+    out = []
+    for i, name in enumerate(names):
+        base = name.split("_")[0]
+        out.append(PHASE_COLOURS.get(name, PHASE_COLOURS.get(base, fallback[i % len(fallback)])))
+    return out
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a figure to PNG via a temporary file and rename (OutputError on failure); close it."""
+    try:
+        return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def _scale_bar(ax, cols: int, step_um: float) -> None:
+    """A scale bar of a round length (~1/5 of the map width) in the lower left."""
+    width_um = cols * step_um
+    nice = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+    length = max([v for v in nice if v <= width_um / 4] or [nice[0]])
+    px = length / step_um
+    rows = ax.get_ylim()[0]
+    x0, y0 = 0.04 * cols, rows - 0.06 * rows
+    ax.plot([x0, x0 + px], [y0, y0], color="white", lw=4, solid_capstyle="butt")
+    ax.plot([x0, x0 + px], [y0, y0], color="black", lw=2, solid_capstyle="butt")
+    ax.text(x0 + px / 2, y0 - 0.02 * rows, f"{length:g} µm", ha="center", va="bottom", fontsize=8,
+            color="black", bbox=dict(facecolor="white", alpha=0.7, lw=0, pad=1))
+
+
+def phase_map_figure(
+    path: str | os.PathLike,
+    phase_map: np.ndarray,
+    names: Sequence[str],
+    *,
+    truth: np.ndarray | None = None,
+    modal: Sequence[float] | None = None,
+    step_um: float | None = None,
+    title: str = "most likely phase",
+    dpi: int = 120,
+) -> Path:
+    """Phase map coloured by the most likely phase, with a legend (and the truth beside it).
+
+    Args:
+        phase_map: (rows, cols) int index into ``names``; -1 for unassigned pixels.
+        names: phase names.
+        truth: optional (rows, cols) true phase map (synthetic data), same indexing.
+        modal: optional modal fraction per phase, shown in the legend.
+        step_um: pixel size (µm) for a scale bar.
+    """
+    colours = phase_colours(names)
+    cmap = ListedColormap(["#ffffff"] + colours)
+    panels = [(phase_map, title)] + ([(truth, "true phase")] if truth is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 5.2), squeeze=False)
+    for ax, (img, label) in zip(axes[0], panels):
+        ax.imshow(np.asarray(img) + 1, cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
+        ax.set_title(label)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if step_um:
+            _scale_bar(ax, img.shape[1], step_um)
+    labels = [f"{n} ({100 * m:.1f} %)" for n, m in zip(names, modal)] if modal is not None else list(names)
+    handles = [Patch(facecolor=c, edgecolor="k", lw=0.5, label=lab) for c, lab in zip(colours, labels)]
+    fig.legend(handles=handles, loc="center right", frameon=False, title="phase")
+    fig.subplots_adjust(right=0.8)
+    return save_figure(fig, path, dpi)
