@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpetro.errors import ConvergenceError, InputError
-from jaxpetro.kernels import mixture
+from jaxpetro.kernels import kmeans, mixture
 
 Model = Literal["poisson", "gaussian"]
 
@@ -240,7 +240,7 @@ def cluster_map(
     key = jax.random.key(seed)
     feat_for_seeds = x if e is None else x / e[:, None]
     seeded = np.asarray(
-        mixture.kmeanspp_centres(key, jnp.asarray(feat_for_seeds), n_comp, fixed=jnp.asarray(fixed))
+        kmeans.kmeanspp_centres(key, jnp.asarray(feat_for_seeds), n_comp, fixed=jnp.asarray(fixed))
     )
     # Order: labelled phases (anchored ones from their medians, others from k-means++),
     # then the extra components.
