@@ -1,0 +1,93 @@
+"""The ``jaxpetro`` command: ``jaxpetro WORKFLOW [CONFIG.yaml] [--out DIR] [--set KEY=VALUE ...] [--quiet]``.
+
+Each workflow is a module with ``run(config, out_dir: Path, quiet: bool = False) -> dict``
+whose config schema is a class of :mod:`jaxpetro.config` (so a config is validated, and
+its errors reported, before the heavier workflow module is imported). Registering a
+workflow is one line in :data:`WORKFLOWS`.
+
+The CLI validates the config, creates the output directory, writes
+``config.resolved.yaml`` there, then calls ``run``. A :class:`~jaxpetro.errors.JaxpetroError`
+is printed as one line ``jaxpetro: error: ...`` on stderr and the exit status is its
+``exit_code`` (2 config, 3 input, 4 convergence, 5 output); Ctrl-C exits with 130; any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from jaxpetro import __version__
+from jaxpetro import config as config_schemas
+from jaxpetro.config import config_to_yaml, describe_config, load_config
+from jaxpetro.errors import JaxpetroError
+from jaxpetro.io.results import prepare_out_dir, write_resolved_config
+
+#: workflow name -> (module with ``run``, config schema class name in jaxpetro.config)
+WORKFLOWS: dict[str, tuple[str, str]] = {
+    "demo": ("jaxpetro.workflows.demo", "DemoConfig"),
+}
+
+EXIT_INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors: keep argparse's status
+        return int(exit_.code or 0)
+    try:
+        return _run(args)
+    except JaxpetroError as err:
+        print(f"jaxpetro: error: {_one_paragraph(str(err))}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("jaxpetro: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxpetro", description="Differentiable inversion engine for petrology (JAX)."
+    )
+    parser.add_argument("--version", action="version", version=f"jaxpetro {__version__}")
+    commands = parser.add_subparsers(dest="workflow", required=True, metavar="WORKFLOW")
+    for name, (_, schema_name) in WORKFLOWS.items():
+        schema = getattr(config_schemas, schema_name)
+        summary = (schema.__doc__ or "").strip().splitlines()[0]
+        sub = commands.add_parser(
+            name, help=summary, description=summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"config keys (set in CONFIG.yaml or with --set KEY=VALUE):\n{describe_config(schema)}",
+        )
+        sub.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                         help="YAML config file; defaults are used for keys it leaves out")
+        sub.add_argument("-o", "--out", default=f"{name}-out", metavar="DIR",
+                         help="output directory, created if needed (default: %(default)s)")
+        sub.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                         help="override a config key, e.g. --set clustering.tol=1e-6 (repeatable)")
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    module_name, schema_name = WORKFLOWS[args.workflow]
+    cfg = load_config(args.config, getattr(config_schemas, schema_name), args.overrides)
+    out_dir = prepare_out_dir(args.out)
+    # Written before the run so that a failed run still documents what was asked for.
+    write_resolved_config(out_dir, config_to_yaml(cfg))
+    importlib.import_module(module_name).run(cfg, out_dir, quiet=args.quiet)
+    if not args.quiet:
+        print(f"results written to {out_dir}")
+    return 0
+
+
+def _one_paragraph(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""YAML -> frozen, validated config objects, with helpful errors and ``--set`` overrides.
+
+A config schema is a frozen dataclass; a nested dataclass field is a YAML section.
+Declare fields with :func:`option` (a value, with bounds and a help string) and
+:func:`section` (a nested schema)::
+
+    @dataclass(frozen=True)
+    class FitConfig:
+        \"\"\"Fitting options.\"\"\"
+        max_iter: int = option(500, "maximum EM iterations", ge=1)
+        densities: dict[str, float] = option({"Grt": 4.1}, "density per phase (g/cm^3)", gt=0)
+
+    @dataclass(frozen=True)
+    class MyConfig:
+        \"\"\"My workflow (first docstring line becomes the CLI help).\"\"\"
+        fit: FitConfig = section(FitConfig, "model fitting")
+
+Supported field types: ``int``, ``float`` (integers are accepted and converted; strings
+such as ``1e-7``, which YAML 1.1 reads as text, are accepted as numbers), ``str``,
+``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``,
+``list[X]`` (stored as a tuple so configs stay immutable), ``dict[str, X]`` (stored as
+a hashable, read-only :class:`FrozenDict`) and nested frozen dataclasses. Bounds
+(``ge``, ``gt``, ``le``, ``lt``) apply to a number, or to every number of a container.
+Floats must be finite. A ``__post_init__`` may raise :class:`ConfigError` for checks that
+involve several fields; the loader prefixes the message with the source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+import os
+import re
+import types
+import typing
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from jaxpetro.errors import ConfigError
+
+__all__ = [
+    "ClusteringConfig",
+    "DemoConfig",
+    "FrozenDict",
+    "OutputConfig",
+    "SyntheticConfig",
+    "config_to_dict",
+    "config_to_yaml",
+    "describe_config",
+    "load_config",
+    "option",
+    "section",
+]
+
+_BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+_METADATA_KEYS = {*_BOUNDS, "help"}
+# YAML 1.1 (PyYAML) reads "1e-7" as a string; numbers in that form are accepted for floats.
+_NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+# ----------------------------------------------------------------------------- schema helpers
+
+
+class FrozenDict(Mapping):
+    """Read-only, hashable mapping: the stored value of a ``dict[str, X]`` field."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping | Iterable = ()):
+        self._data = dict(data)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=None, le=None, lt=None):
+    """A config field with optional bounds and a help string.
+
+    Leave ``default`` out to make the key required. A ``dict`` or ``list`` default is
+    stored as a :class:`FrozenDict` or tuple (dataclasses refuse mutable defaults).
+    """
+    if isinstance(default, dict):
+        default = FrozenDict(default)
+    elif isinstance(default, list):
+        default = tuple(default)
+    bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
+    return dataclasses.field(default=default, metadata={"help": help, **bounds})
+
+
+def section(schema: type, help: str = ""):
+    """A nested config section whose defaults are those of ``schema``."""
+    return dataclasses.field(default_factory=schema, metadata={"help": help})
+
+
+# ----------------------------------------------------------------------------- demo schemas
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Synthetic thin section: map size, spot analyses and measurement conditions."""
+
+    rows: int = option(256, "pixel rows of the synthetic X-ray maps", ge=16)
+    cols: int = option(256, "pixel columns of the synthetic X-ray maps", ge=16)
+    n_spots: int = option(40, "number of quantitative spot analyses", ge=12)
+    dwell_ms: float = option(20.0, "dwell time per pixel (ms)", gt=0)
+    current_nA: float = option(100.0, "beam current (nA)", gt=0)
+    step_um: float = option(2.0, "pixel step (µm)", gt=0)
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """Soft clustering of pixels into phases (EM on a mixture model)."""
+
+    model: Literal["poisson", "gaussian"] = option("poisson", "mixture model of the pixel counts")
+    covariance: Literal["diag", "full"] = option("full", "covariance structure (gaussian only)")
+    transform: Literal["none", "sqrt"] = option(
+        "sqrt", "variance-stabilising transform of count rates (gaussian only)"
+    )
+    init: Literal["anchors", "kmeans++"] = option(
+        "anchors", "initialisation: phases of the spot analyses, or k-means++ seeding"
+    )
+    extra_components: int = option(0, "components added beyond the phases of the spots", ge=0)
+    use_bse: bool = option(True, "cluster on the electron (BSE) channel too")
+    max_iter: int = option(500, "maximum EM iterations", ge=1)
+    tol: float = option(1e-7, "convergence tolerance on the mean log-likelihood per pixel", gt=0)
+    reg_covar: float = option(1e-6, "added to covariance diagonals for stability (gaussian only)", gt=0)
+    chunk_size: int = option(65536, "pixels per chunk of the E-step (bounds memory)", ge=1)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What is written besides the HDF5 results."""
+
+    plots: bool = option(True, "write PNG figures")
+    dpi: int = option(120, "resolution of the figures (dots per inch)", ge=20)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Embedded demo: quantify a synthetic thin section with known truth."""
+
+    seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
+    synthetic: SyntheticConfig = section(SyntheticConfig, "synthetic thin section")
+    clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
+    output: OutputConfig = section(OutputConfig, "figures")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(source: str | os.PathLike | Mapping | None, schema: type, overrides: Iterable[str] = ()):
+    """Validate a config against ``schema`` and return a frozen instance.
+
+    Args:
+        source: path of a YAML file, an already parsed mapping, or None for all defaults.
+        schema: a frozen dataclass (see the module docstring).
+        overrides: ``"a.b=value"`` strings applied on top of ``source``; each value is
+            parsed as YAML, so ``clustering.tol=1e-6`` gives a number and
+            ``clustering.model=gaussian`` a string.
+
+    Raises:
+        ConfigError: unreadable file, YAML syntax error, unknown or missing key, value of
+            the wrong type, out of bounds or not among the allowed choices.
+    """
+    if source is None:
+        raw, label = {}, "defaults"
+    elif isinstance(source, Mapping):
+        raw, label = _plain(source), "config"
+    else:
+        raw, label = _read_yaml(Path(source)), str(source)
+    origins = _Origins(label)
+    for text in overrides:
+        key, value = _parse_override(text)
+        _set_dotted(raw, key, value, text)
+        origins.by_key[key] = f"--set {text}"
+    return _build(schema, raw, "", origins)
+
+
+def config_to_dict(cfg) -> dict:
+    """Plain nested dict (lists, dicts, scalars) of a config instance, e.g. for YAML or JSON."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, Mapping):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, tuple):
+        return [config_to_dict(v) for v in cfg]
+    return cfg
+
+
+def config_to_yaml(cfg) -> str:
+    """Resolved YAML text of a config; ``load_config`` of it gives back an equal config."""
+    return yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def describe_config(schema: type) -> str:
+    """One line per key: ``dotted.key = default  help`` (for ``--help`` texts)."""
+    lines = []
+    for key, fld in _walk_fields(schema, ""):
+        if fld.default is not dataclasses.MISSING:
+            default = _yaml_scalar(fld.default)
+        elif fld.default_factory is not dataclasses.MISSING:
+            default = _yaml_scalar(fld.default_factory())
+        else:
+            default = "(required)"
+        lines.append(f"  {key} = {default}  {fld.metadata.get('help', '')}".rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+class _Origins:
+    """Where each value came from: the file, or the ``--set`` that last touched its key."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.by_key: dict[str, str] = {}
+
+    def of(self, key: str) -> str:
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):
+            origin = self.by_key.get(".".join(parts[:n]))
+            if origin is not None:
+                return origin
+        # An override of a sub-key (``--set seed.x=1``) can also make ``key`` itself invalid.
+        inside = [origin for k, origin in self.by_key.items() if k.startswith(f"{key}.")]
+        return inside[-1] if inside else self.label
+
+    def of_section(self, prefix: str) -> str:
+        """Sources of a whole section (``prefix`` '' is the top level), for cross-field errors."""
+        inside = [o for k, o in self.by_key.items() if not prefix or k == prefix or k.startswith(f"{prefix}.")]
+        return f"{self.label} with {', '.join(inside)}" if inside else self.label
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' not found; check the path.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file '{path}': {err}.") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_problem(err)}.") from None
+    if data is None:  # an empty file (or only comments) means all defaults
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file '{path}' must contain a mapping of 'key: value' lines at its top level, "
+            f"not a {type(data).__name__}."
+        )
+    return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    if mark is None:
+        return problem
+    where = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(err, yaml.constructor.ConstructorError):
+        return where
+    return f"{where} (check the indentation and the 'key: value' syntax there)"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe loader that rejects a key repeated in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # let SafeLoader report it
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' repeated (first on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that double-quotes strings holding Unicode line breaks.
+
+    PyYAML with ``allow_unicode`` writes them raw in quoted keys and reads them back as
+    spaces; double quotes escape them.
+    """
+
+    def represent_str(self, data: str):
+        style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _Dumper.represent_str)
+
+
+def _plain(mapping: Mapping) -> dict:
+    """Deep copy of nested mappings into dicts, so overrides never mutate the caller's data."""
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in mapping.items()}
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"malformed override '--set {text}': expected the form KEY=VALUE with a dotted key, "
+            f"e.g. --set clustering.tol=1e-6."
+        )
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '--set {text}': the value is not valid YAML: {_yaml_problem(err)}.") from None
+
+
+def _set_dotted(raw: dict, key: str, value: Any, text: str) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if child is None:  # an empty YAML section
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parents[: depth + 1])
+            raise ConfigError(f"override '--set {text}': '{where}' is a value, not a section, so it has no keys.")
+        node = child
+    node[leaf] = _plain(value) if isinstance(value, Mapping) else value
+
+
+def _build(schema: type, raw: Any, prefix: str, origins: _Origins):
+    """Validate the mapping ``raw`` against ``schema`` (the section at dotted key ``prefix``)."""
+    fields = _schema_fields(schema)
+    if raw is None:  # an empty YAML section means all its defaults
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise _type_error(raw, "a section of 'key: value' entries", None, prefix, origins)
+    for key in raw:
+        if key not in fields:
+            raise _unknown_key(key, fields, prefix, origins)
+    hints = typing.get_type_hints(schema)
+    kwargs = {}
+    for name, fld in fields.items():
+        key = _join(prefix, name)
+        if name in raw:
+            kwargs[name] = _coerce(raw[name], hints[name], fld.metadata, key, origins)
+        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            if not dataclasses.is_dataclass(hints[name]):
+                raise ConfigError(
+                    f"{origins.of(prefix)}: missing required key '{key}' "
+                    f"({_describe(hints[name], fld.metadata)}){_help(fld.metadata)}; add it to the file "
+                    f"or pass --set {key}=VALUE."
+                )
+            kwargs[name] = _build(hints[name], {}, key, origins)
+    try:
+        return schema(**kwargs)
+    except ConfigError as err:  # cross-field checks in __post_init__
+        raise ConfigError(f"{origins.of_section(prefix)}: {f'section {prefix!r}: ' if prefix else ''}{err}") from None
+
+
+def _schema_fields(schema: type) -> dict[str, dataclasses.Field]:
+    if not (dataclasses.is_dataclass(schema) and schema.__dataclass_params__.frozen):
+        raise TypeError(f"config schema {schema!r} must be a frozen dataclass")
+    fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
+    for fld in fields.values():
+        unknown = set(fld.metadata) - _METADATA_KEYS
+        if unknown:
+            raise TypeError(f"{schema.__name__}.{fld.name}: unknown metadata {sorted(unknown)}")
+    return fields
+
+
+def _walk_fields(schema: type, prefix: str) -> Iterator[tuple[str, dataclasses.Field]]:
+    hints = typing.get_type_hints(schema)
+    for name, fld in _schema_fields(schema).items():
+        if dataclasses.is_dataclass(hints[name]):
+            yield from _walk_fields(hints[name], _join(prefix, name))
+        else:
+            yield _join(prefix, name), fld
+
+
+def _coerce(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> Any:
+    """Check ``value`` against the type ``tp`` and bounds in ``meta``; return the stored value."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1 or len(args) != 2:
+            raise TypeError(f"config key '{key}': only 'X | None' unions are supported, not {tp}")
+        return None if value is None else _coerce(value, inner[0], meta, key, origins)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, origins)
+    if origin is Literal:
+        if value not in args or isinstance(value, bool) != any(isinstance(a, bool) for a in args):
+            raise _choice_error(value, args, key, meta, origins)
+        return value
+    if origin in (tuple, list):
+        return _coerce_sequence(value, tp, meta, key, origins)
+    if origin is dict:
+        return _coerce_mapping(value, tp, meta, key, origins)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return _check_bounds(int(value), tp, meta, key, origins)
+    elif tp is float:
+        number = _as_float(value)
+        if number is not None:
+            return _check_bounds(number, tp, meta, key, origins)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"config key '{key}': unsupported field type {tp!r}")
+    raise _type_error(value, _describe(tp, meta), meta, key, origins)
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a finite float, or None if it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _coerce_sequence(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> tuple:
+    args = typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise _type_error(value, _describe(tp, meta), meta, key, origins)
+    if typing.get_origin(tp) is list or (len(args) == 2 and args[1] is Ellipsis):
+        item_types = [args[0]] * len(value)
+    elif len(value) == len(args):
+        item_types = list(args)
+    else:
+        raise _type_error(value, _describe(tp, meta), meta, key, origins)
+    return tuple(_coerce(v, t, meta, f"{key}[{i}]", origins) for i, (v, t) in enumerate(zip(value, item_types)))
+
+
+def _coerce_mapping(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> FrozenDict:
+    key_type, value_type = typing.get_args(tp)
+    if key_type is not str:
+        raise TypeError(f"config key '{key}': dict keys must be str, not {key_type!r}")
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _type_error(value, _describe(tp, meta), meta, key, origins)
+    return FrozenDict({k: _coerce(v, value_type, meta, f"{key}.{k}", origins) for k, v in value.items()})
+
+
+def _check_bounds(number, tp: Any, meta: Mapping, key: str, origins: _Origins):
+    tests = {"ge": number >= meta.get("ge", -math.inf), "gt": number > meta.get("gt", -math.inf),
+             "le": number <= meta.get("le", math.inf), "lt": number < meta.get("lt", math.inf)}
+    if all(tests.values()):
+        return number
+    raise _type_error(number, _describe(tp, meta), meta, key, origins)
+
+
+def _describe(tp: Any, meta: Mapping) -> str:
+    """Expected value in words, e.g. 'an integer ≥ 1' or 'one of 'diag', 'full''."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bounds = " and ".join(f"{sym} {meta[b]}" for b, sym in _BOUNDS.items() if b in meta)
+    bounds = f" {bounds}" if bounds else ""
+    if origin in (typing.Union, types.UnionType):
+        return f"{_describe(next(a for a in args if a is not type(None)), meta)}, or null"
+    if dataclasses.is_dataclass(tp):
+        return "a section of 'key: value' entries"
+    if origin is Literal:
+        return "one of " + ", ".join(_yaml_scalar(a) for a in args)
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+        return f"a list whose items are each {_describe(args[0], meta)}"
+    if origin is tuple:
+        return f"a list of {len(args)} items: " + "; ".join(_describe(a, meta) for a in args)
+    if origin is dict:
+        return f"a mapping from names to values that are each {_describe(args[1], meta)}"
+    return {bool: "true or false", int: f"an integer{bounds}", float: f"a finite number{bounds}",
+            str: "a string (quote it in YAML if it looks like a number or yes/no)"}.get(tp, repr(tp))
+
+
+def _type_error(value, expected: str, meta: Mapping | None, key: str, origins: _Origins) -> ConfigError:
+    where = f"key '{key}'" if key else "the top level"
+    return ConfigError(
+        f"{origins.of(key)}: invalid value {_yaml_scalar(value)} for {where}: expected {expected}"
+        f"{_help(meta or {})}."
+    )
+
+
+def _choice_error(value, choices: tuple, key: str, meta: Mapping, origins: _Origins) -> ConfigError:
+    allowed = ", ".join(_yaml_scalar(c) for c in choices)
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(
+        f"{origins.of(key)}: invalid value {_yaml_scalar(value)} for key '{key}': the allowed choices are "
+        f"{allowed}{_help(meta)}.{hint}"
+    )
+
+
+def _unknown_key(key, fields: Mapping, prefix: str, origins: _Origins) -> ConfigError:
+    dotted = _join(prefix, str(key))
+    valid = sorted(fields)
+    close = difflib.get_close_matches(str(key).lower(), valid, n=1, cutoff=0.6)
+    hint = f" Did you mean '{_join(prefix, close[0])}'?" if close else ""
+    scope = f"section '{prefix}'" if prefix else "the top level"
+    return ConfigError(
+        f"{origins.of(dotted)}: unknown key '{dotted}'.{hint} Valid keys in {scope} are: {', '.join(valid)}."
+    )
+
+
+def _help(meta: Mapping) -> str:
+    return f" — {meta['help']}" if meta.get("help") else ""
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A value as the user would write it in YAML (strings quoted, True as true)."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        text = yaml.safe_dump(config_to_dict(value), default_flow_style=True)
+    except yaml.YAMLError:  # e.g. a numpy value passed through the Python API
+        return repr(value)
+    return text.strip().removesuffix("...").strip()
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

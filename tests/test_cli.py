@@ -1,0 +1,121 @@
+"""The jaxpetro command: argument handling, error reporting, exit codes."""
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from jaxpetro import __version__, cli
+from jaxpetro.config import DemoConfig
+from jaxpetro.errors import ConvergenceError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fake_demo(monkeypatch):
+    """Replace the demo workflow module by a recorder, independent of the real workflow."""
+    module = types.ModuleType("fake_demo_workflow")
+    module.calls = []
+    module.behaviour = None
+
+    def run(config, out_dir, quiet=False):
+        module.calls.append((config, out_dir, quiet))
+        if module.behaviour is not None:
+            raise module.behaviour
+        (out_dir / "results.h5").write_text("fake")
+        return {"n_phases": 3}
+
+    module.run = run
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(cli.WORKFLOWS, "demo", (module.__name__, "DemoConfig"))
+    return module
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"jaxpetro {__version__}"
+
+
+def test_no_workflow_is_usage_error(capsys):
+    assert cli.main([]) == 2
+    assert "WORKFLOW" in capsys.readouterr().err
+
+
+def test_demo_runs_with_config_overrides_and_writes_resolved_config(fake_demo, tmp_path, capsys):
+    config = tmp_path / "demo.yaml"
+    config.write_text("clustering:\n  model: gaussian\n")
+    out = tmp_path / "out"
+    assert cli.main(["demo", str(config), "--out", str(out), "--set", "seed=4", "--set", "clustering.tol=1e-5"]) == 0
+    (cfg, out_dir, quiet), = fake_demo.calls
+    assert isinstance(cfg, DemoConfig) and cfg.seed == 4 and cfg.clustering.model == "gaussian"
+    assert cfg.clustering.tol == 1e-5 and out_dir == out and quiet is False
+    assert "seed: 4" in (out / "config.resolved.yaml").read_text()
+    assert capsys.readouterr().out.strip() == f"results written to {out}"
+
+
+def test_quiet_and_default_out_dir(fake_demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--quiet"]) == 0
+    (cfg, out_dir, quiet), = fake_demo.calls
+    assert cfg == DemoConfig() and out_dir == Path("demo-out") and quiet is True
+    assert (tmp_path / "demo-out" / "results.h5").exists()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_config_error_exit_2_one_line_no_traceback(fake_demo, tmp_path, capsys):
+    code = cli.main(["demo", "--out", str(tmp_path), "--set", "clustering.modle=gaussian"])
+    err = capsys.readouterr().err
+    assert code == 2 and not fake_demo.calls
+    assert err.startswith("jaxpetro: error: ") and "Did you mean 'clustering.model'?" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_malformed_set(fake_demo, capsys):
+    assert cli.main(["demo", "--set", "seed"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_unwritable_out_is_exit_5(fake_demo, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["demo", "--out", str(blocker / "sub")]) == 5
+    assert str(blocker) in capsys.readouterr().err and not fake_demo.calls
+
+
+def test_workflow_error_uses_its_exit_code(fake_demo, tmp_path, capsys):
+    fake_demo.behaviour = ConvergenceError("EM diverged:\nlog-likelihood is NaN.")
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 4
+    assert capsys.readouterr().err == "jaxpetro: error: EM diverged: log-likelihood is NaN.\n"
+
+
+def test_interrupt_exits_130(fake_demo, tmp_path):
+    fake_demo.behaviour = KeyboardInterrupt()
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 130
+
+
+def test_bugs_keep_their_traceback(fake_demo, tmp_path):
+    fake_demo.behaviour = ZeroDivisionError("a bug")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["demo", "--out", str(tmp_path)])
+
+
+def test_help_lists_config_keys(capsys):
+    assert cli.main(["demo", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "clustering.model = 'poisson'" in help_text and "--set" in help_text
+
+
+@pytest.mark.parametrize("command", [["-m", "jaxpetro.cli", "demo"], [str(REPO / "scripts" / "demo.py")]])
+def test_subprocess_config_error_has_no_traceback(command, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, *command, "--out", str(tmp_path), "--set", "synthetic.rows=4"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "jaxpetro: error: --set synthetic.rows=4: invalid value 4" in proc.stderr
+    assert "Traceback" not in proc.stderr
