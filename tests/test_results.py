@@ -12,6 +12,7 @@ from jaxpetro import __version__
 from jaxpetro.errors import InputError, OutputError
 from jaxpetro.io import results
 from jaxpetro.io.results import (
+    atomic_write,
     prepare_out_dir,
     read_hdf5,
     run_attrs,
@@ -112,6 +113,19 @@ def test_interrupt_mid_write_cleans_up_and_is_not_wrapped(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         write_text(tmp_path / "t.txt", "new")
     assert (tmp_path / "t.txt").read_text() == "old" and leftovers(tmp_path) == []
+
+
+def test_atomic_write_with_custom_writer(tmp_path):
+    target = tmp_path / "fig.png"
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"png-1"))
+
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(OutputError, match="fig.png.*renderer crashed"):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"png-1" and leftovers(tmp_path) == []
 
 
 def test_read_missing_or_corrupt_file(tmp_path):

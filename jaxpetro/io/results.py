@@ -27,6 +27,7 @@ from jaxpetro import __version__
 from jaxpetro.errors import InputError, OutputError
 
 __all__ = [
+    "atomic_write",
     "prepare_out_dir",
     "read_hdf5",
     "run_attrs",
@@ -84,7 +85,7 @@ def write_hdf5(path: str | os.PathLike, datasets: Mapping, attrs: Mapping[str, A
     """
     items = _flatten(datasets, "")
     root_attrs = {name: _attr_value(name, value) for name, value in (attrs or {}).items()}
-    return _atomic_write(Path(path), lambda tmp: _write_h5(tmp, items, root_attrs))
+    return atomic_write(Path(path), lambda tmp: _write_h5(tmp, items, root_attrs))
 
 
 def read_hdf5(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -131,7 +132,7 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
         with open(tmp, "x", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(Path(path), write)
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
@@ -159,7 +160,7 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
             writer.writerow(header)
             writer.writerows(table)
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(Path(path), write)
 
 
 def write_resolved_config(out_dir: str | os.PathLike, config_yaml: str) -> Path:
@@ -167,16 +168,18 @@ def write_resolved_config(out_dir: str | os.PathLike, config_yaml: str) -> Path:
     return write_text(Path(out_dir) / RESOLVED_CONFIG_NAME, config_yaml)
 
 
-# ----------------------------------------------------------------------------- internals
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` all at once: ``write(tmp)`` creates a temporary file, renamed onto ``path``.
 
+    ``tmp`` is a fresh, hidden name in the same directory ending in ``.tmp`` (so give
+    writers that guess the format from the suffix an explicit format). On failure the
+    temporary file is removed and the previous ``path``, if any, is unchanged.
 
-def _temp_path(path: Path) -> Path:
-    # Hidden, unique, in the target's directory: os.replace is only atomic within one file system.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` on a fresh temporary path, then rename it onto ``path``."""
+    Raises:
+        OutputError: naming ``path``, for any exception of ``write`` or of the rename
+            (KeyboardInterrupt and other non-``Exception`` errors propagate unchanged).
+    """
+    path = Path(path)
     tmp = _temp_path(path)
     try:
         write(tmp)
@@ -188,6 +191,14 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
             raise OutputError(f"cannot write '{path}': {err}. Any previous version of the file is unchanged.") from err
         raise  # KeyboardInterrupt and friends stay what they are
     return path
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _temp_path(path: Path) -> Path:
+    # Hidden, unique, in the target's directory: os.replace is only atomic within one file system.
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _fsync(path: Path) -> None:
