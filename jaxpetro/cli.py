@@ -28,6 +28,7 @@ from jaxpetro.io.results import prepare_out_dir, write_resolved_config
 #: workflow name -> (module with ``run``, config schema class name in jaxpetro.config)
 WORKFLOWS: dict[str, tuple[str, str]] = {
     "demo": ("jaxpetro.workflows.demo", "DemoConfig"),
+    "qmap": ("jaxpetro.workflows.qmap", "QmapConfig"),
 }
 
 EXIT_INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)

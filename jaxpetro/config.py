@@ -163,6 +163,27 @@ class DemoConfig:
     output: OutputConfig = section(OutputConfig, "figures")
 
 
+@dataclass(frozen=True, kw_only=True)  # kw_only: required keys may follow defaulted ones
+class QmapInputConfig:
+    """Where the maps and spot analyses are (paths relative to the working directory)."""
+
+    format: Literal["generic"] = option(
+        "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV (JEOL exports: next release)"
+    )
+    maps: str = option(help="map stack file (.npz or .h5): maps (channels, rows, cols), channels, dwell_ms, current_A")
+    spots: str | None = option(None, "spot CSV with columns x_px, y_px, phase (optional: without it, use clustering.init: kmeans++)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QmapConfig:
+    """Quantitative mapping: cluster EPMA X-ray maps into phases anchored on spot analyses."""
+
+    seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
+    input: QmapInputConfig = option(help="input files")
+    clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
+    output: OutputConfig = section(OutputConfig, "figures")
+
+
 # ----------------------------------------------------------------------------- loading
 
 

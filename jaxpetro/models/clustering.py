@@ -214,15 +214,16 @@ def cluster_map(
         channels = tuple(range(n_chan))
     if not channels:
         raise InputError("map stack: no X-ray channel to cluster (all channels are electron images).")
+    if init == "anchors" and (anchors is None or not (np.asarray(anchors) >= 0).any()):
+        raise InputError(
+            "clustering.init is 'anchors' but no spot pixel is labelled; give spot analyses "
+            "with phase labels, or use clustering.init: kmeans++ with clustering.extra_components "
+            "set to the number of phases expected."
+        )
     n_comp = len(phases) + extra_components
     if n_comp < 1:
         raise InputError(
             "clustering: no components; name the phases (spot labels) or set clustering.extra_components >= 1."
-        )
-    if init == "anchors" and (anchors is None or not (np.asarray(anchors) >= 0).any()):
-        raise InputError(
-            "clustering.init is 'anchors' but no spot pixel is labelled; give spot analyses "
-            "with phase labels or use clustering.init: kmeans++."
         )
     family = "poisson" if model == "poisson" else covariance
     x, e = _features(counts, exposure, channels, model, transform, electron)

@@ -6,7 +6,9 @@ spot analyses (:mod:`jaxpetro.models.clustering`), and writes to the output dire
 
 * ``demo.h5``      -- maps, memberships, fitted mixture, truth, summary (+ run attributes);
 * ``summary.csv``  -- per phase: modal fraction found vs true, spots;
-* ``phases.png``   -- most likely phase per pixel with a legend, beside the true map.
+* ``phases.png``   -- most likely phase per pixel with a legend, beside the true map;
+* ``section/``     -- the section's maps and spots in the generic input format
+  (``maps.npz``, ``spots.csv``), the input of ``jaxpetro qmap configs/qmap.yaml``.
 
 ``config.resolved.yaml`` is written by the CLI before the run starts.
 """
@@ -21,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxpetro.config import DemoConfig, config_to_yaml
+from jaxpetro.io.generic import MapStack, write_map_stack, write_spots
 from jaxpetro.io.plots import phase_map_figure
 from jaxpetro.io.results import prepare_out_dir, run_attrs, write_csv, write_hdf5
 from jaxpetro.models.clustering import adjusted_rand_index, cluster_map
@@ -128,6 +131,7 @@ def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
             modal=[modal[n] for n in result.names], step_um=sec.step_um,
             title=f"most likely phase ({result.family} EM)", dpi=config.output.dpi,
         )
+    export_section(sec, out / "section")
     timings["write_s"] = time.perf_counter() - t0
     stages.update()
     stages.close()
@@ -145,6 +149,21 @@ def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
     if not quiet:
         _print_table(summary, result.names)
     return summary
+
+
+def export_section(sec, folder: Path) -> None:
+    """Write a synthetic section as generic input: ``maps.npz`` + ``spots.csv``.
+
+    Exposure drift along the map is not part of the generic format, so the export
+    states the nominal dwell time and current of every channel.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(sec.channels)
+    stack = MapStack(sec.counts, sec.channels, np.full(n, sec.dwell_ms), np.full(n, sec.current_A), sec.step_um)
+    write_map_stack(folder / "maps.npz", stack)
+    sp = sec.spots
+    wt = {f"{ox}_wt": sp.wt[:, j] for j, ox in enumerate(sec.oxides)}
+    write_spots(folder / "spots.csv", sp.row, sp.col, sp.phase, wt)
 
 
 def _print_table(summary: dict, names) -> None:

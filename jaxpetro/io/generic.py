@@ -1,0 +1,177 @@
+"""The instrument-neutral input: a map stack file plus a spot table CSV.
+
+Map stack (``.npz`` or ``.h5``/``.hdf5``), as in ``shared/formats/jeol.md``:
+
+=============  =====================  ==========================================
+key            shape                  meaning
+=============  =====================  ==========================================
+``maps``       (channels, rows, cols) counts per pixel (X-ray channels) or signal
+``channels``   (channels,) str        element symbols (``Si``...) or ``BSE``...
+``dwell_ms``   (channels,) or ()      dwell time per pixel (ms)
+``current_A``  (channels,) or ()      probe current (A)
+``step_um``    () optional            pixel size (µm)
+=============  =====================  ==========================================
+
+Spot table (CSV): ``x_px`` (column index), ``y_px`` (row index), ``phase`` (label),
+then any further columns (wt% per oxide, intensities), kept as floats.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from jaxpetro.errors import InputError
+from jaxpetro.io.results import atomic_write, write_csv
+
+_REQUIRED = ("maps", "channels", "dwell_ms", "current_A")
+
+
+@dataclass(frozen=True)
+class MapStack:
+    """X-ray (and electron) maps of one area.
+
+    Attributes:
+        counts: (rows, cols, channels) float32.
+        channels: channel names.
+        dwell_ms, current_A: (channels,) acquisition conditions.
+        step_um: pixel size (µm) or None.
+    """
+
+    counts: np.ndarray
+    channels: tuple[str, ...]
+    dwell_ms: np.ndarray
+    current_A: np.ndarray
+    step_um: float | None = None
+
+
+@dataclass(frozen=True)
+class SpotPixels:
+    """Spot analyses located on the map grid."""
+
+    row: np.ndarray
+    col: np.ndarray
+    phase: tuple[str, ...]
+    columns: dict  # further numeric columns by name, each (n_spots,)
+
+
+def read_map_stack(path: str | os.PathLike) -> MapStack:
+    """Read a map stack from ``.npz`` or ``.h5``; raises InputError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"map stack '{path}' not found; check input.maps (paths are relative to the working directory).")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                raw = {k: f[k] for k in f.files}
+        elif suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                raw = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+        else:
+            raise InputError(f"map stack '{path}': unknown file type '{suffix}'; use .npz or .h5.")
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise InputError(f"map stack '{path}' cannot be read ({err}); is it a complete .npz/.h5 file?") from None
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise InputError(f"map stack '{path}': missing {', '.join(missing)}; it needs {', '.join(_REQUIRED)}.")
+    maps = np.asarray(raw["maps"])
+    if maps.ndim != 3 or not np.issubdtype(maps.dtype, np.number):
+        raise InputError(f"map stack '{path}': 'maps' must be a numeric (channels, rows, cols) array, got {maps.shape} {maps.dtype}.")
+    channels = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(raw["channels"]))
+    n = maps.shape[0]
+    if len(channels) != n:
+        raise InputError(f"map stack '{path}': {len(channels)} channel names for {n} maps.")
+    if len(set(channels)) != n:
+        raise InputError(f"map stack '{path}': duplicate channel names {channels}.")
+    conds = {}
+    for key in ("dwell_ms", "current_A"):
+        v = np.broadcast_to(np.asarray(raw[key], np.float64), (n,)) if np.ndim(raw[key]) == 0 else np.asarray(raw[key], np.float64)
+        if v.shape != (n,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+            raise InputError(f"map stack '{path}': '{key}' must be positive, one value or one per channel ({n}).")
+        conds[key] = v
+    step = float(raw["step_um"]) if "step_um" in raw else None
+    return MapStack(np.moveaxis(maps, 0, -1).astype(np.float32), channels, conds["dwell_ms"], conds["current_A"], step)
+
+
+def write_map_stack(path: str | os.PathLike, stack: MapStack) -> Path:
+    """Write a map stack as ``.npz`` (atomically)."""
+    arrays = {
+        "maps": np.moveaxis(stack.counts, -1, 0),
+        "channels": np.array(stack.channels),
+        "dwell_ms": stack.dwell_ms,
+        "current_A": stack.current_A,
+    }
+    if stack.step_um is not None:
+        arrays["step_um"] = np.float64(stack.step_um)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "xb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(Path(path), write)
+
+
+def read_spots(path: str | os.PathLike, shape: tuple[int, int]) -> SpotPixels:
+    """Read a spot CSV and check every spot lies on the ``shape`` = (rows, cols) grid."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"spot table '{path}' not found; check input.spots.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"spot table '{path}' cannot be read as UTF-8 text ({err}).") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("x_px", "y_px", "phase") if c not in header]
+    if missing:
+        raise InputError(f"spot table '{path}': missing column(s) {', '.join(missing)}; found {header}.")
+    rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+    if not rows:
+        raise InputError(f"spot table '{path}' has no spots.")
+    numeric = [h for h in header if h != "phase"]
+    values = {}
+    for h in numeric:
+        try:
+            values[h] = np.array([float(r[h]) if r[h] != "" else np.nan for r in rows])
+        except ValueError:
+            bad = next(i for i, r in enumerate(rows) if not _is_float(r[h]))
+            raise InputError(f"spot table '{path}', line {bad + 2}, column '{h}': '{rows[bad][h]}' is not a number.") from None
+    x, y = values.pop("x_px"), values.pop("y_px")
+    r_max, c_max = shape
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        if not (np.isfinite(xi) and np.isfinite(yi) and xi == int(xi) and yi == int(yi)):
+            raise InputError(f"spot table '{path}', line {i + 2}: x_px, y_px must be whole pixel indices, got ({xi}, {yi}).")
+        if not (0 <= xi < c_max and 0 <= yi < r_max):
+            raise InputError(
+                f"spot table '{path}', line {i + 2}: spot at (x_px={int(xi)}, y_px={int(yi)}) lies outside the "
+                f"{c_max} x {r_max} map; check the coordinates (x is the column, y the row)."
+            )
+    phase = tuple(r["phase"] for r in rows)
+    if any(p == "" for p in phase):
+        i = phase.index("")
+        raise InputError(f"spot table '{path}', line {i + 2}: empty phase label.")
+    return SpotPixels(y.astype(np.int64), x.astype(np.int64), phase, values)
+
+
+def write_spots(path: str | os.PathLike, row, col, phase, columns: dict | None = None) -> Path:
+    """Write a spot CSV (x_px, y_px, phase, then ``columns``) atomically."""
+    columns = columns or {}
+    header = ["x_px", "y_px", "phase", *columns]
+    table = [[int(c), int(r), p, *(float(v[i]) for v in columns.values())] for i, (r, c, p) in enumerate(zip(row, col, phase))]
+    return write_csv(path, header, table)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text == ""
