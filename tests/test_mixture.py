@@ -60,6 +60,9 @@ def test_recovers_labels_and_loglik_monotone(family):
     assert np.isnan(np.asarray(res.history)[int(res.n_iter):]).all()
     m = np.asarray(res.memberships)
     assert np.all(m >= 0) and np.allclose(m.sum(1), 1.0, atol=1e-5)
+    m64 = m.astype(np.float64)
+    direct = -np.sum(np.where(m64 > 0, m64 * np.log(np.where(m64 > 0, m64, 1.0)), 0.0))
+    assert float(res.entropy) == pytest.approx(direct, rel=1e-3, abs=1e-3)  # memberships are float32
 
 
 def test_poisson_rates_within_counting_error():

@@ -215,7 +215,10 @@ def _chunk_stats(
     else:
         d = x.shape[1]
         s2 = ((resp[:, :, None] * xf[:, None, :]).reshape(x.shape[0], n_comp * d).T @ xf).reshape(n_comp, d, d)
-    entropy = -jnp.sum(jnp.where(resp > 0, resp * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0))
+    # log r_ik = joint - lse is at hand for free pixels (fixed ones have zero entropy),
+    # so the entropy costs no extra transcendental.
+    log_resp = jnp.where(is_fixed[:, None] | (resp <= 0), 0.0, joint - lse[:, None])
+    entropy = -jnp.sum(resp * log_resp)
     stats = SuffStats(
         n=jnp.sum(resp, axis=0),
         s1=s1,
