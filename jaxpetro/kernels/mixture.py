@@ -35,8 +35,9 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
-from jax.scipy.linalg import solve_triangular
+from jax.scipy.linalg import cho_solve
 from jax.scipy.special import gammaln
 from jaxtyping import Array, Bool, Float, Int
 
@@ -67,8 +68,9 @@ class MixtureParams(NamedTuple):
 class SuffStats(NamedTuple):
     """Sufficient statistics of one pass (sums over pixels, float64).
 
-    ``s2`` is sum r*e (K,) for Poisson, sum r*x^2 (K, D) for diag, sum r*x x^T
-    (K, D, D) for full. ``loglik`` excludes pixel-only constants (see
+    ``s2`` is sum r*e (K,) for Poisson, sum r*x^2 (K, D) for diag, and the upper
+    triangle (``numpy.triu_indices`` order) of sum r*x x^T, (K, D (D + 1) / 2), for
+    full; Gaussian moments are about the data mean ``shift``. ``loglik`` excludes pixel-only constants (see
     :func:`pixel_constant`); ``entropy`` is sum_i sum_k -r_ik log r_ik.
     """
 
@@ -124,66 +126,80 @@ class MixtureResult(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def _component_log_density(
-    family: str,
-    params: MixtureParams,
-    x: Float[Array, "B D"],
-    e: Float[Array, " B"],
-    shift: Float[Array, " D"],
-    dtype,
-) -> tuple[Float[Array, "B K"], Float[Array, " B"]]:
-    """log pi_k + log p(x_i | k), split as (k-dependent part, k-independent part).
+def _triu(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the upper triangle (diagonal included) of a d x d matrix."""
+    return np.triu_indices(d)
 
-    Pixel-only constants (log x!, 2 pi terms, x log e) are left out and added once
-    per fit by :func:`pixel_constant`. The k-independent part returned here does
-    depend on the parameters and belongs to the log-likelihood.
+
+def _design(family: str, x: Float[Array, "B D"], e: Float[Array, " B"], shift: Float[Array, " D"]) -> Float[Array, "B P"]:
+    """Per-pixel design features F (float64) of a family.
+
+    Every family's log-density is linear in F -- ``log p(x_i | k) = F_i . W_k + c_k``
+    up to pixel-only terms -- and its sufficient statistics are ``resp^T F``. So an
+    E-step plus the statistics are two GEMMs per chunk, whatever the family:
+
+    * Poisson: F = [x, e]                 (D + 1 columns)
+    * diag:    F = [x^2, x]               (2 D), x shifted by the data mean
+    * full:    F = [x_d x_e (d <= e), x]  (D (D + 1) / 2 + D): the symmetric outer
+      product is stored once, which halves the work of the quadratic form.
     """
-    xs = (x - shift).astype(dtype)  # shifted data: less cancellation in float32
+    if family == "poisson":
+        return jnp.concatenate([x.astype(jnp.float64), e[:, None].astype(jnp.float64)], axis=1)
+    xs = x.astype(jnp.float64) - shift  # centred data: less cancellation in the expansion
+    if family == "diag":
+        return jnp.concatenate([xs * xs, xs], axis=1)
+    rows, cols = _triu(x.shape[1])
+    return jnp.concatenate([xs[:, rows] * xs[:, cols], xs], axis=1)
+
+
+def _coefficients(family: str, params: MixtureParams, shift: Float[Array, " D"]):
+    """Weights W (P, K) and offsets c (K,) with log pi_k + log p(x | k) = F . W_k + c_k + common(x).
+
+    Returns (W, c, centre, total_centre); ``centre`` and ``total_centre`` define the
+    Poisson's k-independent part ``common = x . centre - e * total_centre`` (zero for
+    Gaussians). Pixel-only constants (log x!, 2 pi terms, x log e) are added once per
+    fit by :func:`pixel_constant`.
+    """
+    d = params.loc.shape[1]
+    centre, total_centre = jnp.zeros(d), jnp.zeros(())
     if family == "poisson":
         # sum_j x_ij log rate_kj - e_i sum_j rate_kj. Both terms are centred on their
-        # mean over components (added back in float64 as ``common``), so a float32
-        # matmul only sees differences between components: its round-off then scales
-        # with how different the components are, not with the size of the counts.
+        # mean over components and the means go to ``common`` (float64), so a float32
+        # matmul only sees differences between components: its round-off scales with
+        # how different the components are, not with the size of the counts.
         log_rate = jnp.log(params.loc)
         centre = jnp.mean(log_rate, axis=0)
         total = jnp.sum(params.loc, axis=1)
         total_centre = jnp.mean(total)
-        e64 = e.astype(jnp.float64)
-        joint = x.astype(dtype) @ (log_rate - centre).T.astype(dtype) - e[:, None].astype(dtype) * (
-            total - total_centre
-        ).astype(dtype)
-        common = x.astype(jnp.float64) @ centre - e64 * total_centre
+        w = jnp.concatenate([(log_rate - centre).T, -(total - total_centre)[None]], axis=0)
+        c = jnp.zeros(params.loc.shape[0])
     elif family == "diag":
-        # -1/2 sum_j (x - mu)^2 / v - 1/2 sum_j log v, expanded into one matmul.
+        # -1/2 sum_j (x - mu)^2 / v - 1/2 sum_j log v, expanded in powers of x.
         mu = params.loc - shift
         prec = 1.0 / params.scale
-        coef = jnp.concatenate([-0.5 * prec, mu * prec], axis=1).astype(dtype)  # (K, 2D)
-        joint = jnp.concatenate([xs * xs, xs], axis=1) @ coef.T
-        joint = joint - (0.5 * jnp.sum(mu * mu * prec + jnp.log(params.scale), axis=1)).astype(dtype)
-        common = jnp.zeros(x.shape[0], jnp.float64)
-    elif family == "full":
-        # Mahalanobis distance through the inverse Cholesky factor: one triangular solve
-        # per component per iteration (K small D x D systems), then a single matmul over
-        # pixels. The covariance itself is never inverted.
-        n_comp, d = params.loc.shape
+        w = jnp.concatenate([-0.5 * prec, mu * prec], axis=1).T
+        c = -0.5 * jnp.sum(mu * mu * prec + jnp.log(params.scale), axis=1)
+    else:
+        # -1/2 (x - mu)^T S^-1 (x - mu) - 1/2 log|S|, expanded in powers of x. The
+        # precision S^-1 comes from Cholesky solves against the identity (K small D x D
+        # systems per iteration), never from inverting S itself.
         chol = params.scale
         eye = jnp.eye(d, dtype=chol.dtype)
-        inv_chol_t = jnp.swapaxes(jax.vmap(lambda c: solve_triangular(c, eye, lower=True))(chol), 1, 2)
-        mu_w = jnp.einsum("kd,kde->ke", params.loc - shift, inv_chol_t)
-        w = jnp.transpose(inv_chol_t, (1, 0, 2)).reshape(d, n_comp * d).astype(dtype)
-        z = (xs @ w).reshape(x.shape[0], n_comp, d) - mu_w.astype(dtype)
+        prec = jax.vmap(lambda c_: cho_solve((c_, True), eye))(chol)
+        prec = 0.5 * (prec + jnp.swapaxes(prec, 1, 2))
+        mu = params.loc - shift
+        rows, cols = _triu(d)
+        quad = jnp.where(rows == cols, -0.5, -1.0) * prec[:, rows, cols]  # off-diagonals appear twice
+        lin = jnp.einsum("kde,ke->kd", prec, mu)
+        w = jnp.concatenate([quad, lin], axis=1).T
         half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
-        joint = -0.5 * jnp.sum(z * z, axis=2) - half_logdet.astype(dtype)
-        common = jnp.zeros(x.shape[0], jnp.float64)
-    else:  # pragma: no cover - guarded by _check_family
-        raise ValueError(family)
-    joint = joint.astype(jnp.float64) + params.log_weights
-    return joint, common
+        c = -0.5 * jnp.sum(mu * lin, axis=1) - half_logdet
+    return w, c + params.log_weights, centre, total_centre
 
 
 def _chunk_stats(
     family: str,
-    params: MixtureParams,
+    coeffs: tuple,
     x: Float[Array, "B D"],
     e: Float[Array, " B"],
     anchor: Int[Array, " B"],
@@ -192,8 +208,14 @@ def _chunk_stats(
     dtype,
     hard: bool,
 ) -> tuple[SuffStats, Float[Array, "B K"]]:
-    """E-step on one chunk: responsibilities and their sufficient statistics."""
-    joint, common = _component_log_density(family, params, x, e, shift, dtype)
+    """E-step on one chunk: responsibilities and their sufficient statistics.
+
+    ``coeffs`` is :func:`_coefficients` of the current parameters (computed once per pass).
+    """
+    feats = _design(family, x, e, shift)
+    w, c, centre, total_centre = coeffs
+    joint = (feats.astype(dtype) @ w.astype(dtype)).astype(jnp.float64) + c
+    common = x.astype(jnp.float64) @ centre - e.astype(jnp.float64) * total_centre
     n_comp = joint.shape[1]
     label = jnp.where(anchor >= 0, anchor, jnp.argmax(joint, axis=1) if hard else 0)
     is_fixed = (anchor >= 0) | hard
@@ -213,15 +235,12 @@ def _chunk_stats(
         scaled.astype(jnp.float64) / total[:, None],
     )
     resp = resp * valid[:, None]
-    xf = (x - shift).astype(jnp.float64)  # Poisson: shift is zero, rates need raw counts
-    s1 = resp.T @ xf
+    moments = resp.T @ feats  # (K, P): every sufficient statistic in one GEMM
+    d = x.shape[1]
     if family == "poisson":
-        s2 = resp.T @ e.astype(jnp.float64)
-    elif family == "diag":
-        s2 = resp.T @ (xf * xf)
+        s1, s2 = moments[:, :d], moments[:, d]
     else:
-        d = x.shape[1]
-        s2 = ((resp[:, :, None] * xf[:, None, :]).reshape(x.shape[0], n_comp * d).T @ xf).reshape(n_comp, d, d)
+        s2, s1 = moments[:, :-d], moments[:, -d:]
     # log r_ik = joint - lse is at hand for free pixels (fixed ones have zero entropy),
     # so the entropy costs no extra transcendental.
     log_resp = jnp.where(is_fixed[:, None] | (resp <= 0), 0.0, joint - lse[:, None])
@@ -261,8 +280,10 @@ def _m_step(
         if family == "diag":
             scale = jnp.maximum(stats.s2 / n_safe[:, None] - mean_c * mean_c, 0.0) + reg_covar
         else:
-            cov = stats.s2 / n_safe[:, None, None] - mean_c[:, :, None] * mean_c[:, None, :]
-            cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2)) + reg_covar * jnp.eye(d)
+            rows, cols = _triu(d)
+            second = jnp.zeros((n.shape[0], d, d)).at[:, rows, cols].set(stats.s2).at[:, cols, rows].set(stats.s2)
+            cov = second / n_safe[:, None, None] - mean_c[:, :, None] * mean_c[:, None, :]
+            cov = cov + reg_covar * jnp.eye(d)
             scale = jnp.linalg.cholesky(cov)
     keep = empty.reshape((-1,) + (1,) * (old.scale.ndim - 1))
     return MixtureParams(
@@ -304,7 +325,7 @@ def _to_chunks(x, exposure, anchors, mask, chunk_size: int) -> _Chunks:
 
 
 def _zero_stats(family: str, k: int, d: int) -> SuffStats:
-    s2_shape = {"poisson": (k,), "diag": (k, d), "full": (k, d, d)}[family]
+    s2_shape = {"poisson": (k,), "diag": (k, d), "full": (k, d * (d + 1) // 2)}[family]
     z = jnp.zeros((), jnp.float64)
     return SuffStats(jnp.zeros(k), jnp.zeros((k, d)), jnp.zeros(s2_shape), z, z, z)
 
@@ -312,9 +333,10 @@ def _zero_stats(family: str, k: int, d: int) -> SuffStats:
 def _pass(family, params, chunks: _Chunks, shift, dtype, hard=False, axis_name=None) -> SuffStats:
     """One read of the data: summed sufficient statistics (psum'd over ``axis_name``)."""
     k, d = params.loc.shape
+    coeffs = _coefficients(family, params, shift)
 
     def body(acc, chunk):
-        stats, _ = _chunk_stats(family, params, *chunk, shift, dtype, hard)
+        stats, _ = _chunk_stats(family, coeffs, *chunk, shift, dtype, hard)
         return jax.tree.map(jnp.add, acc, stats), None
 
     stats, _ = lax.scan(body, _zero_stats(family, k, d), tuple(chunks))
@@ -511,9 +533,10 @@ def fit(
 def _memberships(problem: _Problem, params: MixtureParams):
     """Responsibilities of every pixel (float32) and the statistics of that pass."""
     k, d = params.loc.shape
+    coeffs = _coefficients(problem.family, params, problem.shift)
 
     def body(acc, chunk):
-        stats, resp = _chunk_stats(problem.family, params, *chunk, problem.shift, problem.dtype, False)
+        stats, resp = _chunk_stats(problem.family, coeffs, *chunk, problem.shift, problem.dtype, False)
         return jax.tree.map(jnp.add, acc, stats), resp.astype(jnp.float32)
 
     stats, resp = lax.scan(body, _zero_stats(problem.family, k, d), tuple(problem.chunks))
