@@ -142,7 +142,9 @@ class ClusteringConfig:
     max_iter: int = option(500, "maximum EM iterations", ge=1)
     tol: float = option(1e-7, "convergence tolerance on the mean log-likelihood per pixel", gt=0)
     reg_covar: float = option(1e-6, "added to covariance diagonals for stability (gaussian only)", gt=0)
-    chunk_size: int = option(65536, "pixels per chunk of the E-step (bounds memory)", ge=1)
+    chunk_size: int | None = option(
+        None, "pixels per block of EM work (bounds memory); empty = automatic, ~8 MB of features per block", ge=1
+    )
 
 
 @dataclass(frozen=True)

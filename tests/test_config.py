@@ -272,4 +272,4 @@ def test_demo_round_trip_through_file(tmp_path_factory, seed, rows, dwell, model
 def test_clustering_defaults_match_brief():
     c = ClusteringConfig()
     assert (c.model, c.covariance, c.transform, c.init) == ("poisson", "full", "sqrt", "anchors")
-    assert (c.max_iter, c.tol, c.reg_covar, c.chunk_size, c.use_bse) == (500, 1e-7, 1e-6, 65536, True)
+    assert (c.max_iter, c.tol, c.reg_covar, c.chunk_size, c.use_bse) == (500, 1e-7, 1e-6, None, True)  # None: automatic

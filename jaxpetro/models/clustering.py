@@ -174,7 +174,7 @@ def cluster_map(
     max_iter: int = 500,
     tol: float = 1e-7,
     reg_covar: float = 1e-6,
-    chunk_size: int = 65536,
+    chunk_size: int | None = None,
 ) -> ClusterResult:
     """Soft-cluster a map stack into phases.
 
