@@ -291,6 +291,7 @@ def test_auto_chunk_size_keeps_blocks_near_budget():
     for family, d in [("poisson", 10), ("diag", 10), ("full", 10), ("full", 15), ("poisson", 1)]:
         b = mx.auto_chunk_size(family, d)
         width = {"poisson": d + 1, "diag": 2 * d, "full": d * (d + 1) // 2 + d}[family]
-        assert b & (b - 1) == 0 and 1024 <= b <= 65536  # a power of two in range
+        assert b & (b - 1) == 0 and 1024 <= b <= 16384  # a power of two in range
         assert b * width * 8 <= 1.5 * (8 << 20) or b == 1024  # nearest power of two to the budget
     assert mx.auto_chunk_size("full", 10) == 16384  # the measured sweet spot for D = 10
+    assert mx.auto_chunk_size("full", 15) == 8192

@@ -313,13 +313,15 @@ def auto_chunk_size(family: str, n_channels: int, budget_bytes: int = 8 << 20) -
     """Pixels per block so that a block's float64 design features take ~``budget_bytes``
     (within a factor sqrt(2): the nearest power of two).
 
-    Blocks that stay in cache run markedly faster (full covariance, D = 10: 16384
-    pixels per block is ~1.8x faster than 65536); a power of two in [1024, 65536].
+    Blocks that stay in cache run markedly faster: on a 2-core CPU, 16384 pixels per
+    block beat 65536 for every family at N = 4e6 (Poisson 2x, diag 1.25x, full 1.4x;
+    benchmarks/mixture_cpu.md), so blocks are capped there; a power of two in
+    [1024, 16384] (full covariance over 15 channels gets 8192).
     """
     d = n_channels
     width = {"poisson": d + 1, "diag": 2 * d, "full": d * (d + 1) // 2 + d}[family]
     pixels = budget_bytes // (8 * width)
-    return int(min(65536, max(1024, 2 ** round(math.log2(max(pixels, 1))))))  # nearest power of 2
+    return int(min(16384, max(1024, 2 ** round(math.log2(max(pixels, 1))))))  # nearest power of 2
 
 
 def _to_chunks(x, exposure, anchors, mask, chunk_size: int | None, family: str = "poisson") -> _Chunks:
