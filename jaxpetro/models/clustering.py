@@ -63,6 +63,22 @@ class ClusterResult:
         """Index of the most likely component per pixel, (rows, cols) int32."""
         return np.argmax(self.memberships, axis=-1).astype(np.int32)
 
+    def datasets(self, channel_names=None) -> dict:
+        """The fitted mixture as a mapping for an HDF5 ``clustering/`` group."""
+        return {
+            "family": self.family,
+            "channels": list(channel_names) if channel_names is not None else np.asarray(self.channels),
+            "log_weights": self.params.log_weights,
+            "loc": self.params.loc,
+            "scale": self.params.scale,
+            "history": self.history,
+            "n_iter": self.n_iter,
+            "converged": int(self.converged),
+            "loglik": self.loglik,
+            "bic": self.bic,
+            "icl": self.icl,
+        }
+
     def modal(self) -> dict[str, float]:
         """Modal proportion of each component: the mean membership over the map."""
         m = self.memberships.reshape(-1, self.memberships.shape[-1]).mean(axis=0, dtype=np.float64)

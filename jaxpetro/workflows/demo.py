@@ -81,7 +81,6 @@ def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
         for name in result.names
     ]
     write_csv(out / "summary.csv", ["phase", "modal_fraction", "modal_fraction_true", "n_spots"], rows)
-    params = result.params
     write_hdf5(
         out / "demo.h5",
         {
@@ -94,19 +93,7 @@ def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
                 "id": sec.spots.id, "row": sec.spots.row, "col": sec.spots.col,
                 "phase": list(sec.spots.phase), "wt": sec.spots.wt,
             },
-            "clustering": {
-                "family": result.family,
-                "channels": np.asarray(result.channels),
-                "log_weights": params.log_weights,
-                "loc": params.loc,
-                "scale": params.scale,
-                "history": result.history,
-                "n_iter": result.n_iter,
-                "converged": int(result.converged),
-                "loglik": result.loglik,
-                "bic": result.bic,
-                "icl": result.icl,
-            },
+            "clustering": result.datasets(),
             "summary": {
                 "modal": np.array([modal[n] for n in result.names]),
                 "accuracy": accuracy,

@@ -68,19 +68,7 @@ def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
 
     progress.set_postfix_str("writing")
     modal = result.modal()
-    clustering = {
-        "family": result.family,
-        "channels": [stack.channels[i] for i in result.channels],
-        "log_weights": result.params.log_weights,
-        "loc": result.params.loc,
-        "scale": result.params.scale,
-        "history": result.history,
-        "n_iter": result.n_iter,
-        "converged": int(result.converged),
-        "loglik": result.loglik,
-        "bic": result.bic,
-        "icl": result.icl,
-    }
+    clustering = result.datasets([stack.channels[i] for i in result.channels])
     if result.family == "poisson":
         factor = exposure_s_uA(stack.dwell_ms, stack.current_A)[list(result.channels)]
         clustering["rate_cps_per_uA"] = result.params.loc / factor
