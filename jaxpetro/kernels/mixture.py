@@ -349,19 +349,23 @@ def _zero_stats(family: str, k: int, d: int) -> SuffStats:
     return SuffStats(jnp.zeros(k), jnp.zeros((k, d)), jnp.zeros(s2_shape), z, z, z)
 
 
-def _pass(family, params, chunks: _Chunks, shift, dtype, hard=False, axis_name=None) -> SuffStats:
-    """One read of the data: summed sufficient statistics (psum'd over ``axis_name``)."""
+def _pass(family, params, chunks: _Chunks, shift, dtype, hard=False, axis_name=None, keep_resp=False):
+    """One read of the data: summed sufficient statistics (psum'd over ``axis_name``).
+
+    Returns ``(stats, resp)``; ``resp`` is the (n_chunks * chunk, K) float32
+    responsibilities when ``keep_resp``, else None.
+    """
     k, d = params.loc.shape
     coeffs = _coefficients(family, params, shift)
 
     def body(acc, chunk):
-        stats, _ = _chunk_stats(family, coeffs, *chunk, shift, dtype, hard)
-        return jax.tree.map(jnp.add, acc, stats), None
+        stats, resp = _chunk_stats(family, coeffs, *chunk, shift, dtype, hard)
+        return jax.tree.map(jnp.add, acc, stats), resp.astype(jnp.float32) if keep_resp else None
 
-    stats, _ = lax.scan(body, _zero_stats(family, k, d), tuple(chunks))
+    stats, resp = lax.scan(body, _zero_stats(family, k, d), tuple(chunks))
     if axis_name is not None:
         stats = lax.psum(stats, axis_name)
-    return stats
+    return stats, (resp.reshape(-1, k) if keep_resp else None)
 
 
 def pixel_constant(family: str, x: Float[Array, "N D"], exposure=None, mask=None, chunk_size: int | None = None, axis_name=None):
@@ -371,12 +375,16 @@ def pixel_constant(family: str, x: Float[Array, "N D"], exposure=None, mask=None
     Computed once per fit, so the reported log-likelihood is a true one.
     """
     _check_family(family)
-    chunks = _to_chunks(x, exposure, None, mask, chunk_size, family)
+    return _pixel_constant(family, _to_chunks(x, exposure, None, mask, chunk_size, family), axis_name)
+
+
+def _pixel_constant(family: str, chunks: _Chunks, axis_name=None):
+    """:func:`pixel_constant` on data already split into chunks."""
     if family != "poisson":
         count = jnp.sum(chunks.valid, dtype=jnp.float64)
         if axis_name is not None:
             count = lax.psum(count, axis_name)
-        return -0.5 * x.shape[1] * _LOG_2PI * count
+        return -0.5 * chunks.x.shape[-1] * _LOG_2PI * count
 
     def body(acc, chunk):
         xc, ec, _, vc = chunk
@@ -391,18 +399,19 @@ def pixel_constant(family: str, x: Float[Array, "N D"], exposure=None, mask=None
 
 
 def _data_shift(family, chunks: _Chunks, axis_name=None):
-    """Per-channel mean of the valid pixels (Gaussian data are centred on it)."""
+    """Per-channel mean of the valid pixels (Gaussian data are centred on it; Poisson: 0)."""
+    d = chunks.x.shape[-1]
+    if family == "poisson":
+        return jnp.zeros(d)  # rates need the raw counts
 
     def body(acc, chunk):
         xc, _, _, vc = chunk
         return (acc[0] + jnp.sum(jnp.where(vc[:, None], xc.astype(jnp.float64), 0.0), axis=0), acc[1] + jnp.sum(vc)), None
 
-    d = chunks.x.shape[-1]
     (total, count), _ = lax.scan(body, (jnp.zeros(d), jnp.zeros((), jnp.float64)), tuple(chunks))
     if axis_name is not None:
         total, count = lax.psum((total, count), axis_name)
-    mean = total / jnp.maximum(count, 1.0)
-    return jnp.zeros(d) if family == "poisson" else mean
+    return total / jnp.maximum(count, 1.0)
 
 
 def _rate_floor(chunks: _Chunks, axis_name=None) -> Float[Array, " D"]:
@@ -447,7 +456,7 @@ def init(problem: _Problem, params: MixtureParams, max_iter: int) -> EMState:
 
 def step(problem: _Problem, state: EMState) -> EMState:
     """One EM iteration: E-step pass (log-likelihood at ``state.params``) + M-step."""
-    stats = _pass(problem.family, state.params, problem.chunks, problem.shift, problem.dtype, axis_name=problem.axis_name)
+    stats, _ = _pass(problem.family, state.params, problem.chunks, problem.shift, problem.dtype, axis_name=problem.axis_name)
     ll = stats.loglik / jnp.maximum(stats.count, 1.0) + problem.const
     params = _m_step(problem.family, stats, state.params, problem.shift, problem.reg_covar, problem.rate_floor)
     return EMState(
@@ -465,7 +474,7 @@ def _make_problem(family, x, exposure, anchors, mask, chunk_size, reg_covar, com
     count = jnp.sum(chunks.valid, dtype=jnp.float64)
     if axis_name is not None:
         count = lax.psum(count, axis_name)
-    const = pixel_constant(family, x, exposure, mask, chunk_size, axis_name) / jnp.maximum(count, 1.0)
+    const = _pixel_constant(family, chunks, axis_name) / jnp.maximum(count, 1.0)
     return _Problem(
         family=family,
         chunks=chunks,
@@ -534,7 +543,10 @@ def fit(
         return (state.iteration < max_iter) & healthy & unconverged
 
     state = lax.while_loop(cond, functools.partial(step, problem), init(problem, params, max_iter))
-    memberships, final = _memberships(problem, state.params)
+    final, memberships = _pass(
+        problem.family, state.params, problem.chunks, problem.shift, problem.dtype,
+        axis_name=problem.axis_name, keep_resp=True,
+    )
     loglik = final.loglik / jnp.maximum(final.count, 1.0) + problem.const
     finite = jnp.all(jnp.isfinite(jnp.where(jnp.isnan(state.history), 0.0, state.history))) & jnp.isfinite(loglik)
     return MixtureResult(
@@ -548,21 +560,6 @@ def fit(
         entropy=final.entropy,
         n_pixels=final.count,
     )
-
-
-def _memberships(problem: _Problem, params: MixtureParams):
-    """Responsibilities of every pixel (float32) and the statistics of that pass."""
-    k, d = params.loc.shape
-    coeffs = _coefficients(problem.family, params, problem.shift)
-
-    def body(acc, chunk):
-        stats, resp = _chunk_stats(problem.family, coeffs, *chunk, problem.shift, problem.dtype, False)
-        return jax.tree.map(jnp.add, acc, stats), resp.astype(jnp.float32)
-
-    stats, resp = lax.scan(body, _zero_stats(problem.family, k, d), tuple(problem.chunks))
-    if problem.axis_name is not None:
-        stats = lax.psum(stats, problem.axis_name)
-    return resp.reshape(-1, k), stats
 
 
 def _check_family(family: str) -> None:
@@ -605,11 +602,11 @@ def init_from_centres(
         provisional = MixtureParams(jnp.full(k, -jnp.log(k)), jnp.maximum(centres, problem.rate_floor), jnp.zeros((k, 0)))
     else:
         one = MixtureParams(jnp.zeros(1), problem.shift[None], jnp.ones((1, d)))
-        glob = _pass("diag", one, problem.chunks, problem.shift, jnp.float64)
+        glob, _ = _pass("diag", one, problem.chunks, problem.shift, jnp.float64)
         var = glob.s2[0] / jnp.maximum(glob.n[0], 1.0) + reg_covar
         scale = jnp.broadcast_to(var, (k, d)) if family == "diag" else jnp.broadcast_to(jnp.diag(jnp.sqrt(var)), (k, d, d))
         provisional = MixtureParams(jnp.full(k, -jnp.log(k)), centres, scale)
-    stats = _pass(family, provisional, problem.chunks, problem.shift, jnp.float64, hard=True)
+    stats, _ = _pass(family, provisional, problem.chunks, problem.shift, jnp.float64, hard=True)
     return _m_step(family, stats, provisional, problem.shift, reg_covar, problem.rate_floor)
 
 
