@@ -1,9 +1,9 @@
 """The ``jaxpetro`` command: ``jaxpetro WORKFLOW [CONFIG.yaml] [--out DIR] [--set KEY=VALUE ...] [--quiet]``.
 
 Each workflow is a module with ``run(config, out_dir: Path, quiet: bool = False) -> dict``
-whose config schema is a class of :mod:`jaxpetro.config` (so a config is validated, and
-its errors reported, before the heavier workflow module is imported). Registering a
-workflow is one line in :data:`WORKFLOWS`.
+whose config schema is a class in a light module of :mod:`jaxpetro.config` (so a config is
+validated, and its errors reported, before the heavier workflow module is imported).
+Registering a workflow is one line in :data:`WORKFLOWS`.
 
 The CLI validates the config, creates the output directory, writes
 ``config.resolved.yaml`` there, then calls ``run``. A :class:`~jaxpetro.errors.JaxpetroError`
@@ -20,15 +20,14 @@ import sys
 from collections.abc import Sequence
 
 from jaxpetro import __version__
-from jaxpetro import config as config_schemas
 from jaxpetro.config import config_to_yaml, describe_config, load_config
 from jaxpetro.errors import JaxpetroError
 from jaxpetro.io.results import prepare_out_dir, write_resolved_config
 
-#: workflow name -> (module with ``run``, config schema class name in jaxpetro.config)
+#: workflow name -> (module with ``run``, "schema_module:SchemaClass")
 WORKFLOWS: dict[str, tuple[str, str]] = {
-    "demo": ("jaxpetro.workflows.demo", "DemoConfig"),
-    "qmap": ("jaxpetro.workflows.qmap", "QmapConfig"),
+    "demo": ("jaxpetro.workflows.demo", "jaxpetro.config.demo:DemoConfig"),
+    "qmap": ("jaxpetro.workflows.qmap", "jaxpetro.config.qmap:QmapConfig"),
 }
 
 EXIT_INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
@@ -56,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"jaxpetro {__version__}")
     commands = parser.add_subparsers(dest="workflow", required=True, metavar="WORKFLOW")
-    for name, (_, schema_name) in WORKFLOWS.items():
-        schema = getattr(config_schemas, schema_name)
+    for name, (_, schema_path) in WORKFLOWS.items():
+        schema = _schema(schema_path)
         summary = (schema.__doc__ or "").strip().splitlines()[0]
         sub = commands.add_parser(
             name, help=summary, description=summary,
@@ -75,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    module_name, schema_name = WORKFLOWS[args.workflow]
-    cfg = load_config(args.config, getattr(config_schemas, schema_name), args.overrides)
+    module_name, schema_path = WORKFLOWS[args.workflow]
+    cfg = load_config(args.config, _schema(schema_path), args.overrides)
     out_dir = prepare_out_dir(args.out)
     # Written before the run so that a failed run still documents what was asked for.
     write_resolved_config(out_dir, config_to_yaml(cfg))
@@ -84,6 +83,11 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"results written to {out_dir}")
     return 0
+
+
+def _schema(path: str) -> type:
+    module_name, class_name = path.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _one_paragraph(message: str) -> str:

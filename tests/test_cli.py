@@ -31,7 +31,7 @@ def fake_demo(monkeypatch):
 
     module.run = run
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(cli.WORKFLOWS, "demo", (module.__name__, "DemoConfig"))
+    monkeypatch.setitem(cli.WORKFLOWS, "demo", (module.__name__, "jaxpetro.config.demo:DemoConfig"))
     return module
 
 

@@ -45,11 +45,7 @@ import yaml
 from jaxpetro.errors import ConfigError
 
 __all__ = [
-    "ClusteringConfig",
-    "DemoConfig",
     "FrozenDict",
-    "OutputConfig",
-    "SyntheticConfig",
     "config_to_dict",
     "config_to_yaml",
     "describe_config",
@@ -108,82 +104,6 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=No
 def section(schema: type, help: str = ""):
     """A nested config section whose defaults are those of ``schema``."""
     return dataclasses.field(default_factory=schema, metadata={"help": help})
-
-
-# ----------------------------------------------------------------------------- demo schemas
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Synthetic thin section: map size, spot analyses and measurement conditions."""
-
-    rows: int = option(256, "pixel rows of the synthetic X-ray maps", ge=16)
-    cols: int = option(256, "pixel columns of the synthetic X-ray maps", ge=16)
-    n_spots: int = option(40, "number of quantitative spot analyses", ge=12)
-    dwell_ms: float = option(20.0, "dwell time per pixel (ms)", gt=0)
-    current_nA: float = option(100.0, "beam current (nA)", gt=0)
-    step_um: float = option(2.0, "pixel step (µm)", gt=0)
-
-
-@dataclass(frozen=True)
-class ClusteringConfig:
-    """Soft clustering of pixels into phases (EM on a mixture model)."""
-
-    model: Literal["poisson", "gaussian"] = option("poisson", "mixture model of the pixel counts")
-    covariance: Literal["diag", "full"] = option("full", "covariance structure (gaussian only)")
-    transform: Literal["none", "sqrt"] = option(
-        "sqrt", "variance-stabilising transform of count rates (gaussian only)"
-    )
-    init: Literal["anchors", "kmeans++"] = option(
-        "anchors", "initialisation: phases of the spot analyses, or k-means++ seeding"
-    )
-    extra_components: int = option(0, "components added beyond the phases of the spots", ge=0)
-    use_bse: bool = option(True, "cluster on the electron (BSE) channel too")
-    max_iter: int = option(500, "maximum EM iterations", ge=1)
-    tol: float = option(1e-7, "convergence tolerance on the mean log-likelihood per pixel", gt=0)
-    reg_covar: float = option(1e-6, "added to covariance diagonals for stability (gaussian only)", gt=0)
-    chunk_size: int | None = option(
-        None, "pixels per block of EM work (bounds memory); empty = automatic, ~8 MB of features per block", ge=1
-    )
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """What is written besides the HDF5 results."""
-
-    plots: bool = option(True, "write PNG figures")
-    dpi: int = option(120, "resolution of the figures (dots per inch)", ge=20)
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Embedded demo: quantify a synthetic thin section with known truth."""
-
-    seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
-    synthetic: SyntheticConfig = section(SyntheticConfig, "synthetic thin section")
-    clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
-    output: OutputConfig = section(OutputConfig, "figures")
-
-
-@dataclass(frozen=True, kw_only=True)  # kw_only: required keys may follow defaulted ones
-class QmapInputConfig:
-    """Where the maps and spot analyses are (paths relative to the working directory)."""
-
-    format: Literal["generic"] = option(
-        "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV (JEOL exports: next release)"
-    )
-    maps: str = option(help="map stack file (.npz or .h5): maps (channels, rows, cols), channels, dwell_ms, current_A")
-    spots: str | None = option(None, "spot CSV with columns x_px, y_px, phase (optional: without it, use clustering.init: kmeans++)")
-
-
-@dataclass(frozen=True, kw_only=True)
-class QmapConfig:
-    """Quantitative mapping: cluster EPMA X-ray maps into phases anchored on spot analyses."""
-
-    seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
-    input: QmapInputConfig = option(help="input files")
-    clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
-    output: OutputConfig = section(OutputConfig, "figures")
 
 
 # ----------------------------------------------------------------------------- loading

@@ -1,0 +1,31 @@
+"""Config schema of ``jaxpetro demo`` (the embedded synthetic thin section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jaxpetro.config.loader import option, section
+from jaxpetro.config.common import OutputConfig
+from jaxpetro.config.qmap import ClusteringConfig
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Synthetic thin section: map size, spot analyses and measurement conditions."""
+
+    rows: int = option(256, "pixel rows of the synthetic X-ray maps", ge=16)
+    cols: int = option(256, "pixel columns of the synthetic X-ray maps", ge=16)
+    n_spots: int = option(40, "number of quantitative spot analyses", ge=12)
+    dwell_ms: float = option(20.0, "dwell time per pixel (ms)", gt=0)
+    current_nA: float = option(100.0, "beam current (nA)", gt=0)
+    step_um: float = option(2.0, "pixel step (µm)", gt=0)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Embedded demo: quantify a synthetic thin section with known truth."""
+
+    seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
+    synthetic: SyntheticConfig = section(SyntheticConfig, "synthetic thin section")
+    clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
+    output: OutputConfig = section(OutputConfig, "figures")
