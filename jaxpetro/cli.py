@@ -28,6 +28,8 @@ from jaxpetro.io.results import prepare_out_dir, write_resolved_config
 WORKFLOWS: dict[str, tuple[str, str]] = {
     "demo": ("jaxpetro.workflows.demo", "jaxpetro.config.demo:DemoConfig"),
     "qmap": ("jaxpetro.workflows.qmap", "jaxpetro.config.qmap:QmapConfig"),
+    "ptpath": ("jaxpetro.workflows.ptpath", "jaxpetro.config.ptpath:PtpathConfig"),
+    "isocon": ("jaxpetro.workflows.isocon", "jaxpetro.config.isocon:IsoconConfig"),
 }
 
 EXIT_INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
