@@ -50,6 +50,45 @@ class MapStack:
     dwell_ms: np.ndarray
     current_A: np.ndarray
     step_um: float | None = None
+    map_start_mm: tuple[float, float] | None = None
+    dead_time_ns: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SpotSet:
+    """Quantitative spot analyses, whatever the instrument (the readers' common output).
+
+    Attributes:
+        id: int64 (n,) spot ids, unique.
+        phase: n phase labels (the operator's comment, e.g. ``Grt`` or ``Grt_rim``).
+        elements: J element symbols analysed (``Si``...), one per oxide.
+        oxides: J oxide formulas (``SiO2``...), same order as ``elements``.
+        wt: float64 (n, J) wt% oxide (NaN where not reported).
+        peak: float64 (n, J) peak intensity in cps/µA, or None when not reported.
+        background: float64 (n, J) background intensity at the peak position in cps/µA, or None.
+        current_A: float64 (n,) probe current of each spot in A, or None.
+        x_mm, y_mm: float64 (n,) stage position in mm, or None (generic tables give pixels).
+        row, col: int64 (n,) pixel of each spot when the table gives it, else None
+            (JEOL: computed from the stage position and the map's orientation).
+        use: bool (n,) False for spots excluded by the user (``phase_list.csv``).
+    """
+
+    id: np.ndarray
+    phase: tuple[str, ...]
+    elements: tuple[str, ...]
+    oxides: tuple[str, ...]
+    wt: np.ndarray
+    peak: np.ndarray | None = None
+    background: np.ndarray | None = None
+    current_A: np.ndarray | None = None
+    x_mm: np.ndarray | None = None
+    y_mm: np.ndarray | None = None
+    row: np.ndarray | None = None
+    col: np.ndarray | None = None
+    use: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.id.shape[0])
 
 
 @dataclass(frozen=True)
