@@ -196,7 +196,7 @@ def read_jeol_spots(qnt_dir, *, spot_conditions=None, phase_list=None) -> SpotSe
     for i, (label, used) in enumerate(zip(phase, use)):
         if used and not label:
             raise InputError(
-                f"spot {ids[i]} has no phase label (stg.qnt, line {stg[ids[i]][1]}, column 10); "
+                f"spot {ids[i]} has no phase label ('{qnt_dir / 'stg.qnt'}', line {stg[ids[i]][1]}, column 10); "
                 "label it in phase_list.csv or exclude it there (use = FALSE)."
             )
     return SpotSet(
@@ -598,7 +598,9 @@ def _dead_times(channels: list[_Channel], dead_time_ns) -> np.ndarray | None:
 
 def _read_qnt(path: Path, *, required: bool = False) -> dict[int, tuple[list[str], int]] | None:
     """Rows of a ``.qnt`` file: {spot id: (fields after the id, line)}, None if absent."""
-    if not path.exists() and not required:
+    if not path.exists():
+        if required:
+            raise InputError(f"spot folder '{path.parent}' lacks {path.name}; re-export the analyses with it.")
         return None
     rows: dict[int, tuple[list[str], int]] = {}
     for n, line in _lines(_read_text(path, "spot file")):
