@@ -352,7 +352,7 @@ class _Channel:
 
 def _check_dialect(dialect: str, error=InputError) -> str:
     if dialect not in DIALECTS:
-        raise error(f"unknown JEOL dialect {dialect!r}; use 'auto', 'old' (<k>_map.txt) or 'new' (data<kkk>.csv).")
+        raise error(f"unknown JEOL dialect {dialect!r}; use 'old' (<k>_map.txt maps) or 'new' (data<kkk>.csv maps).")
     return dialect
 
 
@@ -850,10 +850,10 @@ def _apply_phase_list(path: Path, ids: list[int], phase: list[str], use: np.ndar
     seen: dict[int, int] = {}
     for line, row in _read_csv(path, "phase list", ("id", "phase", "use")):
         where = f"phase list '{path}', line {line}"
-        try:
-            spot = int(float(row["id"]))
-        except ValueError:
-            raise InputError(f"{where}: id '{row['id']}' is not a spot number.") from None
+        spot = _float(row["id"], f"{where}, column 'id'")
+        if not spot.is_integer():
+            raise InputError(f"{where}: id '{row['id']}' is not a spot number.")
+        spot = int(spot)
         if spot not in index:
             raise InputError(f"{where}: spot id {spot} is not in stg.qnt (ids {ids[0]}..{ids[-1]}); fix or remove the line.")
         if spot in seen:
