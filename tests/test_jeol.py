@@ -168,7 +168,18 @@ def test_spot_conditions_csv_and_elemw_layouts(project, section):
     elemw.write_text("\n".join(block) + "\n")
     np.testing.assert_allclose(read_jeol_spots(qnt_dir).background, section.spots.background, rtol=1e-10)
 
+    # Four unlabelled lines per element: Bg+ mm, Bg- mm, peak s, background s.
+    elemw.write_text("".join(f"{p}\n{m}\n20\n10\n" for p, m in zip(plus, minus)))
+    np.testing.assert_allclose(read_jeol_spots(qnt_dir).background, section.spots.background, rtol=1e-10)
+
+    # JXA-8230: Pos_0001/data001.cnd with indexed keys.
     elemw.unlink()
+    pos = qnt_dir / "Pos_0001" / "data001.cnd"
+    pos.parent.mkdir()
+    pos.write_text("".join(f"$XM_ELEM_WDS_BACK_PLUS%{j} {p}\n$XM_ELEM_WDS_BACK_MINUS%{j} {m}\n" for j, (p, m) in enumerate(zip(plus, minus))))
+    np.testing.assert_allclose(read_jeol_spots(qnt_dir).background, section.spots.background, rtol=1e-10)
+
+    pos.unlink()
     _raises("no background offsets.*spot-conditions CSV", read_jeol_spots, qnt_dir)
     rows = [f"{ox},{el},{p},{-m},20,10" for ox, el, p, m in zip(section.oxides, section.elements, plus, minus)]
     csv_path = qnt_dir.parent / "spot_conditions.csv"
@@ -179,11 +190,12 @@ def test_spot_conditions_csv_and_elemw_layouts(project, section):
     _raises("lack element.*Si", read_jeol_spots, qnt_dir, spot_conditions=csv_path)
 
 
-def test_peak_from_net_plus_background(project, section):
+def test_peak_file_alias_or_net_plus_background(project, section):
     _, _, qnt_dir = project
-    (qnt_dir / "pkint.qnt").unlink()
-    spots = read_jeol_spots(qnt_dir)
-    np.testing.assert_allclose(spots.peak, section.spots.peak, rtol=1e-9)
+    (qnt_dir / "pkint.qnt").rename(qnt_dir / "peak.qnt")
+    np.testing.assert_allclose(read_jeol_spots(qnt_dir).peak, section.spots.peak, rtol=1e-10)
+    (qnt_dir / "peak.qnt").unlink()
+    np.testing.assert_allclose(read_jeol_spots(qnt_dir).peak, section.spots.peak, rtol=1e-9)
 
 
 def test_phase_list_relabels_and_excludes(project, section):
@@ -253,6 +265,10 @@ def _sep(dialect):
     return "," if dialect == "new" else " "
 
 
+def _drop_last_line(text: str) -> str:
+    return "".join(text.splitlines(keepends=True)[:-1])
+
+
 def _set_field(path: Path, sep: str, line: int, col: int, value: str) -> None:
     lines = path.read_text().split("\n")
     fields = lines[line].split(sep)
@@ -265,9 +281,8 @@ MAP_CASES = {
     "non-numeric count": (lambda d, m: _set_field(_map(d, m, 2), _sep(d), 0, 1, "abc"), r"line 1, column 2: 'abc' is not a count"),
     "NaN count": (lambda d, m: _set_field(_map(d, m, 3), _sep(d), 0, 0, "nan"), r"line 1, column 1: 'nan' is not a count"),
     "ragged line": (lambda d, m: _set_field(_map(d, m, 1), _sep(d), 1, 0, "7" + _sep(d) + "7"), r"line 2: \d+ values where the lines above have"),
-    "different shapes": (lambda d, m: _edit(_map(d, m, 4), lambda t: t[: t.rindex("\n", 0, -1) + 1]), r"all maps of an area must have the same shape"),
-    "pixels disagree": (lambda d, m: [_edit(_map(d, m, k), lambda t: t[: t.rindex("\n", 0, -1) + 1]) for k in range(1, 11)],
-                        r"pixels \(nx lines of ny values\)"),
+    "different shapes": (lambda d, m: _edit(_map(d, m, 4), _drop_last_line), r"all maps of an area must have the same shape"),
+    "pixels disagree": (lambda d, m: [_edit(_map(d, m, k), _drop_last_line) for k in range(1, 11)], r"pixels \(nx lines of ny values\)"),
     "missing cnd": (lambda d, m: _cnd(d, m, 2).unlink(), r"no condition file .*map_conditions"),
     "incomplete cnd": (lambda d, m: _edit(_cnd(d, m, 5), lambda t: re.sub(r"\$\S*DWELL\S*.*\n", "", t)), r"lacks \$\S*DWELL.*map_conditions"),
     "bad cnd number": (lambda d, m: _edit(_cnd(d, m, 5), lambda t: t.replace("1e-07", "1e-O7")), r"line \d+ .*'1e-O7' is not a finite number"),
@@ -291,7 +306,7 @@ def _drop_line(n):
 
 
 SPOT_CASES = {
-    "no folder": (lambda q: shutil.rmtree(q), r"spot folder .* not found"),
+    "no folder": (shutil.rmtree, r"spot folder .* not found"),
     "no stg.qnt": (lambda q: (q / "stg.qnt").unlink(), r"lacks stg.qnt"),
     "no wt.qnt": (lambda q: (q / "wt.qnt").unlink(), r"lacks wt.qnt"),
     "unreadable": (lambda q: ((q / "net.qnt").unlink(), (q / "net.qnt").mkdir()), r"net.qnt' cannot be read"),
