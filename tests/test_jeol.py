@@ -148,6 +148,10 @@ def test_map_conditions_csv_replaces_cnd_files(project, section):
     np.testing.assert_array_equal(stack.dead_time_ns, [1200.0] * 9 + [0.0])  # electron images: never
     stack = read_jeol_maps(map_dir, map_conditions=csv_path, dead_time_ns={"Si": 500.0})
     np.testing.assert_array_equal(stack.dead_time_ns, [500.0] + [0.0] * 9)
+    with pytest.raises(ConfigError, match="not mapped"):
+        read_jeol_maps(map_dir, map_conditions=csv_path, dead_time_ns={"Zr": 500.0})
+    with pytest.raises(ConfigError, match="dead times"):
+        read_jeol_maps(map_dir, map_conditions=csv_path, dead_time_ns="fast")
 
     (map_dir.parent / "bad.csv").write_text(lines[0] + "\nSi,nowhere.txt\n")
     _raises("line 2.*not found", read_jeol_maps, map_dir, map_conditions=map_dir.parent / "bad.csv", dialect=dialect)

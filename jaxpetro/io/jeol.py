@@ -584,10 +584,13 @@ def _dead_times(channels: list[_Channel], dead_time_ns) -> np.ndarray | None:
         unknown = sorted(set(dead_time_ns) - set(names))
         if unknown:
             raise ConfigError(f"dead_time_ns names channel(s) {', '.join(unknown)} that are not mapped ({', '.join(names)}).")
-        values = [float(dead_time_ns.get(n, 0.0)) for n in names]
+        values = [dead_time_ns.get(n, 0.0) for n in names]
     else:
-        values = [float(dead_time_ns)] * len(names)
-    out = np.array([0.0 if is_electron(n) else v for n, v in zip(names, values)])
+        values = [dead_time_ns] * len(names)
+    try:
+        out = np.array([0.0 if is_electron(n) else float(v) for n, v in zip(names, values)])
+    except (TypeError, ValueError):
+        raise ConfigError(f"dead times must be numbers of ns, got {dead_time_ns!r}.") from None
     if not np.all(np.isfinite(out)) or np.any(out < 0):
         raise ConfigError(f"dead times must be finite and >= 0 ns, got {dict(zip(names, out.tolist()))}.")
     return out
