@@ -380,7 +380,7 @@ def _parse_cnd(path: Path) -> dict[str, tuple[list[str], int]]:
     """``$KEY value...`` lines of a .cnd file: {KEY (upper case): (values, line)}; first wins."""
     keys: dict[str, tuple[list[str], int]] = {}
     for n, line in _lines(_read_text(path, "condition file")):
-        if line.startswith("$"):
+        if line.startswith("$") and line[1:].split():
             key, *values = line[1:].split()
             keys.setdefault(key.upper(), (values, n))
     return keys
