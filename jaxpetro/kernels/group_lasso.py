@@ -129,6 +129,8 @@ def dual_norm(theta: Float[Array, "G S"], c: Float[Array, " G"], alpha) -> Float
     (the left side decreases in τ, the right side increases).
     """
     u = jnp.abs(theta) / c[:, None]
+    if isinstance(alpha, (int, float)) and alpha == 0:  # static: skip the bisection
+        return _safe_norm(u)
     plain = _safe_norm(u) / jnp.maximum(1.0 - alpha, 1e-300)
     hi0 = jnp.max(u, axis=1) / jnp.maximum(alpha, 1e-300)
     hi0 = jnp.minimum(hi0, plain)  # the root never exceeds the α = 0 value scaled by 1 / (1 - α)
@@ -217,7 +219,7 @@ def _fista_step(y, w, state: _State, lam, c, alpha, lip):
     return state._replace(a=profiled_intercept(y, w, new), b=new, b_prev=b_prev, t=t_next)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "criterion", "max_iter", "check_every"))
+@functools.partial(jax.jit, static_argnames=("alpha", "method", "criterion", "max_iter", "check_every"))
 def solve(
     y: Float[Array, "G S"],
     w: Float[Array, "G S"],
@@ -239,7 +241,7 @@ def solve(
         w: weights W >= 0 (1 / variance of Y); every column needs a positive sum.
         lam: λ > 0 (units of W * Y).
         c: group weights c_g > 0 (default ones).
-        alpha: l1 share in [0, 1) (0 = group lasso).
+        alpha: l1 share in [0, 1) (0 = group lasso); static (a Python float).
         init: warm start for B (default zeros).
         method: "bcd" (cyclic block coordinate descent) or "fista".
         criterion: stop on the relative KKT residual ("kkt") or on the duality gap
@@ -296,7 +298,7 @@ def reweight(b: Float[Array, "G S"], q, alpha, eps) -> Float[Array, " G"]:
     return q * (norm + eps) ** (q - 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("method", "criterion", "max_iter", "check_every", "n_reweight"))
+@functools.partial(jax.jit, static_argnames=("q", "alpha", "method", "criterion", "max_iter", "check_every", "n_reweight"))
 def solve_q(
     y, w, lam, q=1.0, alpha=0.0, init=None, *, eps: float = 1e-2, n_reweight: int = 5,
     method: Method = "bcd", criterion: Criterion = "kkt", tol: float = 1e-10, max_iter: int = 20000,
@@ -311,6 +313,8 @@ def solve_q(
     """
     kw = dict(alpha=alpha, method=method, criterion=criterion, tol=tol, max_iter=max_iter, check_every=check_every)
     first = solve(y, w, lam, None, init=init, **kw)
+    if q == 1.0:
+        return first
 
     def body(sol, _):
         c = reweight(sol.coef, q, alpha, eps)
@@ -318,11 +322,10 @@ def solve_q(
         return new, None
 
     sol, _ = lax.scan(body, first, None, length=n_reweight)
-    # Report q = 1 directly (no reweighting changes anything there).
-    return jax.tree.map(lambda r, f: jnp.where(q == 1.0, f, r), sol, first)
+    return sol
 
 
-@functools.partial(jax.jit, static_argnames=("method", "criterion", "max_iter", "check_every", "n_reweight"))
+@functools.partial(jax.jit, static_argnames=("q", "alpha", "method", "criterion", "max_iter", "check_every", "n_reweight"))
 def path(
     y, w, lams: Float[Array, " L"], q=1.0, alpha=0.0, *, eps: float = 1e-2, n_reweight: int = 5,
     method: Method = "bcd", criterion: Criterion = "kkt", tol: float = 1e-10, max_iter: int = 20000,
