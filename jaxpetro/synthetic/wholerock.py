@@ -72,6 +72,7 @@ def make_wholerock(
     mobility_range: tuple[float, float] = (0.2, 1.0),
     gain_probability: float = 0.6,
     partial: float = 0.0,
+    closure: bool = True,
 ) -> WholeRockSet:
     """Simulate one whole-rock data set with known truth.
 
@@ -87,6 +88,10 @@ def make_wholerock(
             mobile element gains (probability ``gain_probability``) or loses in every sample.
         partial: probability that a mobile element is nonetheless immobile in one sample
             (for the sparse-group variant).
+        closure: keep the oxide total of every true altered composition at or below
+            99 wt% (the rest is volatiles) where the mobile oxides allow it: the excess is
+            removed from the most abundant mobile oxides in turn (the truth records the
+            adjusted mobilities).
 
     Returns:
         :class:`WholeRockSet`.
@@ -109,6 +114,20 @@ def make_wholerock(
         mobility = np.where(rng.uniform(size=mobility.shape) < partial, 0.0, mobility)
     mobility[immobile] = 0.0
     mass_ratio = rng.uniform(*mass_ratio_range, size=n_altered)
+    if closure:
+        # The excess over 99 wt% is taken from the most abundant mobile oxides, in turn
+        # (desilication first when SiO2 is mobile); other mobilities stay as drawn.
+        is_wt = np.array([u == "wt%" for u in units])
+        fillers = [i for i in np.argsort(-base) if is_wt[i] and not immobile[i]]
+        for j in range(n_altered):
+            for k in fillers:
+                oxide = base[is_wt] * np.exp(mobility[is_wt, j]) / mass_ratio[j]
+                excess = oxide.sum() - 99.0
+                if excess <= 0:
+                    break
+                now = base[k] * np.exp(mobility[k, j]) / mass_ratio[j]
+                target = max(now - excess, 0.05 * now)
+                mobility[k, j] = min(mobility[k, j], np.log(target * mass_ratio[j] / base[k]))
     altered_true = base[None, :] * np.exp(mobility.T) / mass_ratio[:, None]
     true = np.concatenate([np.repeat(base[None, :], n_reference, axis=0), altered_true], axis=0)
     values = true * np.exp(noise * rng.normal(size=true.shape))

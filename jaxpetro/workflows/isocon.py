@@ -278,7 +278,7 @@ def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_l
         save_figure(fig, out / "path.png", dpi)
 
     g = rel.shape[0]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * g * max(1, s) ** 0.5 + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.3 * g * max(1, len(altered)) ** 0.5 + 2)), 4.2))
     width = 0.8 / s
     pos = np.arange(g)
     for j, name in enumerate(altered):
