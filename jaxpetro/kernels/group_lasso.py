@@ -298,38 +298,72 @@ def reweight(b: Float[Array, "G S"], q, alpha, eps) -> Float[Array, " G"]:
     return q * (norm + eps) ** (q - 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("q", "alpha", "method", "criterion", "max_iter", "check_every", "n_reweight"))
+def q_objective(y, w, b, lam, q, alpha=0.0) -> Float[Array, ""]:
+    """Objective of the q-penalty at B (intercepts profiled): loss + λ Σ_g N_g(B_g)^q."""
+    a = profiled_intercept(y, w, b)
+    r = y - a[None, :] - b
+    norm = penalty(b, jnp.ones(b.shape[0], b.dtype), alpha)
+    return 0.5 * jnp.sum(w * r * r) + lam * jnp.sum(jnp.where(norm > 0, norm, 1.0) ** q * (norm > 0))
+
+
+def isocon_starts(y: Float[Array, "G S"]) -> Float[Array, "G G S"]:
+    """One start per group g: B = Y - Y_g, i.e. every sample's isocon through element g."""
+    return y[None, :, :] - y[:, None, :]
+
+
+@functools.partial(jax.jit, static_argnames=("q", "alpha", "method", "criterion", "max_iter", "check_every",
+                                             "n_reweight", "multistart"))
 def solve_q(
     y, w, lam, q=1.0, alpha=0.0, init=None, *, eps: float = 1e-2, n_reweight: int = 5,
     method: Method = "bcd", criterion: Criterion = "kkt", tol: float = 1e-10, max_iter: int = 20000,
-    check_every: int = 5,
+    check_every: int = 5, multistart: bool = False,
 ) -> Solution:
     """Penalty ``λ Σ_g N_g(B_g)^q`` (0 < q <= 1) by iterative reweighting from the q = 1 solution.
 
     The q = 1 problem (unit weights) is solved first; then ``n_reweight`` convex problems
-    with weights :func:`reweight` of the previous solution (each warm-started). For q = 1
-    the weights stay 1 and the result is the q = 1 solution. ``eps`` (units of B, log
-    units) keeps the weight of a zero group finite: smaller means stickier zeros.
+    with weights :func:`reweight` of the previous solution (each warm-started). ``q`` is
+    static (a Python float): for q = 1 only the convex problem is solved. ``eps`` (units
+    of B, log units) keeps the weight of a zero group finite: smaller means stickier zeros.
+
+    The q < 1 problem is not convex: the reweighting is run from the q = 1 solution, from
+    ``init`` when given, and with ``multistart`` from each of the G :func:`isocon_starts`
+    (vmapped); the solution with the lowest :func:`q_objective` is returned, so it is never
+    worse (in that objective) than the plain reweighting from q = 1.
     """
     kw = dict(alpha=alpha, method=method, criterion=criterion, tol=tol, max_iter=max_iter, check_every=check_every)
     first = solve(y, w, lam, None, init=init, **kw)
     if q == 1.0:
         return first
 
-    def body(sol, _):
-        c = reweight(sol.coef, q, alpha, eps)
-        new = solve(y, w, lam, c, init=sol.coef, **kw)
-        return new, None
+    # Intermediate reweighting steps only move the weights: a loose tolerance is enough there.
+    loose = {**kw, "tol": jnp.maximum(tol, 1e-7)}
 
-    sol, _ = lax.scan(body, first, None, length=n_reweight)
-    return sol
+    def reweighted(b0):
+        def body(b, _):
+            return solve(y, w, lam, reweight(b, q, alpha, eps), init=b, **loose).coef, None
+
+        b, _ = lax.scan(body, b0, None, length=n_reweight - 1)
+        return solve(y, w, lam, reweight(b, q, alpha, eps), init=b, **kw)
+
+    starts = [first.coef[None]]
+    if init is not None:  # a warm start (previous λ, or the point estimate for a replicate)
+        starts.append(jnp.asarray(init, jnp.float64)[None])
+    if multistart:
+        starts.append(isocon_starts(jnp.asarray(y, jnp.float64)))
+    if len(starts) == 1:
+        return reweighted(first.coef)
+    starts = jnp.concatenate(starts, axis=0)
+    sols = jax.vmap(reweighted)(starts)
+    best = jnp.argmin(jax.vmap(lambda b: q_objective(y, w, b, lam, q, alpha))(sols.coef))
+    return jax.tree.map(lambda x: x[best], sols)
 
 
-@functools.partial(jax.jit, static_argnames=("q", "alpha", "method", "criterion", "max_iter", "check_every", "n_reweight"))
+@functools.partial(jax.jit, static_argnames=("q", "alpha", "method", "criterion", "max_iter", "check_every",
+                                             "n_reweight", "multistart"))
 def path(
     y, w, lams: Float[Array, " L"], q=1.0, alpha=0.0, *, eps: float = 1e-2, n_reweight: int = 5,
     method: Method = "bcd", criterion: Criterion = "kkt", tol: float = 1e-10, max_iter: int = 20000,
-    check_every: int = 5,
+    check_every: int = 5, multistart: bool = False,
 ) -> Solution:
     """Regularisation path: :func:`solve_q` at each λ of ``lams`` (decreasing), warm-started.
 
@@ -337,7 +371,7 @@ def path(
     whose fields have a leading λ axis (L, ...).
     """
     kw = dict(eps=eps, n_reweight=n_reweight, method=method, criterion=criterion, tol=tol,
-              max_iter=max_iter, check_every=check_every)
+              max_iter=max_iter, check_every=check_every, multistart=multistart)
 
     def body(b, lam):
         sol = solve_q(y, w, lam, q, alpha, b, **kw)

@@ -210,11 +210,11 @@ class Selection(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("q", "alpha", "n_lambda", "criterion", "min_immobile", "method", "max_iter",
-                                             "n_reweight"))
+                                             "n_reweight", "multistart"))
 def select(
     y, w, *, q=1.0, alpha=0.0, n_lambda: int = 40, min_ratio: float = 0.01, criterion: Criterion = "bic",
     min_immobile: int = 3, fixed_fraction=None, method="bcd", tol: float = 1e-10, max_iter: int = 20000,
-    eps: float = 1e-2, n_reweight: int = 5,
+    eps: float = 1e-2, n_reweight: int = 5, multistart: bool = True,
 ) -> Selection:
     """Sparse isocon: warm-started λ path, choice of λ by ``criterion``, refit of the slopes.
 
@@ -227,10 +227,12 @@ def select(
         min_immobile: fewest immobile elements per sample for a candidate model.
         fixed_fraction: use λ = fixed_fraction * λ_max instead of choosing one by the
             criterion (the path is still computed, for the record).
+        multistart: for q < 1, also start the reweighting from the isocon through each
+            element (:func:`jaxpetro.kernels.group_lasso.solve_q`); ignored for q = 1.
     """
     lmax = gl.lambda_max(y, w, jnp.ones(y.shape[0]), alpha)
     lams = gl.lambda_grid(lmax, n_lambda, min_ratio)
-    kw = dict(method=method, tol=tol, max_iter=max_iter, eps=eps, n_reweight=n_reweight)
+    kw = dict(method=method, tol=tol, max_iter=max_iter, eps=eps, n_reweight=n_reweight, multistart=multistart)
     sols = gl.path(y, w, lams, q, alpha, **kw)
     ic = information_criterion(y, w, sols.coef, criterion, min_immobile)
     if fixed_fraction is None:

@@ -80,7 +80,7 @@ def make_wholerock(
         seed: seed of numpy's generator (same seed, same data).
         n_elements: G <= 20 columns (the first G of :data:`PROTOLITH` in a shuffled order).
         n_altered: number of altered samples S.
-        immobile_fraction: share of elements immobile in every sample (rounded, >= 1).
+        immobile_fraction: share of elements immobile in every sample (rounded; 0 = all mobile).
         mass_ratio_range: true M^A/M^O drawn uniformly in this range.
         noise: relative analytical error (sd of the log of every measured value).
         n_reference: number of protolith analyses (replicates of the same rock).
@@ -104,7 +104,7 @@ def make_wholerock(
     elements = tuple(names[i] for i in sorted(order))
     base = np.array([PROTOLITH[e][0] for e in elements])
     units = tuple(PROTOLITH[e][1] for e in elements)
-    n_imm = max(1, int(round(immobile_fraction * n_elements)))
+    n_imm = int(round(immobile_fraction * n_elements))
     immobile = np.zeros(n_elements, bool)
     immobile[rng.choice(n_elements, n_imm, replace=False)] = True
     direction = np.where(rng.uniform(size=n_elements) < gain_probability, 1.0, -1.0)
