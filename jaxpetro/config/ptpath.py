@@ -1,14 +1,118 @@
-"""Config schema of ``jaxpetro ptpath``."""
+"""Config schema of ``jaxpetro ptpath`` (P–T–t path of a zoned garnet)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from jaxpetro.config.loader import option
+from jaxpetro.config.common import OutputConfig
+from jaxpetro.config.loader import option, section
+from jaxpetro.errors import ConfigError
+
+Four = tuple[float, float, float, float]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
+class LinearForwardConfig:
+    """Linearised ('Gibbs method') model X = X0 + A (P - P0) + B (T - T0), order alm, prp, grs, sps."""
+
+    X0: Four = option((0.70, 0.12, 0.10, 0.08), "composition at (P0, T0)", ge=0, le=1)
+    P0: float = option(8.0, "reference pressure (kbar)")
+    T0: float = option(550.0, "reference temperature (°C)")
+    A: Four = option((-0.004, 0.002, 0.012, -0.010), "dX/dP per end-member (1/kbar)")
+    B: Four = option((-0.0001, 0.0006, -0.0002, -0.0003), "dX/dT per end-member (1/°C)")
+
+
+@dataclass(frozen=True)
+class FractionationConfig:
+    """Mn depletion of the reactive bulk by Rayleigh fractionation (X_sps scaled by (1 - F)^(K - 1))."""
+
+    K: float = option(1.0, "garnet/bulk partition coefficient of Mn; 1 = no correction", gt=0)
+    f_rim: float = option(0.0, "volume fraction of the reactive bulk grown into garnet at the rim", ge=0, lt=1)
+    r_rim_um: float | None = option(None, "rim radius (µm); empty = the largest profile radius", gt=0)
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """Forward model: composition as a function of P and T."""
+
+    kind: Literal["table", "linear"] = option("table", "table = gridded CSV / Perple_X .tab; linear = sensitivities")
+    path: str | None = option(None, "forward table (CSV P_kbar,T_C,X_alm,X_prp,X_grs,X_sps or Perple_X .tab)")
+    linear: LinearForwardConfig = section(LinearForwardConfig, "linearised model (kind: linear)")
+    fractionation: FractionationConfig = section(FractionationConfig, "optional Rayleigh correction of X_sps")
+
+    def __post_init__(self):
+        if self.kind == "table" and not self.path:
+            raise ConfigError(
+                "forward.kind is 'table' but forward.path is empty; give the table file "
+                "(e.g. forward.path: configs/data/garnet_grid_demo.csv) or use forward.kind: linear."
+            )
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """Growth law dr/dt = k0 exp(-Q / (R T)); gives time per shell (t_Myr) when both are set."""
+
+    k0_um_per_Myr: float | None = option(None, "pre-exponential growth rate (µm/Myr)", gt=0)
+    Q_J_per_mol: float | None = option(None, "activation energy (J/mol)", ge=0)
+
+    def __post_init__(self):
+        if (self.k0_um_per_Myr is None) != (self.Q_J_per_mol is None):
+            raise ConfigError("growth: set both k0_um_per_Myr and Q_J_per_mol for a time axis, or neither.")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Ensemble Kalman smoother along radius."""
+
+    size: int = option(500, "ensemble members", ge=2)
+    variant: Literal["stochastic", "sqrt"] = option(
+        "stochastic", "analysis: perturbed observations or deterministic square root"
+    )
+    smoother: Literal["enks", "rts"] = option("enks", "ensemble Kalman smoother or ensemble RTS smoother")
+    lag: int | None = option(None, "smoother lag in shells; empty = full (every earlier shell)", ge=0)
+    inflation: float = option(1.0, "multiplicative inflation of forecast anomalies", ge=1.0)
+
+
+@dataclass(frozen=True)
+class HyperConfig:
+    """Noise scales; an empty value is estimated by maximising the marginal likelihood."""
+
+    q_P: float | None = option(None, "process noise of P per unit radius (kbar/sqrt(µm)); empty = estimate", gt=0)
+    q_T: float | None = option(None, "process noise of T per unit radius (°C/sqrt(µm)); empty = estimate", gt=0)
+    sd: float | None = option(
+        None, "measurement sd of every fraction; empty = the profile's _sd columns, else estimated", gt=0
+    )
+    steps: int = option(120, "Adam iterations of the estimation", ge=1)
+    learning_rate: float = option(0.1, "Adam step size (on log scales)", gt=0)
+    members: int = option(200, "ensemble members of the likelihood estimate (table model)", ge=10)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Prior of the first shell: mean at the centre of each range, sd a quarter of its width."""
+
+    P_kbar: tuple[float, float] | None = option(None, "pressure range (kbar); empty = the table's extent")
+    T_C: tuple[float, float] | None = option(None, "temperature range (°C); empty = the table's extent")
+
+    def __post_init__(self):
+        for name, rng in (("P_kbar", self.P_kbar), ("T_C", self.T_C)):
+            if rng is not None and not rng[0] < rng[1]:
+                raise ConfigError(f"prior.{name}: the range must be [low, high] with low < high, got {list(rng)}.")
+
+
+@dataclass(frozen=True, kw_only=True)  # kw_only: the required 'profile' follows defaulted keys
 class PtpathConfig:
     """P–T–t path of a zoned garnet (ensemble Kalman smoother along radius)."""
 
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
+    profile: str = option(help="zoning profile CSV: radius_um, X_alm, X_prp, X_grs, X_sps [, <column>_sd]")
+    inclusions: str | None = option(None, "inclusion thermobarometry CSV: radius_um, P_kbar, T_C, P_sd, T_sd")
+    forward: ForwardConfig = section(ForwardConfig, "forward model")
+    growth: GrowthConfig = section(GrowthConfig, "growth law (time axis)")
+    ensemble: EnsembleConfig = section(EnsembleConfig, "ensemble smoother")
+    hyperparameters: HyperConfig = section(HyperConfig, "noise scales")
+    prior: PriorConfig = section(PriorConfig, "prior of the core")
+    map_check: bool = option(True, "also compute the MAP path (L-BFGS) as a deterministic cross-check")
+    sensitivity: bool = option(False, "write the Jacobian of the smoothed path w.r.t. the observed compositions")
+    output: OutputConfig = section(OutputConfig, "figures")

@@ -1,0 +1,231 @@
+"""Garnet zoning profiles and inclusion thermobarometry: CSV readers, validation, writer.
+
+Profile CSV (core to rim; the form ``jaxpetro qmap`` writes)::
+
+    radius_um, X_alm, X_prp, X_grs, X_sps[, X_alm_sd, X_prp_sd, X_grs_sd, X_sps_sd]
+
+An empty or NaN cell is a missing value (masked in the inversion, never zero-filled);
+a row with all four empty is a missing shell. Radii must be strictly increasing.
+Fractions must lie in [0, 1]; rows whose four fractions do not sum to ~1 are accepted
+with a :class:`CompositionWarning`.
+
+Inclusion CSV: ``radius_um, P_kbar, T_C, P_sd, T_sd`` (one row per inclusion thermobarometer).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxpetro.errors import InputError
+from jaxpetro.io.results import write_csv
+
+ENDMEMBERS = ("X_alm", "X_prp", "X_grs", "X_sps")
+INCLUSION_COLUMNS = ("radius_um", "P_kbar", "T_C", "P_sd", "T_sd")
+#: |sum of the four fractions - 1| above which a row is reported (analyses of garnet
+#: normalised to 4 end-members sum to 1; noise of 0.005 per fraction gives a sum sd of 0.01).
+SUM_TOLERANCE = 0.05
+
+
+class CompositionWarning(UserWarning):
+    """A profile row whose end-member fractions do not sum to ~1 (accepted, reported)."""
+
+
+@dataclass(frozen=True)
+class GarnetProfile:
+    """A zoning profile.
+
+    Attributes:
+        radius_um: (n,) strictly increasing radii (µm), core to rim.
+        X: (n, 4) fractions of ``ENDMEMBERS``; NaN where missing.
+        sd: (n, 4) measurement standard deviations, or None when the file has no ``_sd``
+            columns; NaN where a value is missing.
+        source: the file name.
+    """
+
+    radius_um: np.ndarray
+    X: np.ndarray
+    sd: np.ndarray | None
+    source: str
+
+    @property
+    def observed(self) -> np.ndarray:
+        """(n, 4) True where a fraction was measured."""
+        return np.isfinite(self.X)
+
+
+@dataclass(frozen=True)
+class Inclusions:
+    """Inclusion thermobarometry (P, T with standard deviations at given radii), sorted by radius."""
+
+    radius_um: np.ndarray
+    P_kbar: np.ndarray
+    T_C: np.ndarray
+    P_sd: np.ndarray
+    T_sd: np.ndarray
+    source: str
+
+
+def _read_rows(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
+    if not path.is_file():
+        raise InputError(f"{what} file '{path}' not found; check the path in the config.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"cannot read {what} file '{path}': {err}.") from None
+    if len(rows) < 2:
+        raise InputError(f"{what} file '{path}' has no data rows; expected a header line and one row per point.")
+    return [c.strip() for c in rows[0]], rows[1:]
+
+
+def _column(path, header, rows, name, what, required=True) -> np.ndarray | None:
+    if name not in header:
+        if not required:
+            return None
+        raise InputError(
+            f"{what} file '{path}': no column '{name}' (columns found: {', '.join(header)}); "
+            f"the header must name {name}."
+        )
+    k = header.index(name)
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        cell = row[k].strip() if k < len(row) else ""
+        if cell == "" or cell.lower() in ("nan", "na", "n/a"):
+            out[i] = math.nan
+            continue
+        try:
+            out[i] = float(cell)
+        except ValueError:
+            raise InputError(
+                f"{what} file '{path}', line {i + 2}, column {name}: '{cell}' is not a number; "
+                f"write a number or leave the cell empty for a missing value."
+            ) from None
+    return out
+
+
+def _check_radii(path: Path, r: np.ndarray, what: str) -> None:
+    if np.any(~np.isfinite(r)):
+        i = int(np.flatnonzero(~np.isfinite(r))[0])
+        raise InputError(f"{what} file '{path}', line {i + 2}: radius_um is missing; every row needs a radius.")
+    if np.any(r < 0):
+        i = int(np.flatnonzero(r < 0)[0])
+        raise InputError(f"{what} file '{path}', line {i + 2}: negative radius {r[i]:g} µm; radii are distances from the core.")
+
+
+def read_profile(path: str | Path) -> GarnetProfile:
+    """Read and validate a garnet zoning profile CSV (see the module docstring).
+
+    Raises:
+        InputError: missing file or column, non-numeric cell, unsorted or duplicate radii,
+            a fraction outside [0, 1], a non-positive standard deviation, fewer than 3
+            measured shells.
+    Warns:
+        CompositionWarning: rows whose measured fractions do not sum to 1 ± 0.03.
+    """
+    path = Path(path)
+    what = "garnet profile"
+    header, rows = _read_rows(path, what)
+    r = _column(path, header, rows, "radius_um", what)
+    _check_radii(path, r, what)
+    dup = np.flatnonzero(np.diff(r) == 0)
+    if dup.size:
+        i = int(dup[0]) + 1
+        raise InputError(
+            f"{what} file '{path}', line {i + 2}: radius {r[i]:g} µm repeats the previous row; "
+            f"average the duplicate analyses into one row (with an _sd column) or drop one."
+        )
+    back = np.flatnonzero(np.diff(r) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise InputError(
+            f"{what} file '{path}', line {i + 2}: radius {r[i]:g} µm is smaller than the previous "
+            f"{r[i - 1]:g} µm; sort the rows by radius_um from core to rim."
+        )
+    X = np.stack([_column(path, header, rows, c, what) for c in ENDMEMBERS], axis=1)
+    bad = np.isfinite(X) & ((X < 0.0) | (X > 1.0))
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        raise InputError(
+            f"{what} file '{path}', line {i + 2}, column {ENDMEMBERS[k]}: {X[i, k]:g} is outside [0, 1]; "
+            f"give end-member mole fractions (not percent)."
+        )
+    sd_cols = [_column(path, header, rows, f"{c}_sd", what, required=False) for c in ENDMEMBERS]
+    sd = None
+    if any(s is not None for s in sd_cols):
+        absent = [f"{c}_sd" for c, s in zip(ENDMEMBERS, sd_cols) if s is None]
+        if absent:
+            raise InputError(
+                f"{what} file '{path}': has some but not all standard-deviation columns (missing {', '.join(absent)}); "
+                f"give all four <end-member>_sd columns or none."
+            )
+        sd = np.stack(sd_cols, axis=1)
+        need = np.isfinite(X) & ~(np.isfinite(sd) & (sd > 0))
+        if need.any():
+            i, k = np.argwhere(need)[0]
+            raise InputError(
+                f"{what} file '{path}', line {i + 2}, column {ENDMEMBERS[k]}_sd: a measured fraction needs a positive "
+                f"standard deviation (found '{sd[i, k]:g}')."
+            )
+        sd = np.where(np.isfinite(X), sd, np.nan)
+    if np.sum(np.any(np.isfinite(X), axis=1)) < 3:
+        raise InputError(f"{what} file '{path}': fewer than 3 shells have measured fractions; a path needs more.")
+    full = np.all(np.isfinite(X), axis=1)
+    off = full & (np.abs(np.nansum(X, axis=1) - 1.0) > SUM_TOLERANCE)
+    if off.any():
+        lines = ", ".join(str(int(i) + 2) for i in np.flatnonzero(off)[:8])
+        warnings.warn(
+            f"{what} file '{path}': {int(off.sum())} row(s) whose four fractions do not sum to 1 ± {SUM_TOLERANCE} "
+            f"(lines {lines}{'...' if off.sum() > 8 else ''}); check the normalisation of the analyses.",
+            CompositionWarning,
+            stacklevel=2,
+        )
+    return GarnetProfile(r, X, sd, str(path))
+
+
+def read_inclusions(path: str | Path) -> Inclusions:
+    """Read inclusion thermobarometry ``radius_um, P_kbar, T_C, P_sd, T_sd`` (rows sorted by radius).
+
+    Raises:
+        InputError: missing file/column, non-numeric or empty cell, non-positive sd.
+    """
+    path = Path(path)
+    what = "inclusion"
+    header, rows = _read_rows(path, what)
+    cols = {c: _column(path, header, rows, c, what) for c in INCLUSION_COLUMNS}
+    _check_radii(path, cols["radius_um"], what)
+    for c in INCLUSION_COLUMNS[1:]:
+        bad = ~np.isfinite(cols[c])
+        if bad.any():
+            raise InputError(f"{what} file '{path}', line {int(np.flatnonzero(bad)[0]) + 2}: {c} is empty; every inclusion needs P, T and their sd.")
+    for c in ("P_sd", "T_sd"):
+        if np.any(cols[c] <= 0):
+            i = int(np.flatnonzero(cols[c] <= 0)[0])
+            raise InputError(f"{what} file '{path}', line {i + 2}: {c} must be positive (found {cols[c][i]:g}).")
+    order = np.argsort(cols["radius_um"], kind="stable")
+    return Inclusions(*(cols[c][order] for c in INCLUSION_COLUMNS), source=str(path))
+
+
+def write_profile(path: str | Path, radius_um, X, sd=None) -> Path:
+    """Write a profile CSV (NaN written as empty cells) readable by :func:`read_profile`."""
+    X = np.asarray(X, float)
+    header = ["radius_um", *ENDMEMBERS] + ([f"{c}_sd" for c in ENDMEMBERS] if sd is not None else [])
+
+    def cell(v):
+        return "" if not np.isfinite(v) else float(v)
+
+    rows = []
+    for i, r in enumerate(np.asarray(radius_um, float)):
+        row = [float(r), *(cell(v) for v in X[i])]
+        if sd is not None:
+            row += [cell(v) for v in np.asarray(sd, float)[i]]
+        rows.append(row)
+    return write_csv(path, header, rows)
+
+
+__all__ = ["CompositionWarning", "GarnetProfile", "Inclusions", "read_inclusions", "read_profile", "write_profile"]
