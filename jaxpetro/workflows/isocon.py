@@ -97,7 +97,8 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
             y, w, q=sp.q, alpha=alpha, n_lambda=sp.n_lambda, min_ratio=sp.lambda_min_ratio,
             criterion="bic" if sp.criterion == "fixed" else sp.criterion,
             min_immobile=min(sp.min_immobile, g - 1),
-            fixed_fraction=sp.lambda_fraction if sp.criterion == "fixed" else None, **solver_kw)
+            fixed_fraction=sp.lambda_fraction if sp.criterion == "fixed" else None, multistart=sp.multistart,
+            **solver_kw)
         if not bool(np.all(np.asarray(selection.path.converged))):
             print(f"jaxpetro: warning: the solver did not reach sparse.tol={sp.tol:g} at every λ of the path "
                   f"within sparse.max_iter={sp.max_iter}; raise sparse.max_iter.", file=sys.stderr)
