@@ -181,7 +181,7 @@ def read_profile(path: str | Path) -> GarnetProfile:
         lines = ", ".join(str(int(i) + 2) for i in np.flatnonzero(off)[:8])
         warnings.warn(
             f"{what} file '{path}': {int(off.sum())} row(s) whose four fractions do not sum to 1 ± {SUM_TOLERANCE} "
-            f"(lines {lines}{'...' if off.sum() > 8 else ''}); check the normalisation of the analyses.",
+            f"(line{'s' if off.sum() > 1 else ''} {lines}{'...' if off.sum() > 8 else ''}); check the normalisation of the analyses.",
             CompositionWarning,
             stacklevel=2,
         )

@@ -1,0 +1,165 @@
+"""End-to-end tests of ``jaxpetro ptpath``: synthetic recovery, exact linear path, sensitivities, bad inputs."""
+
+import csv
+from pathlib import Path
+from types import SimpleNamespace
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpetro  # noqa: F401  (enables float64)
+from jaxpetro.cli import main
+from jaxpetro.config.loader import load_config
+from jaxpetro.config.ptpath import PtpathConfig
+from jaxpetro.errors import ConfigError, InputError
+from jaxpetro.io.perplex import GarnetTable, read_table
+from jaxpetro.io.profiles import write_profile
+from jaxpetro.io.results import read_hdf5
+from jaxpetro.kernels import kalman as kf
+from jaxpetro.synthetic.garnet_profile import clockwise_path, demo_table_path
+from jaxpetro.workflows import ptpath
+
+LIN = dict(X0=(0.70, 0.12, 0.10, 0.08), P0=8.0, T0=550.0, A=(-0.004, 0.002, 0.012, -0.010),
+           B=(-0.0001, 0.0006, -0.0002, -0.0003))
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], np.array(rows[1:], float)
+
+
+def test_demo_recovery_meets_targets(tmp_path):
+    """Clockwise path, 60 shells, noise 0.005, default settings (hyperparameters estimated):
+    RMSE <= 0.25 kbar and <= 15 °C, 90 % band coverage in [75 %, 100 %]."""
+    res = ptpath.run_demo(tmp_path, seed=0, quiet=True)
+    assert res["rmse_P_kbar"] <= 0.25, res
+    assert res["rmse_T_C"] <= 15.0, res
+    assert 0.75 <= res["coverage"] <= 1.0, res
+    assert res["n_shells"] == 60
+    header, data = read_csv(tmp_path / "ptpath.csv")
+    assert header == list(ptpath.CSV_COLUMNS)
+    assert data.shape == (60, 9)
+    assert np.all(data[:, 5] <= data[:, 1]) and np.all(data[:, 1] <= data[:, 6])  # P_lo <= P <= P_hi
+    h5, attrs = read_hdf5(tmp_path / "ptpath.h5")
+    assert h5["ensemble"]["smoothed"].shape == (60, 500, 2)
+    assert h5["ensemble"]["filtered"].shape == (60, 500, 2)
+    assert set(h5["hyperparameters"]["estimated"]) == {"q_P", "q_T", "sd"}
+    assert abs(float(h5["hyperparameters"]["sd"]) - 0.005) < 0.0015  # the noise level is recovered
+    assert np.isfinite(h5["loglik"]) and attrs["seed"] == 0
+    # the MAP cross-check lands close to the ensemble mean (within a posterior sd on average)
+    rms = np.sqrt(np.mean((h5["map"]["P_kbar"] - data[:, 1]) ** 2))
+    assert rms < np.mean(data[:, 3])
+    for name in ("ptpath.png", "profiles.png", "garnet_profile.csv"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_demo_recovery_other_seeds(tmp_path, seed):
+    res = ptpath.run_demo(tmp_path, seed=seed, quiet=True)
+    assert res["rmse_P_kbar"] <= 0.25 and res["rmse_T_C"] <= 15.0 and 0.75 <= res["coverage"] <= 1.0, res
+
+
+def linear_profile(tmp_path, n=25, seed=0, missing_shell=True):
+    r, P, T = clockwise_path(n, 1000.0)
+    X = np.asarray(LIN["X0"]) + np.outer(P - LIN["P0"], LIN["A"]) + np.outer(T - LIN["T0"], LIN["B"])
+    X = X + np.random.default_rng(seed).normal(0, 0.003, X.shape)
+    if missing_shell:
+        X[7] = np.nan
+        X[12, 2] = np.nan
+    return write_profile(tmp_path / "lin.csv", r, X), r, X
+
+
+def test_linear_workflow_is_the_exact_rts_and_sensitivities_are_exact(tmp_path):
+    path, r, X = linear_profile(tmp_path)
+    out = tmp_path / "out"
+    sets = [f"profile={path}", "forward.kind=linear", "hyperparameters.q_P=0.05", "hyperparameters.q_T=2.0",
+            "hyperparameters.sd=0.003", "map_check=false", "sensitivity=true", "output.plots=false",
+            "ensemble.size=64"]
+    assert main(["ptpath", "--out", str(out), "--quiet", *sum((["--set", s] for s in sets), [])]) == 0
+    header, data = read_csv(out / "ptpath.csv")
+    # independent exact reference built here
+    n = len(r)
+    H = np.zeros((n, 4, 2))
+    H[:, :, 0], H[:, :, 1] = LIN["A"], LIN["B"]
+    b = np.broadcast_to(np.asarray(LIN["X0"]) - np.asarray(LIN["A"]) * 8.0 - np.asarray(LIN["B"]) * 550.0, (n, 4))
+    dr = np.diff(r, prepend=r[0])
+    Q = np.stack([np.diag([d * 0.05**2, d * 2.0**2]) for d in dr])
+    m0, P0 = np.array([8.0, 550.0]), np.diag([2.5**2, 75.0**2])  # prior: P0 ± 5 kbar, T0 ± 150 °C ranges / 4
+    model = kf.LinearGaussianModel(*(jnp.asarray(a) for a in (np.eye(2), Q, H, b, np.broadcast_to(np.eye(4) * 0.003**2, (n, 4, 4)), m0, P0)))
+    mask = np.isfinite(X)
+    ref = kf.rts_smoother(model, jnp.asarray(np.where(mask, X, 0.0)), jnp.asarray(mask))
+    np.testing.assert_allclose(data[:, 1:3], ref.mean_s, rtol=1e-9)
+    np.testing.assert_allclose(data[:, 3:5], np.sqrt(np.diagonal(ref.cov_s, axis1=1, axis2=2)), rtol=1e-9)
+    h5, _ = read_hdf5(out / "ptpath.h5")
+    assert h5["loglik_method"] == "exact"
+    np.testing.assert_allclose(h5["loglik"], ref.loglik, rtol=1e-10)
+    # Jacobian of the smoothed mean: a linear map, so one finite difference is exact
+    dP, dT = h5["sensitivity"]["dP_dX"], h5["sensitivity"]["dT_dX"]
+    assert dP.shape == (n, n, 4)
+    Xp = np.where(mask, X, 0.0).copy()
+    Xp[10, 1] += 1e-3
+    moved = kf.rts_smoother(model, jnp.asarray(Xp), jnp.asarray(mask)).mean_s
+    np.testing.assert_allclose((moved[:, 0] - ref.mean_s[:, 0]) / 1e-3, dP[:, 10, 1], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose((moved[:, 1] - ref.mean_s[:, 1]) / 1e-3, dT[:, 10, 1], rtol=1e-6, atol=1e-7)
+    assert np.all(dP[:, 7, :] == 0)  # a missing shell has no influence
+    assert h5["sensitivity"]["dP_dA"].shape == (n, 4)
+
+
+def test_cli_bad_inputs_exit_cleanly(tmp_path, capsys):
+    bad = tmp_path / "unsorted.csv"
+    bad.write_text("radius_um,X_alm,X_prp,X_grs,X_sps\n10,0.6,0.1,0.2,0.1\n30,0.6,0.1,0.2,0.1\n20,0.6,0.1,0.2,0.1\n")
+    code = main(["ptpath", "--out", str(tmp_path / "o"), "--quiet", "--set", f"profile={bad}",
+                 "--set", f"forward.path={demo_table_path()}"])
+    err = capsys.readouterr().err
+    assert code == InputError.exit_code and "unsorted.csv" in err and "sort the rows" in err
+    assert "Traceback" not in err
+    code = main(["ptpath", "--out", str(tmp_path / "o"), "--quiet", "--set", f"profile={bad}",
+                 "--set", f"forward.path={demo_table_path()}", "--set", "ensemble.size=0"])
+    err = capsys.readouterr().err
+    assert code == ConfigError.exit_code and "ensemble.size" in err
+    code = main(["ptpath", "--out", str(tmp_path / "o"), "--quiet", "--set", f"profile={bad}"])
+    assert code == ConfigError.exit_code and "forward.path" in capsys.readouterr().err
+
+
+def test_schema_rejects_nonpositive_sizes_and_half_growth_laws():
+    base = {"profile": "p.csv", "forward": {"path": "t.csv"}}
+    for bad in ({"ensemble": {"size": -3}}, {"growth": {"k0_um_per_Myr": 1e9}}, {"prior": {"P_kbar": [9, 3]}}):
+        with pytest.raises(ConfigError):
+            load_config({**base, **bad}, PtpathConfig)
+
+
+def fake(table, mean):
+    prob = SimpleNamespace(table=table, radius_um=np.arange(len(mean)) * 10.0)
+    return prob, SimpleNamespace(mean=np.asarray(mean, float))
+
+
+def test_path_leaving_the_table_or_entering_a_hole_is_an_error():
+    t = read_table(demo_table_path())
+    inside = [[6.0, 500.0], [7.0, 520.0]]
+    ptpath.check_inside_table(*fake(t, inside))
+    with pytest.raises(InputError, match="leaves the forward table.*radius 10 µm"):
+        ptpath.check_inside_table(*fake(t, [[6.0, 500.0], [15.0, 520.0]]))
+    vals = t.values.copy()
+    vals[20:23, 10:12] = np.nan  # P 7-7.5 kbar, T 500-510 °C
+    holed = GarnetTable(t.P_kbar, t.T_C, vals, "holed.csv")
+    with pytest.raises(InputError, match="missing nodes"):
+        ptpath.check_inside_table(*fake(holed, [[6.0, 450.0], [7.25, 505.0]]))
+    ptpath.check_inside_table(*fake(holed, [[6.0, 450.0], [10.0, 600.0]]))
+
+
+def test_inclusions_become_state_observations_between_shells(tmp_path):
+    path, r, X = linear_profile(tmp_path, n=10, missing_shell=False)
+    inc = tmp_path / "inc.csv"
+    inc.write_text(f"radius_um,P_kbar,T_C,P_sd,T_sd\n{r[3]},7.0,520,0.5,20\n{(r[5] + r[6]) / 2},8.0,540,0.4,15\n")
+    cfg = load_config({"profile": str(path), "inclusions": str(inc), "forward": {"kind": "linear"}}, PtpathConfig)
+    prob = ptpath.build_problem(cfg)
+    assert len(prob.radius_um) == 11 and prob.shell.sum() == 10
+    k = int(np.flatnonzero(~prob.shell)[0])
+    assert k == 6 and not prob.mask[k, :4].any() and prob.mask[k, 4:].all()
+    np.testing.assert_allclose(prob.y[k, 4:], [8.0, 540.0])
+    np.testing.assert_allclose(np.sqrt(prob.var[k, 4:]), [0.4, 15.0])
+    assert prob.mask[3].all()  # a shell with its own inclusion observes all six components
+    assert not prob.mask[:, 4][prob.shell & (np.arange(11) != 3)].any()
