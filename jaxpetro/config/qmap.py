@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from jaxpetro.config.loader import option, section
+from jaxpetro.errors import ConfigError
 from jaxpetro.config.common import OutputConfig
 
 
@@ -21,6 +22,9 @@ class ClusteringConfig:
     init: Literal["anchors", "kmeans++"] = option(
         "anchors", "initialisation: phases of the spot analyses, or k-means++ seeding"
     )
+    phases: tuple[str, ...] | None = option(
+        None, "phases to fit (default: those of the spots); spots of other phases are left out, listed phases without spots are fitted unanchored"
+    )
     extra_components: int = option(0, "components added beyond the phases of the spots", ge=0)
     use_bse: bool = option(True, "cluster on the electron (BSE) channel too")
     max_iter: int = option(500, "maximum EM iterations", ge=1)
@@ -31,22 +35,105 @@ class ClusteringConfig:
     )
 
 
-@dataclass(frozen=True, kw_only=True)  # kw_only: required keys may follow defaulted ones
+@dataclass(frozen=True, kw_only=True)
 class QmapInputConfig:
     """Where the maps and spot analyses are (paths relative to the working directory)."""
 
-    format: Literal["generic"] = option(
-        "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV (JEOL exports: next release)"
+    format: Literal["generic", "jeol"] = option(
+        "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV; 'jeol' = JEOL map and .qnt folders"
     )
-    maps: str = option(help="map stack file (.npz or .h5): maps (channels, rows, cols), channels, dwell_ms, current_A")
-    spots: str | None = option(None, "spot CSV with columns x_px, y_px, phase (optional: without it, use clustering.init: kmeans++)")
+    maps: str | None = option(None, "generic: map stack file (.npz or .h5) with maps (channels, rows, cols), channels, dwell_ms, current_A")
+    spots: str | None = option(
+        None, "generic: spot CSV with x_px, y_px, phase[, id, <oxide> wt%, <El>_peak, <El>_bg cps/µA, current_A]"
+    )
+    map_dir: str | None = option(None, "jeol: the map folder (e.g. project/.map/1) holding the map files and their .cnd")
+    qnt_dir: str | None = option(None, "jeol: the spot folder (project/.qnt) holding the *.qnt files")
+    dialect: Literal["auto", "old", "new"] = option("auto", "jeol: .cnd dialect (old: <k>_map.txt; new: data<kkk>.csv)")
+    map_conditions: str | None = option(None, "jeol: CSV of map conditions, when .cnd files are missing or incomplete")
+    spot_conditions: str | None = option(None, "jeol: CSV of spot conditions, when .qnt/.cnd/elemw.cnd is missing")
+    phase_list: str | None = option(None, "jeol: phase_list.csv (id, phase, use) to relabel or exclude spots")
+    row_axis: Literal["auto", "x", "y"] = option("auto", "jeol: stage axis that runs along the map rows (auto: the dialect's)")
+    mirror: Literal["auto", "none", "x", "y", "xy"] = option("auto", "jeol: mirrored stage axes (auto: the dialect's)")
+    dead_time_ns: float | None = option(
+        None, "dead time of the X-ray counters (ns); empty = from the map conditions, else 0 (electron channels exempt)", ge=0
+    )
+    min_agreement: float = option(
+        0.7, "warn when fewer spots than this share land on a pixel of their own phase (orientation check)", ge=0, le=1
+    )
+
+    def __post_init__(self):
+        if self.format == "generic" and self.maps is None:
+            raise ConfigError("input.maps is required with input.format: generic (the map stack .npz/.h5).")
+        if self.format == "jeol" and (self.map_dir is None or self.qnt_dir is None):
+            raise ConfigError("input.map_dir and input.qnt_dir are required with input.format: jeol.")
+
+
+@dataclass(frozen=True)
+class SpotsConfig:
+    """How spot analyses anchor the clustering."""
+
+    merge_subphases: bool = option(True, "merge sub-phase labels into their phase (Grt_core, Grt_rim -> Grt)")
+    outlier_p: float = option(
+        1e-3, "flag spots whose map counts disagree with their phase beyond Poisson noise at this p-value (0 = off)", ge=0, lt=1
+    )
+
+
+@dataclass(frozen=True)
+class QuantifyConfig:
+    """Calibration of the map rates to wt% (SCIENCE.md section A)."""
+
+    threshold: float = option(0.9, "minimum membership of a spot pixel in the spot's phase to enter beta", gt=0, le=1)
+    beta_window: int = option(3, "odd window (px) of same-phase pixels averaged around a spot for beta", ge=1)
+    beta_tiles: tuple[int, int] = option((1, 1), "tiles (rows, cols) with their own beta, for drifting maps", ge=1)
+    weights: Literal["memberships", "fractions"] = option(
+        "memberships", "phase weights of the wt% formula: EM memberships or linear-mixing fractions (needs mixing.enabled)"
+    )
+    parameters: str | None = option(None, "parameters.csv of an earlier run: quantify with it instead of spots")
+    chunk_size: int = option(65536, "pixels per block of quantification work", ge=1)
+
+
+@dataclass(frozen=True)
+class MixingConfig:
+    """Linear mixing model: per-pixel phase fractions on the simplex (Poisson likelihood)."""
+
+    enabled: bool = option(True, "fit per-pixel phase fractions beside the memberships")
+    n_active: int = option(3, "phases considered per pixel (its best single-phase fits)", ge=1)
+    max_iter: int = option(30, "mirror-descent iterations per pixel", ge=1)
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    """Summaries beyond modal proportions and phase compositions."""
+
+    regions: dict[str, tuple[int, int, int, int]] = option(
+        {}, "bulk composition of rectangles: name -> [row0, row1, col0, col1] (pixels, end exclusive)", ge=0
+    )
+    profiles: dict[str, tuple[float, float, float, float]] = option(
+        {}, "profiles: name -> [x0, y0, x1, y1] (pixel column, row of start and end); garnet ones start at the core", ge=0
+    )
+    profile_width: int = option(1, "pixels averaged across a profile", ge=1)
+    garnet: str = option("Grt", "phase whose pixels get garnet end-members (X_alm, X_prp, X_grs, X_sps)")
+    garnet_min_membership: float = option(0.5, "garnet pixels: membership (or fraction) at least this", gt=0, le=1)
 
 
 @dataclass(frozen=True, kw_only=True)
 class QmapConfig:
-    """Quantitative mapping: cluster EPMA X-ray maps into phases anchored on spot analyses."""
+    """Quantitative mapping: EPMA X-ray maps + spot analyses -> phases and wt% maps."""
 
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
     input: QmapInputConfig = option(help="input files")
     clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
-    output: OutputConfig = section(OutputConfig, "figures")
+    spots: SpotsConfig = section(SpotsConfig, "spot handling")
+    quantify: QuantifyConfig = section(QuantifyConfig, "calibration to wt%")
+    mixing: MixingConfig = section(MixingConfig, "mixed pixels")
+    densities: dict[str, float] = option(
+        {}, "density per phase (g/cm³) for bulk compositions; unlisted phases take the built-in table", gt=0
+    )
+    summary: SummaryConfig = section(SummaryConfig, "summaries")
+    output: OutputConfig = section(OutputConfig, "figures and tables")
+
+    def __post_init__(self):
+        if self.quantify.weights == "fractions" and not self.mixing.enabled:
+            raise ConfigError("quantify.weights: fractions needs mixing.enabled: true.")
+        if self.quantify.beta_window % 2 == 0:
+            raise ConfigError(f"quantify.beta_window must be odd, got {self.quantify.beta_window}.")

@@ -13,7 +13,10 @@ key            shape                  meaning
 =============  =====================  ==========================================
 
 Spot table (CSV): ``x_px`` (column index), ``y_px`` (row index), ``phase`` (label),
-then any further columns (wt% per oxide, intensities), kept as floats.
+then optional columns: ``id``; wt% per oxide named by the oxide (``SiO2`` or
+``SiO2_wt``); intensities in cps/µA per element, ``Si_peak``, ``Si_bg`` (background at
+the peak position) or ``Si_net``; ``current_A``. :func:`read_spot_set` returns them as a
+:class:`SpotSet`; :func:`read_spots` keeps any numeric column by name.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class MapStack:
         channels: channel names.
         dwell_ms, current_A: (channels,) acquisition conditions.
         step_um: pixel size (µm) or None.
+        map_start_mm: stage position (x, y) in mm of pixel (0, 0), or None.
+        dead_time_ns: (channels,) counter dead time in ns from the map conditions, or None.
     """
 
     counts: np.ndarray
@@ -198,6 +203,48 @@ def read_spots(path: str | os.PathLike, shape: tuple[int, int]) -> SpotPixels:
         i = phase.index("")
         raise InputError(f"spot table '{path}', line {i + 2}: empty phase label.")
     return SpotPixels(y.astype(np.int64), x.astype(np.int64), phase, values)
+
+
+def read_spot_set(path: str | os.PathLike, shape: tuple[int, int]) -> SpotSet:
+    """Read a generic spot CSV as a :class:`SpotSet` (columns: see the module docstring)."""
+    from jaxpetro.models.oxides import OXIDES  # a table, no JAX work at import
+
+    raw = read_spots(path, shape)
+    cols = dict(raw.columns)
+    n = raw.row.shape[0]
+    ids = cols.pop("id", np.arange(1, n + 1, dtype=np.float64))
+    if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
+        raise InputError(f"spot table '{path}': column 'id' must hold whole numbers.")
+    ids = ids.astype(np.int64)
+    dup = sorted({int(i) for i in ids if np.sum(ids == i) > 1})
+    if dup:
+        raise InputError(f"spot table '{path}': duplicate spot id(s) {dup}; every spot needs its own id.")
+    oxides = []
+    for name in list(cols):
+        ox = name[:-3] if name.endswith("_wt") else name
+        if ox in OXIDES:
+            oxides.append((ox, name))
+    elements = tuple(OXIDES[o].cation for o, _ in oxides)
+    if len(set(elements)) != len(elements):
+        raise InputError(f"spot table '{path}': two wt% columns for one element ({[o for o, _ in oxides]}).")
+    wt = np.stack([cols[c] for _, c in oxides], axis=1) if oxides else np.zeros((n, 0))
+
+    def per_element(suffixes):
+        found = [next((cols[f"{e}_{s}"] for s in suffixes if f"{e}_{s}" in cols), None) for e in elements]
+        if all(f is None for f in found):
+            return None
+        return np.stack([np.full(n, np.nan) if f is None else f for f in found], axis=1)
+
+    peak, bg, net = per_element(("peak",)), per_element(("bg", "background")), per_element(("net",))
+    if peak is None and net is not None and bg is not None:
+        peak = net + bg
+    if peak is not None and bg is None:
+        raise InputError(f"spot table '{path}': peak intensities without background columns (<El>_bg, cps/µA).")
+    current = cols.get("current_A")
+    return SpotSet(
+        id=ids, phase=raw.phase, elements=elements, oxides=tuple(o for o, _ in oxides), wt=wt,
+        peak=peak, background=bg, current_A=current, row=raw.row, col=raw.col, use=np.ones(n, bool),
+    )
 
 
 def write_spots(path: str | os.PathLike, row, col, phase, columns: dict | None = None) -> Path:

@@ -103,3 +103,36 @@ def phase_map_figure(
     fig.legend(handles=handles, loc="center right", frameon=False, title="phase")
     fig.subplots_adjust(right=0.8)
     return save_figure(fig, path, dpi)
+
+
+def scalar_map_figure(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    title: str,
+    unit: str = "wt%",
+    step_um: float | None = None,
+    dpi: int = 120,
+    cmap: str = "viridis",
+) -> Path:
+    """One quantity per pixel (e.g. wt% of an oxide) with a colour bar and a µm scale bar.
+
+    The colour range is the 0.5-99.5 percentile range of the finite pixels, so a few hot
+    pixels do not wash out the map; NaN pixels (e.g. outside garnet) are left white.
+    """
+    img = np.asarray(image, np.float32)
+    finite = img[np.isfinite(img)]
+    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+    if hi <= lo:
+        hi = lo + 1e-6
+    fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    cm = plt.get_cmap(cmap).copy()
+    cm.set_bad("white")
+    shown = ax.imshow(np.ma.masked_invalid(img), cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if step_um:
+        _scale_bar(ax, img.shape[1], step_um)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=unit)
+    return save_figure(fig, path, dpi)

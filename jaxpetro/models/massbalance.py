@@ -185,6 +185,50 @@ def information_criterion(y, w, coefs: Float[Array, "L G S"], kind: Criterion, m
     return jax.vmap(one)(coefs)
 
 
+def refine(y, w, immobile: Bool[Array, " G"], kind: Criterion, min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
+    """Local descent of the information criterion over immobile sets, from ``immobile``.
+
+    With known noise the criterion of an immobile set I is ``sum_{i in I} r_i(a) + tau |not I|``
+    (+ const), ``r_i = sum_j W_ij (y_ij - a_j)^2`` and ``tau = S log n`` (bic) or ``2 S`` (aic):
+    a mobile element costs S degrees of freedom. Alternating ``a = refit on I`` and
+    ``I = {i : r_i(a) <= tau}`` (the ``min_immobile`` best-fitting elements at least)
+    never increases it, and stops at a fixed point: elements the path left on the wrong
+    side of the isocon move across. (The l0 / q -> 0 limit of the group penalty.)
+    """
+    g, s = y.shape
+    n = jnp.sum(w > 0)
+    tau = s * jnp.log(n) if kind == "bic" else 2.0 * s
+
+    def step(_, imm):
+        a = refit_intercept(y, w, jnp.broadcast_to(imm[:, None], y.shape))
+        r = jnp.sum(w * (y - a[None, :]) ** 2, axis=1)
+        kth = jnp.sort(r)[min_immobile - 1]
+        return (r <= tau) | (r <= kth)
+
+    return jax.lax.fori_loop(0, n_steps, step, immobile)
+
+
+def set_criterion(y, w, immobile: Bool[Array, " G"], kind: Criterion) -> Float[Array, ""]:
+    """Known-noise criterion of a group immobile set: ``sum_{i in I} r_i(a_I) + tau |not I|``."""
+    g, s = y.shape
+    tau = s * jnp.log(jnp.sum(w > 0)) if kind == "bic" else 2.0 * s
+    a = refit_intercept(y, w, jnp.broadcast_to(immobile[:, None], y.shape))
+    r = jnp.sum(w * (y - a[None, :]) ** 2, axis=1)
+    return jnp.sum(jnp.where(immobile, r, tau))
+
+
+def refine_multistart(y, w, immobile, kind: Criterion, min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
+    """:func:`refine` from ``immobile`` and from the isocon through each element; the best set by criterion."""
+    g, s = y.shape
+    tau = s * jnp.log(jnp.sum(w > 0)) if kind == "bic" else 2.0 * s
+    # Start k: the elements within tau of the isocon through element k (a = y_k).
+    r0 = jnp.sum(w[None] * (y[None] - y[:, None, :]) ** 2, axis=2)  # (start, element)
+    starts = jnp.concatenate([immobile[None], r0 <= tau], axis=0)
+    sets = jax.vmap(lambda m: refine(y, w, m, kind, min_immobile, n_steps))(starts)
+    scores = jax.vmap(lambda m: set_criterion(y, w, m, kind))(sets)
+    return sets[jnp.argmin(scores)]
+
+
 class Selection(NamedTuple):
     """Sparse isocon selection along the λ path.
 
@@ -210,11 +254,13 @@ class Selection(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("q", "alpha", "n_lambda", "criterion", "min_immobile", "method", "max_iter",
-                                             "n_reweight", "multistart"))
+                                             "n_reweight", "multistart", "refine_steps",
+                                             "refine_multistart"))
 def select(
     y, w, *, q=1.0, alpha=0.0, n_lambda: int = 40, min_ratio: float = 0.01, criterion: Criterion = "bic",
     min_immobile: int = 3, fixed_fraction=None, method="bcd", tol: float = 1e-10, max_iter: int = 20000,
-    eps: float = 1e-2, n_reweight: int = 5, multistart: bool = True,
+    eps: float = 1e-2, n_reweight: int = 5, multistart: bool = True, refine_steps: int = 0,
+    refine_multistart: bool = False,
 ) -> Selection:
     """Sparse isocon: warm-started λ path, choice of λ by ``criterion``, refit of the slopes.
 
@@ -229,6 +275,8 @@ def select(
             criterion (the path is still computed, for the record).
         multistart: for q < 1, also start the reweighting from the isocon through each
             element (:func:`jaxpetro.kernels.group_lasso.solve_q`); ignored for q = 1.
+        refine_steps: > 0: follow the selection by :func:`refine` (group lasso, known-noise
+            criteria only); the path and solution are kept, ``immobile`` is refined.
     """
     lmax = gl.lambda_max(y, w, jnp.ones(y.shape[0]), alpha)
     lams = gl.lambda_grid(lmax, n_lambda, min_ratio)
@@ -244,6 +292,10 @@ def select(
         lam = lmax * fixed_fraction
         sol = gl.solve_q(y, w, lam, q, alpha, **kw)
     immobile = sol.coef == 0
+    if refine_steps > 0 and alpha == 0 and criterion in ("bic", "aic"):
+        fn = refine_multistart if refine_multistart else refine
+        immobile = jnp.broadcast_to(fn(y, w, immobile[:, 0], criterion, min_immobile, refine_steps)[:, None],
+                                    y.shape)
     return Selection(lams, sols, ic, index, lam, sol, immobile, refit_intercept(y, w, immobile))
 
 

@@ -177,10 +177,11 @@ def fit_beta(
     return beta, beta_se, jnp.where(has, n_t, n_all).astype(jnp.int32)
 
 
+@jax.jit(static_argnames=("n_phases", "n_tiles"))
 def calibrate(wt, net, background, peak, phase, use, spot_rate, weight, tile, n_phases: int, n_tiles: int = 1) -> Calibration:
     """All calibration constants from the spots (see :func:`fit_alpha_gamma`, :func:`fit_beta`)."""
     alpha, alpha_se, gamma, gamma_se, n_spots, source = fit_alpha_gamma(wt, net, background, phase, use, n_phases)
-    beta, beta_se, n_beta = fit_beta(peak, spot_rate, jnp.where(jnp.asarray(use), weight, 0.0), tile, n_tiles)
+    beta, beta_se, n_beta = fit_beta(peak, spot_rate, jnp.where(use, weight, 0.0), tile, n_tiles)
     return Calibration(alpha, alpha_se, beta, beta_se, gamma, gamma_se, n_spots, n_beta, source)
 
 
@@ -192,10 +193,10 @@ class Quantified(NamedTuple):
     lod: Float[Array, "N J"]  # detection limit, wt%
 
 
-def _quantify_block(rate, weights, exposure, tile, cal: Calibration):
+def _quantify_block(rate, weights, tile, exposure, cal: Calibration):
     r = rate.astype(jnp.float64)
     p = weights.astype(jnp.float64)
-    e = exposure.astype(jnp.float64)[:, None]
+    e = exposure[None, :]
     beta, beta_se = cal.beta[tile], cal.beta_se[tile]  # (B, J)
     a_eff = p @ cal.alpha.T  # sum_k p_k alpha_jk
     ag = p @ (cal.alpha * cal.gamma).T
@@ -219,7 +220,7 @@ def _quantify_block(rate, weights, exposure, tile, cal: Calibration):
 def quantify(
     rate: Float[Array, "N J"],
     weights: Float[Array, "N K"],
-    exposure: Float[Array, " N"],
+    exposure: Float[Array, " J"],
     cal: Calibration,
     tile: Int[Array, " N"] | None = None,
     chunk_size: int = 65536,
@@ -229,7 +230,7 @@ def quantify(
     Args:
         rate: dead-time corrected map rate in cps/µA (counts / exposure).
         weights: phase weights per pixel on the simplex (memberships or mixing fractions).
-        exposure: dwell (s) x current (µA) per pixel, for the counting noise.
+        exposure: dwell (s) x current (µA) of each channel's pixels, for the counting noise.
         cal: the calibration.
         tile: tile index of each pixel into ``cal.beta`` (default: all tile 0).
         chunk_size: pixels per block (bounds memory: ~30 float64 values per pixel-element).
@@ -242,7 +243,8 @@ def quantify(
     n = rate.shape[0]
     if tile is None:
         tile = jnp.zeros((n,), jnp.int32)
-    return _quantify(jnp.asarray(rate), jnp.asarray(weights), jnp.asarray(exposure), jnp.asarray(tile), cal,
+    exposure = jnp.broadcast_to(jnp.asarray(exposure, jnp.float64), rate.shape[-1:])
+    return _quantify(jnp.asarray(rate), jnp.asarray(weights), exposure, jnp.asarray(tile), cal,
                      chunk_size=int(max(1, min(chunk_size, n))))
 
 
@@ -253,8 +255,8 @@ def _quantify(rate, weights, exposure, tile, cal, *, chunk_size):
     pad = blocks * chunk_size - n
 
     def split(a):
-        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), constant_values=1 if a is exposure else 0)
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
         return a.reshape((blocks, chunk_size) + a.shape[1:])
 
-    out = jax.lax.map(lambda b: _quantify_block(*b, cal), (split(rate), split(weights), split(exposure), split(tile)))
+    out = jax.lax.map(lambda b: _quantify_block(*b, exposure, cal), (split(rate), split(weights), split(tile)))
     return Quantified(*(o.reshape((blocks * chunk_size,) + o.shape[2:])[:n] for o in out))

@@ -149,8 +149,12 @@ def export_section(sec, folder: Path) -> None:
     stack = MapStack(sec.counts, sec.channels, np.full(n, sec.dwell_ms), np.full(n, sec.current_A), sec.step_um)
     write_map_stack(folder / "maps.npz", stack)
     sp = sec.spots
-    wt = {f"{ox}_wt": sp.wt[:, j] for j, ox in enumerate(sec.oxides)}
-    write_spots(folder / "spots.csv", sp.row, sp.col, sp.phase, wt)
+    columns = {"id": sp.id}
+    columns.update({f"{ox}_wt": sp.wt[:, j] for j, ox in enumerate(sec.oxides)})
+    columns.update({f"{el}_peak": sp.peak[:, j] for j, el in enumerate(sec.elements)})
+    columns.update({f"{el}_bg": sp.background[:, j] for j, el in enumerate(sec.elements)})
+    columns["current_A"] = sp.current_A
+    write_spots(folder / "spots.csv", sp.row, sp.col, sp.phase, columns)
 
 
 def _print_table(summary: dict, names) -> None:
