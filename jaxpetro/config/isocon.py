@@ -25,7 +25,7 @@ class SparseConfig:
     sparse_group: bool = option(False, "allow an element to be immobile in some samples only (ℓ1 + group)")
     l1_ratio: float = option(0.5, "share of the ℓ1 penalty in the sparse-group variant", gt=0, lt=1)
     refine: bool = option(True, "after the path, move elements across the isocon while that lowers the "
-                                "criterion (bic/aic, group lasso only): fewer wrong immobile sets")
+                                "criterion (bic/aic, group lasso only; not with criterion: fixed): fewer wrong immobile sets")
     min_immobile: int = option(3, "fewest immobile elements per sample for a model to be accepted", ge=1)
     fit_p_min: float = option(1e-3, "reject a selection whose immobile elements scatter about the isocon more "
                                     "than the analytical errors allow (chi-square p-value below this; 0 = off)",

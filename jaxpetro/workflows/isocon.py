@@ -98,7 +98,7 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
             criterion="bic" if sp.criterion == "fixed" else sp.criterion,
             min_immobile=min(sp.min_immobile, g - 1),
             fixed_fraction=sp.lambda_fraction if sp.criterion == "fixed" else None, multistart=sp.multistart,
-            refine_steps=50 if sp.refine else 0, **solver_kw)
+            refine_steps=50 if sp.refine and sp.criterion != "fixed" else 0, **solver_kw)
         if not bool(np.all(np.asarray(selection.path.converged))):
             print(f"jaxpetro: warning: the solver did not reach sparse.tol={sp.tol:g} at every λ of the path "
                   f"within sparse.max_iter={sp.max_iter}; raise sparse.max_iter.", file=sys.stderr)
