@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from jaxpetro.config.loader import option, section
 from jaxpetro.config.common import OutputConfig
-from jaxpetro.config.qmap import ClusteringConfig
+from jaxpetro.config.qmap import ClusteringConfig, MixingConfig, QuantifyConfig
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,14 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Embedded demo: quantify a synthetic thin section with known truth."""
+    """Embedded demo: quantify a synthetic thin section with known truth, invert a garnet
+    profile and a whole-rock set."""
 
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
     synthetic: SyntheticConfig = section(SyntheticConfig, "synthetic thin section")
     clustering: ClusteringConfig = section(ClusteringConfig, "phase clustering")
+    quantify: QuantifyConfig = section(QuantifyConfig, "calibration to wt%")
+    mixing: MixingConfig = section(MixingConfig, "mixed pixels")
+    ptpath: bool = option(True, "also invert a synthetic garnet profile (jaxpetro ptpath) into ptpath/")
+    isocon: bool = option(True, "also run a synthetic sparse isocon analysis (jaxpetro isocon) into isocon/")
     output: OutputConfig = section(OutputConfig, "figures")

@@ -126,8 +126,7 @@ def scalar_map_figure(
     if hi <= lo:
         hi = lo + 1e-6
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("white")
+    cm = plt.get_cmap(cmap).with_extremes(bad="white")
     shown = ax.imshow(np.ma.masked_invalid(img), cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
     ax.set_title(title)
     ax.set_xticks([])

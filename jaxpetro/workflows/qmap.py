@@ -342,6 +342,9 @@ def _write_outputs(config, out, stack, names, memberships, phase_map, fractions,
         "clustering": result.datasets([stack.channels[i] for i in result.channels]),
         "summary": {"modal": modal},
     }
+    if result.family == "poisson":  # counts per pixel -> cps/µA (channels differ in dwell x current)
+        factor = exposure_s_uA(stack.dwell_ms, stack.current_A)[list(result.channels)]
+        datasets["clustering"]["rate_cps_per_uA"] = np.asarray(result.params.loc) / factor
     if fractions is not None:
         datasets["fractions"] = fractions
         datasets["summary"]["modal_fractions"] = fractions.reshape(-1, k_n).astype(np.float64).mean(0)
