@@ -76,6 +76,32 @@ def one_seed(seed: int, qs) -> dict:
     return out
 
 
+def coverage(seeds: int, replicates: int, level: float = 0.95) -> dict:
+    """Share of true mass ratios inside the workflow's bootstrap intervals (q = 1, refined).
+
+    Over the first ``seeds`` data sets, counted separately for selections the workflow
+    accepts (chi-square p >= 1e-3) and for all.
+    """
+    inside, accepted = [], []
+    for seed in range(seeds):
+        d = make_wholerock(seed)
+        sd = np.full(d.values.shape, d.noise)
+        mean, sd_ref = mb.reference_composition(d.values[:1], sd[:1])
+        data = mb.LogData(jnp.log(d.values[1:]), jnp.log(mean), jnp.asarray(sd[1:]), jnp.asarray(sd_ref))
+        y, w = mb.log_ratios(data)
+        sel = mb.select(y, w, refine_steps=50)
+        reps = mb.montecarlo_sparse(jax.random.PRNGKey(seed), data, sel.lam, sel.solution.coef, sel.immobile,
+                                    n=replicates)
+        lo, hi = mb.interval(np.asarray(reps.mass_ratio), level)
+        _, _, p = mb.chi2_fit(y, w, sel.immobile, sel.intercept)
+        inside.extend(((lo <= d.mass_ratio) & (d.mass_ratio <= hi)).tolist())
+        accepted.extend([float(p) >= 1e-3] * len(d.mass_ratio))
+    inside, accepted = np.array(inside), np.array(accepted)
+    return {"level": level, "seeds": seeds, "replicates": replicates, "coverage_all": float(inside.mean()),
+            "coverage_accepted": float(inside[accepted].mean()), "n_intervals": int(inside.size),
+            "n_accepted": int(accepted.sum())}
+
+
 def summarise(per_seed: list[dict]) -> dict:
     table = {}
     for name in per_seed[0]:
@@ -118,18 +144,30 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--q", type=float, nargs="+", default=[1.0, 0.5])
     parser.add_argument("--out", default="benchmarks/isocon_recovery.json")
+    parser.add_argument("--coverage-seeds", type=int, default=0,
+                        help="also measure the coverage of the 95 %% bootstrap intervals on this many seeds")
+    parser.add_argument("--coverage-replicates", type=int, default=300)
+    parser.add_argument("--coverage-only", action="store_true", help="add coverage to an existing JSON")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.coverage_only:
+        record = json.loads(out.read_text())
+        record["coverage"] = coverage(args.coverage_seeds, args.coverage_replicates)
+        out.write_text(json.dumps(record, indent=1))
+        print(record["coverage"])
+        return
     start = time.time()
     load0 = os.getloadavg()[0]
     per_seed = [one_seed(s, args.q) for s in range(args.seeds)]
     summary = summarise(per_seed)
     md = markdown(summary, args.seeds)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"summary": summary, "per_seed": per_seed, "seeds": args.seeds, "q": args.q,
               "wall_s": time.time() - start, "load_average_start": load0, "load_average_end": os.getloadavg()[0],
               "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
               "note": "2 CPU cores shared with other work; timings indicative only"}
+    if args.coverage_seeds:
+        record["coverage"] = coverage(args.coverage_seeds, args.coverage_replicates)
     out.write_text(json.dumps(record, indent=1))
     out.with_suffix(".md").write_text(md)
     print(md)
