@@ -298,7 +298,7 @@ def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_l
     ax.set_xticklabels(elements, rotation=60, fontsize=8)
     ax.set_ylabel("ΔC / C$^O$ (%)")
     ax.set_title("gain (+) / loss (−) per element; dots: immobile")
-    ax.legend(fontsize=7, ncol=min(s, 5))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="sample")
     save_figure(fig, out / "transfer.png", dpi)
 
 
