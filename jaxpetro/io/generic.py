@@ -251,7 +251,9 @@ def write_spots(path: str | os.PathLike, row, col, phase, columns: dict | None =
     """Write a spot CSV (x_px, y_px, phase, then ``columns``) atomically."""
     columns = columns or {}
     header = ["x_px", "y_px", "phase", *columns]
-    table = [[int(c), int(r), p, *(float(v[i]) for v in columns.values())] for i, (r, c, p) in enumerate(zip(row, col, phase))]
+    values = [np.asarray(v) for v in columns.values()]
+    cell = [int if np.issubdtype(v.dtype, np.integer) else float for v in values]  # ids stay whole numbers
+    table = [[int(c), int(r), p, *(f(v[i]) for f, v in zip(cell, values))] for i, (r, c, p) in enumerate(zip(row, col, phase))]
     return write_csv(path, header, table)
 
 

@@ -224,6 +224,9 @@ def ensemble_smoother(
     def step(carry, inp):
         Xa_prev, buf, ll = carry
         k, key_pair, y_k, mask_k, R_k, Q_k, aux_k = inp
+        # Q_0 is unused (step 0 takes X0): replace it so that a singular Q_0 (e.g. a zero
+        # first step length) cannot put NaN into gradients through the discarded branch.
+        Q_k = jnp.where(k == 0, jnp.eye(d, dtype=Q_k.dtype), Q_k)
         Xf = propagate(key_pair[0], Xa_prev, F, Q_k)
         Xf = jnp.where(k == 0, X0, _inflate(Xf, inflation))
         Lf, Rf, ll_k = analysis_factors(key_pair[1], h_ens(params, Xf, aux_k), y_k, mask_k, R_k, variant)

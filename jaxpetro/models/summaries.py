@@ -24,24 +24,30 @@ DEFAULT_DENSITY = 3.0  # g/cm³ for a phase in neither the config nor the table
 _BLOCK = 1 << 18  # pixels per block of the float64 sums
 
 
-def phase_compositions(weights, wt):
-    """Weight-averaged composition of each phase and its spread.
+def phase_compositions(weights, wt, core=None, threshold: float = 0.9):
+    """Weight-averaged composition of each phase and its spread, over its core pixels.
 
     Args:
-        weights: (rows, cols, K) phase weights (memberships or fractions).
+        weights: (rows, cols, K) phase memberships p.
         wt: (rows, cols, J) wt%.
+        core: (rows, cols, K) weights that decide which pixels are the phase's core
+            (default ``weights``; mixing fractions are better: EM memberships are near 1
+            on most boundary pixels, whose wt% is a mixture).
+        threshold: a pixel counts for phase k where ``core[..., k] >= threshold``.
 
     Returns:
-        ``(mean, sd)``, each (K, J): sum_i p_ik W_ij / sum_i p_ik and the weighted
-        standard deviation about it (NaN for a phase with no weight).
+        ``(mean, sd)``, each (K, J): sum_i p_ik W_ij / sum_i p_ik over the core pixels and
+        the weighted standard deviation about it (NaN for a phase without core pixels).
     """
     p = weights.reshape(-1, weights.shape[-1])
+    c = p if core is None else core.reshape(-1, core.shape[-1])
     w = wt.reshape(-1, wt.shape[-1])
     s0 = np.zeros(p.shape[1])
     s1 = np.zeros((p.shape[1], w.shape[1]))
     s2 = np.zeros_like(s1)
     for a in range(0, p.shape[0], _BLOCK):
-        pb, wb = p[a : a + _BLOCK].astype(np.float64), w[a : a + _BLOCK].astype(np.float64)
+        pb = np.where(c[a : a + _BLOCK] >= threshold, p[a : a + _BLOCK], 0.0).astype(np.float64)
+        wb = w[a : a + _BLOCK].astype(np.float64)
         s0 += pb.sum(0)
         s1 += pb.T @ wb
         s2 += pb.T @ (wb * wb)

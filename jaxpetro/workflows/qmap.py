@@ -355,7 +355,7 @@ def _write_outputs(config, out, stack, names, memberships, phase_map, fractions,
     if quant is not None:
         wt, se, lod = quant.wt, quant.se, quant.lod
         total = wt.sum(-1)
-        mean, sd = summaries.phase_compositions(weights, wt)
+        mean, sd = summaries.phase_compositions(memberships, wt, fractions, config.quantify.threshold)
         density = summaries.densities_for(names, config.densities)
         bulk = summaries.bulk_composition(weights, wt, density)
         datasets.update(
