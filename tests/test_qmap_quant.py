@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,15 @@ def test_mixing_fractions_quantify_boundary_pixels_better_without_noise(section)
     assert np.sqrt(np.mean(err_f**2)) < 0.8 * np.sqrt(np.mean(err_p**2))  # measured 0.72 (seed 2)
     tv = lambda w: np.abs(w[mixed] - sec.fractions.reshape(-1, 6)[mixed]).sum(1).mean() / 2  # noqa: E731
     assert tv(f) < 0.6 * tv(p)  # measured 0.51 (seed 2)
+
+
+def test_shipped_config_runs_on_the_demo_export(tmp_path, monkeypatch):
+    """configs/qmap.yaml reads the JEOL project that `jaxpetro demo` writes."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "qmap.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", "demo-out", "--quiet", "--set", "synthetic.rows=64", "--set", "synthetic.cols=64",
+                 "--set", "ptpath=false", "--set", "isocon=false", "--set", "output.plots=false"]) == 0
+    assert main(["qmap", str(config), "--out", "qmap-out", "--quiet", "--set", "summary.regions={top: [0, 32, 0, 64]}",
+                 "--set", "output.plots=false"]) == 0
+    data, _ = read_hdf5(tmp_path / "qmap-out" / "qmap.h5")
+    assert set(data["summary"]["regions"]) == {"section", "top"}
