@@ -248,3 +248,28 @@ def test_shipped_config_runs_on_the_demo_export(tmp_path, monkeypatch):
                  "--set", "output.plots=false"]) == 0
     data, _ = read_hdf5(tmp_path / "qmap-out" / "qmap.h5")
     assert set(data["summary"]["regions"]) == {"section", "top"}
+
+
+def test_garnet_profile_feeds_ptpath(project, section, tmp_path):
+    """A profile from the garnet core outwards: wt% along it, and a ptpath-ready garnet
+    profile whose end-members follow the true zoning (Mn and Ca down, Mg up)."""
+    from jaxpetro.io.profiles import read_profile
+
+    r0, c0, radius = section.garnets[0]
+    line = f"summary.profiles={{g: [{c0:.1f}, {r0:.1f}, {c0 + 0.9 * radius:.1f}, {r0:.1f}]}}"
+    assert run_qmap(tmp_path / "o", *generic_sets(project), line, "summary.profile_width=3", "output.plots=false") == 0
+    prof = read_profile(tmp_path / "o" / "profiles" / "g_garnet.csv")
+    x = np.asarray(prof.X) if hasattr(prof, "X") else None
+    with open(tmp_path / "o" / "profiles" / "g_garnet.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 0.6 * 0.9 * radius
+    sps = np.array([float(r["X_sps"]) for r in rows])
+    prp = np.array([float(r["X_prp"]) for r in rows])
+    n = len(rows) // 3
+    assert sps[:n].mean() > sps[-n:].mean() and prp[:n].mean() < prp[-n:].mean()
+    total = sum(np.array([float(r[m]) for r in rows]) for m in ("X_alm", "X_prp", "X_grs", "X_sps"))
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    assert all(float(r["X_sps_sd"]) > 0 for r in rows)
+    assert x is None or x.shape[0] == len(rows)
+    with open(tmp_path / "o" / "profiles" / "g.csv") as fh:
+        assert "distance_um" in fh.readline()
