@@ -86,6 +86,7 @@ def test_enks_full_lag_equals_ensemble_rts_on_same_draws():
         assert np.abs(np.asarray(a.smoothed - a.filtered)).max() > 1e-2  # smoothing did something
 
 
+@pytest.mark.slow
 def test_enks_and_ensemble_rts_agree_statistically_for_large_ensembles():
     model, y, mask = garnet_like()
     exact = kf.rts_smoother(model, y, mask)
@@ -188,3 +189,38 @@ def test_ensemble_loglik_gradient_is_finite_and_points_uphill():
 
     g = jax.grad(ll)(jnp.log(4.0))  # noise 4x too large: the likelihood wants it smaller
     assert np.isfinite(float(g)) and float(g) < 0
+
+    # process-noise scales too, with a zero first step length (Q_0 = 0 is unused, never NaN)
+    dr = jnp.ones(15).at[0].set(0.0)
+
+    def ll_q(log_q):
+        Q = kf.random_walk_noise(dr, jnp.exp(log_q))
+        return enks.ensemble_loglik(jax.random.key(3), enks.linear_obs, None, X0, y, mask, model.R, Q,
+                                    (model.H, model.b))
+
+    gq = jax.grad(ll_q)(jnp.log(jnp.array([0.3, 10.0]) * 20))  # far too rough a walk: wants smaller q
+    assert np.all(np.isfinite(np.asarray(gq))) and np.all(np.asarray(gq) < 0)
+
+
+def test_static_parameter_by_state_augmentation():
+    """A constant observation bias carried as a zero-noise state component is estimated like
+    the exact augmented Kalman smoother does (and stays constant along the profile)."""
+    rng = np.random.default_rng(12)
+    n, p = 25, 3
+    H2 = rng.normal(size=(n, p, 2)) * np.array([0.02, 0.001])
+    H = np.concatenate([H2, np.broadcast_to(np.array([1.0, 0.0, 0.0])[:, None], (n, p, 1))], axis=2)  # bias on y_0
+    truth = np.c_[np.cumsum(rng.normal(size=(n, 2)) * [0.3, 10.0], 0) + [6.0, 500.0], np.full(n, 0.03)]
+    y = np.einsum("npd,nd->np", H, truth) + rng.normal(size=(n, p)) * 0.005
+    Q = kf.random_walk_noise(jnp.full(n, 2.0), jnp.array([0.3, 10.0, 0.0]))
+    R = jnp.broadcast_to(jnp.eye(p) * 0.005**2, (n, p, p))
+    m0, P0 = jnp.array([6.0, 500.0, 0.0]), jnp.diag(jnp.array([2.0, 100.0, 0.05]) ** 2)
+    model = kf.LinearGaussianModel(jnp.eye(3), Q, jnp.asarray(H), jnp.zeros((n, p)), R, m0, P0)
+    mask = jnp.ones((n, p), bool)
+    exact = kf.rts_smoother(model, jnp.asarray(y), mask)
+    res = run(model, jnp.asarray(y), mask, 1000)
+    bias = np.asarray(res.smoothed[:, :, 2])
+    np.testing.assert_allclose(bias, bias[:1].repeat(n, 0), atol=1e-9)  # static: one value per member
+    sd_b = float(np.sqrt(exact.cov_s[0, 2, 2]))
+    assert abs(bias.mean() - float(exact.mean_s[0, 2])) < 0.3 * sd_b
+    assert abs(bias[0].std(ddof=1) / sd_b - 1) < 0.15
+    assert abs(float(exact.mean_s[0, 2]) - 0.03) < 3 * sd_b  # and the exact answer finds the truth

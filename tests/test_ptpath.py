@@ -1,6 +1,7 @@
 """End-to-end tests of ``jaxpetro ptpath``: synthetic recovery, exact linear path, sensitivities, bad inputs."""
 
 import csv
+from pathlib import Path
 from types import SimpleNamespace
 
 import jax.numpy as jnp
@@ -162,3 +163,43 @@ def test_inclusions_become_state_observations_between_shells(tmp_path):
     np.testing.assert_allclose(np.sqrt(prob.var[k, 4:]), [0.4, 15.0])
     assert prob.mask[3].all()  # a shell with its own inclusion observes all six components
     assert not prob.mask[:, 4][prob.shell & (np.arange(11) != 3)].any()
+
+
+@pytest.mark.slow
+def test_table_sensitivity_matches_finite_differences(tmp_path):
+    """With the run's key fixed the EnKS mean is a smooth function of the profile: the reverse-mode
+    Jacobian equals a central finite difference."""
+    from jaxpetro.synthetic.garnet_profile import make_garnet_profile
+
+    synth = make_garnet_profile(seed=4, n_shells=15)
+    path = write_profile(tmp_path / "p.csv", synth.radius_um, synth.X)
+    cfg = load_config({"profile": str(path), "forward": {"path": str(demo_table_path())}, "map_check": False,
+                       "ensemble": {"size": 100},
+                       "hyperparameters": {"q_P": 0.1, "q_T": 3.0, "sd": 0.005}}, PtpathConfig)
+    prob = ptpath.build_problem(cfg)
+    inv = ptpath.invert(prob, cfg)
+    sens = ptpath.sensitivity(prob, cfg, inv)
+    eps = 1e-5
+    means = []
+    for sign in (1, -1):
+        y = prob.y.copy()
+        y[6, 2] += sign * eps
+        moved = ptpath.invert(ptpath.Problem(**{**prob.__dict__, "y": y}), cfg)
+        means.append(moved.smoothed.mean(axis=1))
+    fd = (means[0] - means[1]) / (2 * eps)
+    np.testing.assert_allclose(sens["dP_dX"][:, 6, 2], fd[:, 0], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(sens["dT_dX"][:, 6, 2], fd[:, 1], rtol=1e-3, atol=0.1)
+
+
+@pytest.mark.slow
+def test_shipped_config_runs_and_recovers_the_truth(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the config's paths are relative to the repository root
+    assert main(["ptpath", "configs/ptpath.yaml", "--out", str(tmp_path), "--quiet"]) == 0
+    header, data = read_csv(tmp_path / "ptpath.csv")
+    assert header == [*ptpath.CSV_COLUMNS, "t_Myr"]
+    assert np.all(np.diff(data[:, -1]) > 0)  # time increases outwards
+    _, truth = read_csv(root / "configs/data/garnet_truth.csv")
+    shells = np.isin(data[:, 0], truth[:, 0])
+    assert np.sqrt(np.mean((data[shells, 1] - truth[:, 1]) ** 2)) <= 0.25
+    assert np.sqrt(np.mean((data[shells, 2] - truth[:, 2]) ** 2)) <= 15.0

@@ -163,7 +163,10 @@ def propagate(
     a smoother needs the forecast anomalies to carry new, independent directions (with a
     deterministic transform the smoothed spread collapses onto the prior's span).
     """
-    return Xa @ F.T + jax.random.normal(key, Xa.shape, Xa.dtype) @ _chol(Q).T
+    noise = jax.random.normal(key, Xa.shape, Xa.dtype) @ _chol(Q).T
+    # A zero-variance component (a static parameter) has a zero row and column in Q: keep it
+    # exactly constant instead of letting the Cholesky jitter move it.
+    return Xa @ F.T + noise * (jnp.diagonal(Q) > 0)
 
 
 def _inflate(X, factor):
