@@ -15,6 +15,7 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
@@ -72,12 +73,16 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                          help="override a config key, e.g. --set clustering.tol=1e-6 (repeatable)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+        if "sensitivity" in {f.name for f in dataclasses.fields(schema)}:
+            sub.add_argument("--sensitivity", action="store_true",
+                             help="also write the Jacobian of the result w.r.t. the inputs (same as --set sensitivity=true)")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     module_name, schema_path = WORKFLOWS[args.workflow]
-    cfg = load_config(args.config, _schema(schema_path), args.overrides)
+    overrides = list(args.overrides) + (["sensitivity=true"] if getattr(args, "sensitivity", False) else [])
+    cfg = load_config(args.config, _schema(schema_path), overrides)
     out_dir = prepare_out_dir(args.out)
     # Written before the run so that a failed run still documents what was asked for.
     write_resolved_config(out_dir, config_to_yaml(cfg))

@@ -119,3 +119,15 @@ def test_subprocess_config_error_has_no_traceback(command, tmp_path):
     assert proc.returncode == 2
     assert "jaxpetro: error: --set synthetic.rows=4: invalid value 4" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sensitivity_flag_sets_the_config_key(fake_demo, monkeypatch, tmp_path):
+    monkeypatch.setitem(cli.WORKFLOWS, "ptpath", (fake_demo.__name__, "jaxpetro.config.ptpath:PtpathConfig"))
+    profile = tmp_path / "p.csv"
+    profile.write_text("radius_um,X_alm,X_prp,X_grs,X_sps\n0,0.7,0.1,0.1,0.1\n")
+    args = ["ptpath", "--out", str(tmp_path / "o"), "--quiet", "--set", f"profile={profile}",
+            "--set", "forward.path=table.csv"]
+    assert cli.main(args + ["--sensitivity"]) == 0
+    assert fake_demo.calls[-1][0].sensitivity is True
+    assert cli.main(args) == 0
+    assert fake_demo.calls[-1][0].sensitivity is False
