@@ -67,7 +67,7 @@ def test_matches_multitask_lasso(method, frac):
     np.testing.assert_allclose(sol.intercept, a_ref, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8])
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
 @pytest.mark.parametrize("method", ["bcd", "fista"])
 def test_kkt_and_gap_general_weights(alpha, method):
     """Non-uniform weights and the sparse-group variant: KKT holds, the gap closes, both solvers agree."""
@@ -116,6 +116,9 @@ def test_lambda_max_is_sharp(alpha):
     assert np.count_nonzero(np.linalg.norm(below.coef, axis=1)) >= 1
 
 
+_dual_norm = jax.jit(gl.dual_norm)  # α traced: one compilation for all examples
+
+
 @given(st.floats(0.0, 0.95), st.integers(0, 10_000))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_dual_norm_solves_its_equation(alpha, seed):
@@ -123,7 +126,7 @@ def test_dual_norm_solves_its_equation(alpha, seed):
     rng = np.random.default_rng(seed)
     theta = rng.normal(size=(6, 4)) * rng.uniform(0.1, 10)
     c = rng.uniform(0.5, 2.0, 6)
-    tau = np.asarray(gl.dual_norm(jnp.asarray(theta), jnp.asarray(c), alpha))
+    tau = np.asarray(_dual_norm(jnp.asarray(theta), jnp.asarray(c), alpha))
     u = np.abs(theta) / c[:, None]
     lhs = np.linalg.norm(np.maximum(u - alpha * tau[:, None], 0), axis=1)
     np.testing.assert_allclose(lhs, (1 - alpha) * tau, rtol=1e-10, atol=1e-12)
@@ -159,7 +162,7 @@ def test_path_warm_start_equals_cold_solves_and_vmap():
         np.testing.assert_allclose(batch.coef[k], one.coef, atol=1e-10)
 
 
-@pytest.mark.parametrize("q", [0.5, 0.8])
+@pytest.mark.parametrize("q", [0.5])
 def test_reweighting_decreases_the_q_objective(q):
     """Majorise-minimise: the reweighted solution has a lower q-objective than the q = 1 one, and is sparser or equal."""
     y, w = problem(7, n_mobile=8)

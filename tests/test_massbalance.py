@@ -158,7 +158,7 @@ def test_sparse_montecarlo_intervals_cover_truth():
     data, _ = log_data(d)
     y, w = mb.log_ratios(data)
     sel = mb.select(y, w)
-    reps = mb.montecarlo_sparse(jax.random.PRNGKey(1), data, sel.lam, sel.solution.coef, sel.immobile, n=300)
+    reps = mb.montecarlo_sparse(jax.random.PRNGKey(1), data, sel.lam, sel.solution.coef, sel.immobile, n=1000)
     lo, hi = mb.interval(np.asarray(reps.mass_ratio), 0.95)
     assert np.all((lo <= d.mass_ratio) & (d.mass_ratio <= hi))
     freq = np.asarray(reps.immobile).mean(axis=0)[:, 0]

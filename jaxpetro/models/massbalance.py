@@ -259,7 +259,7 @@ class Selection(NamedTuple):
 def select(
     y, w, *, q=1.0, alpha=0.0, n_lambda: int = 40, min_ratio: float = 0.01, criterion: Criterion = "bic",
     min_immobile: int = 3, fixed_fraction=None, method="bcd", tol: float = 1e-10, max_iter: int = 20000,
-    eps: float = 1e-2, n_reweight: int = 5, multistart: bool = True, refine_steps: int = 0,
+    eps: float = 1e-2, n_reweight: int = 5, multistart: bool = True, refine_steps: int = 50,
     refine_multistart: bool = False,
 ) -> Selection:
     """Sparse isocon: warm-started λ path, choice of λ by ``criterion``, refit of the slopes.
@@ -275,7 +275,7 @@ def select(
             criterion (the path is still computed, for the record).
         multistart: for q < 1, also start the reweighting from the isocon through each
             element (:func:`jaxpetro.kernels.group_lasso.solve_q`); ignored for q = 1.
-        refine_steps: > 0: follow the selection by :func:`refine` (group lasso, known-noise
+        refine_steps: > 0 (default 50, as the workflow): follow the selection by :func:`refine` (group lasso, known-noise
             criteria only); the path and solution are kept, ``immobile`` is refined.
     """
     lmax = gl.lambda_max(y, w, jnp.ones(y.shape[0]), alpha)
