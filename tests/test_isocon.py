@@ -97,11 +97,19 @@ def test_classical_with_densities_matches_grant(tmp_path):
 
 def test_demo_headline_figures(tmp_path):
     res = isocon.run_demo(tmp_path, seed=0, quiet=True)
+    assert res["identified"]
     assert res["rmse_log_mass_ratio"] < 0.07 and res["recall"] >= 0.8 and res["precision"] >= 0.8
     assert res["rmse_oracle"] <= res["rmse_log_mass_ratio"] + 1e-12
     assert (tmp_path / "wholerock.csv").exists() and (tmp_path / "isocon.csv").exists()
     for png in ("isocon.png", "path.png", "transfer.png"):
         assert (tmp_path / png).stat().st_size > 10_000
+
+
+def test_demo_reports_an_unidentifiable_seed(tmp_path):
+    """Seed 8 of the recovery study is refused (chi-square): the demo says so instead of failing."""
+    res = isocon.run_demo(tmp_path, seed=8, quiet=True)
+    assert res["identified"] is False and np.isnan(res["rmse_log_mass_ratio"])
+    assert res["rmse_oracle"] < res["rmse_median"]
 
 
 def test_reader_units_and_cells(tmp_path):

@@ -312,7 +312,8 @@ def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     :func:`jaxpetro.synthetic.wholerock.make_wholerock`) have known truth; returns headline
     figures: RMSE of the log mass ratios, precision and recall of the immobile set, and
     the same RMSE for the per-sample median of log ratios and for the oracle (true
-    immobile set).
+    immobile set). For the ~1 seed in 10 whose immobile set the workflow refuses as not
+    identifiable, ``identified`` is False and the sparse figures are NaN (no exception).
     """
     from jaxpetro.config import load_config
     from jaxpetro.synthetic.wholerock import make_wholerock, write_wholerock_csv
@@ -322,21 +323,27 @@ def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     csv_path = write_wholerock_csv(out / "wholerock.csv", truth)
     config = load_config({"data": str(csv_path), "reference": list(truth.reference), "seed": seed,
                           "relative_error": truth.noise}, IsoconConfig)
-    result = run(config, out, quiet=quiet)
     a_true = -np.log(truth.mass_ratio)
+    _, _, ref_idx, _, data, _ = _prepare(config)
+    y, w = (np.asarray(v) for v in mb.log_ratios(data))
+    imm_true = np.repeat(truth.immobile[:, None], y.shape[1], axis=1)
+    oracle = np.sum(w * y * imm_true, 0) / np.sum(w * imm_true, 0)
+    head = {"rmse_median": float(np.sqrt(np.mean((np.median(y, axis=0) - a_true) ** 2))),
+            "rmse_oracle": float(np.sqrt(np.mean((oracle - a_true) ** 2)))}
+    try:
+        result = run(config, out, quiet=quiet)
+    except InputError as err:
+        if not quiet:
+            print(f"jaxpetro: isocon demo (seed {seed}): {err}", file=sys.stderr)
+        return {"identified": False, "rmse_log_mass_ratio": float("nan"), **head, "precision": float("nan"),
+                "recall": float("nan"), "n_immobile": 0}
     est = -np.log(np.array([result["mass_ratio"][n] for n in truth.altered]))
     selected = np.array([e in result["immobile"][truth.altered[0]] for e in truth.elements])
     tp = int(np.sum(selected & truth.immobile))
-    h5 = out / "isocon.h5"
-    from jaxpetro.io.results import read_hdf5
-
-    datasets, _ = read_hdf5(h5)
-    y, w = datasets["log_ratio"], datasets["weight"]
-    oracle = np.sum(w * y * truth.immobile[:, None], 0) / np.sum(w * truth.immobile[:, None], 0)
     return {
+        "identified": True,
         "rmse_log_mass_ratio": float(np.sqrt(np.mean((est - a_true) ** 2))),
-        "rmse_median": float(np.sqrt(np.mean((np.median(y, axis=0) - a_true) ** 2))),
-        "rmse_oracle": float(np.sqrt(np.mean((oracle - a_true) ** 2))),
+        **head,
         "precision": tp / max(int(selected.sum()), 1),
         "recall": tp / int(truth.immobile.sum()),
         "n_immobile": int(selected.sum()),
