@@ -99,6 +99,9 @@ class MixingConfig:
     enabled: bool = option(True, "fit per-pixel phase fractions beside the memberships")
     n_active: int = option(3, "phases considered per pixel (its best single-phase fits)", ge=1)
     max_iter: int = option(30, "mirror-descent iterations per pixel", ge=1)
+    pure_p: float = option(
+        1e-3, "pixels that their best pure phase explains at this p-value (Poisson deviance) stay pure; 0 = unmix all", ge=0, lt=1
+    )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ __all__ = [
 
 RESOLVED_CONFIG_NAME = "config.resolved.yaml"
 _COMPRESS_BYTES = 1 << 20  # arrays from 1 MiB up are gzip-compressed and chunked
-_GZIP_LEVEL = 4  # most of the size gain of level 9 at a fraction of its time
+_GZIP_LEVEL = 1  # measured on qmap maps: the size of level 4 (within 0.01) at half its time
 _STR = h5py.string_dtype(encoding="utf-8")
 
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 _STEP0 = 1.0  # initial step of the normalised objective
 _GROW, _SHRINK, _STEP_MAX = 1.5, 0.5, 1e3
@@ -137,3 +137,47 @@ def _unmix(counts, rates, exposure, *, m, max_iter, chunk_size) -> UnmixResult:
     out = jax.lax.map(lambda b: _block(b[0], b[1], rates, m, max_iter), (x, e))
     return UnmixResult(*(o.reshape((blocks * chunk_size,) + o.shape[2:])[:n] for o in out))
 
+
+
+class SingleFit(NamedTuple):
+    """Best single phase per pixel: its index and the Poisson deviance of the pixel's counts
+    against it (~ chi-square with J degrees of freedom when the pixel is that pure phase)."""
+
+    index: Int[Array, " N"]
+    deviance: Float[Array, " N"]
+
+
+def best_single_phase(
+    counts: Float[Array, "N J"], rates: Float[Array, "K J"], exposure: Float[Array, " N"] | None = None,
+    *, chunk_size: int = 65536,
+) -> SingleFit:
+    """The best-fitting pure phase of every pixel and the deviance of that fit.
+
+    Pixels that their best pure phase explains within counting noise need no unmixing;
+    screening them out first divides the work of :func:`unmix` on a typical section by ~5.
+    """
+    counts = jnp.asarray(counts)
+    n = counts.shape[0]
+    exposure = jnp.ones((n,), counts.dtype) if exposure is None else jnp.asarray(exposure)
+    return _single(counts, jnp.asarray(rates, jnp.float64), exposure, chunk_size=int(max(1, min(chunk_size, n))))
+
+
+@jax.jit(static_argnames=("chunk_size",))
+def _single(counts, rates, exposure, *, chunk_size) -> SingleFit:
+    n = counts.shape[0]
+    blocks = -(-n // chunk_size)
+    pad = blocks * chunk_size - n
+    x = jnp.pad(counts, ((0, pad), (0, 0))).reshape(blocks, chunk_size, -1)
+    e = jnp.pad(exposure, (0, pad), constant_values=1).reshape(blocks, chunk_size)
+    rates = jnp.maximum(rates, _RATE_FLOOR * jnp.max(rates, axis=0, keepdims=True))
+
+    def block(b):
+        xb, eb = b[0].astype(jnp.float64), b[1].astype(jnp.float64)
+        ll = xb @ jnp.log(rates).T - eb[:, None] * rates.sum(1)[None, :]  # + x log e, constant in k
+        k = jnp.argmax(ll, axis=1)
+        mu = eb[:, None] * rates[k]
+        dev = 2.0 * jnp.sum(jax.scipy.special.xlogy(xb, xb / mu) - (xb - mu), axis=1)
+        return k, dev
+
+    k, dev = jax.lax.map(block, (x, e))
+    return SingleFit(k.reshape(-1)[:n], dev.reshape(-1)[:n])
