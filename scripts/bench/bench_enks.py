@@ -155,8 +155,8 @@ def main():
     single = jax.jit(one)
     for i in range(2):
         step_keys = jax.random.split(keys[i], (args.shells, 2))
-        z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (args.members, 2)))(step_keys[:, 0]))
-        e = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (args.members, 6)))(step_keys[:, 1]))
+        z = np.asarray(jax.vmap(lambda k: enks.standard_normal(k, (args.members, 2)))(step_keys[:, 0]))
+        e = np.asarray(jax.vmap(lambda k: enks.standard_normal(k, (args.members, 6)))(step_keys[:, 1]))
         ref = np.asarray(single(keys[i], jnp.asarray(y[i]), jnp.asarray(mask[i])))
         got = numpy_enks(table_np, X0, y[i], mask[i], R, Q, draws=(z, e))
         max_diff = max(max_diff, float(np.max(np.abs(ref - got))))
