@@ -339,14 +339,17 @@ def perturb(key, yhat, data: LogData, n: int) -> Float[Array, "n G S"]:
     return yhat + e_alt - e_ref
 
 
-@functools.partial(jax.jit, static_argnames=("n", "q", "alpha", "method", "max_iter", "n_reweight"))
+@functools.partial(jax.jit, static_argnames=("n", "q", "alpha", "method", "max_iter", "n_reweight", "refine_steps",
+                                             "criterion", "min_immobile"))
 def montecarlo_sparse(
     key, data: LogData, lam, init, immobile_point, *, n: int, q=1.0, alpha=0.0, method="bcd", tol: float = 1e-9,
-    max_iter: int = 20000, eps: float = 1e-2, n_reweight: int = 5,
+    max_iter: int = 20000, eps: float = 1e-2, n_reweight: int = 5, refine_steps: int = 50,
+    criterion: Criterion = "bic", min_immobile: int = 3,
 ) -> Replicates:
     """Parametric bootstrap of the sparse isocon at a fixed λ: re-solve (vmapped, warm-started), reselect, refit.
 
-    Replicates are drawn about the point fit (:func:`fitted`, :func:`perturb`). A replicate whose selection leaves a sample without immobile elements uses the point
+    Replicates are drawn about the point fit (:func:`fitted`, :func:`perturb`); each
+    replicate's selection is refined like the point estimate's (``refine_steps``). A replicate whose selection leaves a sample without immobile elements uses the point
     estimate's immobile set for that sample.
     """
     y0, w = log_ratios(data)
@@ -356,6 +359,8 @@ def montecarlo_sparse(
         sol = gl.solve_q(y, w, lam, q, alpha, init, method=method, tol=tol, max_iter=max_iter, eps=eps,
                          n_reweight=n_reweight)
         imm = sol.coef == 0
+        if refine_steps > 0 and alpha == 0 and criterion in ("bic", "aic"):  # as :func:`select` does
+            imm = jnp.broadcast_to(refine(y, w, imm[:, 0], criterion, min_immobile, refine_steps)[:, None], y.shape)
         empty = jnp.sum(imm, axis=0) == 0
         imm = jnp.where(empty[None, :], immobile_point, imm)
         return imm

@@ -136,8 +136,11 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
         if config.method == "classical":
             reps = mb.montecarlo_fixed(key, data, immobile, n=n_rep)
         else:
-            reps = mb.montecarlo_sparse(key, data, selection.lam, selection.solution.coef, immobile, n=n_rep,
-                                        q=sp.q, alpha=alpha, **{**solver_kw, "tol": max(sp.tol, 1e-9)})
+            crit = "bic" if sp.criterion == "fixed" else sp.criterion
+            reps = mb.montecarlo_sparse(
+                key, data, selection.lam, selection.solution.coef, immobile, n=n_rep, q=sp.q, alpha=alpha,
+                refine_steps=50 if sp.refine and sp.criterion != "fixed" else 0, criterion=crit,
+                min_immobile=min(sp.min_immobile, g - 1), **{**solver_kw, "tol": max(sp.tol, 1e-9)})
     progress.update()
 
     progress.set_postfix_str("writing")
