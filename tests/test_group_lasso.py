@@ -179,3 +179,17 @@ def test_reweighting_decreases_the_q_objective(q):
     assert np.count_nonzero(np.linalg.norm(rew.coef, axis=1)) <= np.count_nonzero(np.linalg.norm(first.coef, axis=1))
     same = gl.solve_q(y, w, lam, 1.0, tol=1e-12)
     np.testing.assert_allclose(same.coef, first.coef, atol=1e-12)
+
+
+def test_gap_criterion_stops_on_the_relative_gap():
+    y, w = problem(9, uniform_rows=False)
+    lam = 0.3 * float(gl.lambda_max(y, w, jnp.ones(20)))
+    sol = gl.solve(y, w, lam, criterion="gap", tol=1e-11)
+    null = float(gl.objective(y, w, gl.profiled_intercept(y, w, jnp.zeros_like(y)), jnp.zeros_like(y), lam,
+                              jnp.ones(20), 0.0))
+    assert bool(sol.converged) and float(sol.gap) <= 1e-11 * null
+    ref = gl.solve(y, w, lam, tol=1e-12)
+    np.testing.assert_allclose(sol.coef, ref.coef, atol=1e-5)
+    # A too-small iteration budget is reported, not hidden.
+    short = gl.solve(y, w, lam, criterion="gap", tol=1e-14, max_iter=10)
+    assert not bool(short.converged) and int(short.n_iter) == 10
