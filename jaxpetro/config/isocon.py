@@ -70,6 +70,8 @@ class IsoconConfig:
     below_detection_sd: float = option(1.0, "log-space 1-sigma given to imputed below-detection values", gt=0)
     densities: dict[str, float] = option({}, "density per sample (g/cm^3), for volume changes; references' "
                                              "mean is the protolith's", gt=0)
+    sensitivity: bool = option(True, "write the Jacobian of the mass ratios w.r.t. every input concentration "
+                                     "(isocon.h5/sensitivity; cheap, so on by default)")
     sparse: SparseConfig = section(SparseConfig, "sparse isocon")
     uncertainty: UncertaintyConfig = section(UncertaintyConfig, "intervals")
     output: OutputConfig = section(OutputConfig, "figures")

@@ -195,8 +195,10 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
         "log_ratio": np.asarray(y), "weight": np.asarray(w), "protolith_ppm": ref_vals,
         "fit": {"intercept": np.asarray(a), "mass_ratio": mr, "relative_change": rel,
                 "immobile": imm_np.astype(np.int8), "chi2": chi2, "dof": dof, "chi2_p": pval},
-        "sensitivity": {"d_mass_ratio_d_altered_ppm": np.asarray(d_alt), "d_mass_ratio_d_reference_ppm": np.asarray(d_ref)},
     }
+    if config.sensitivity:
+        h5["sensitivity"] = {"d_mass_ratio_d_altered_ppm": np.asarray(d_alt),
+                             "d_mass_ratio_d_reference_ppm": np.asarray(d_ref)}
     if selection is not None:
         h5["path"] = {"lambda": np.asarray(selection.lambdas), "coef": np.asarray(selection.path.coef),
                       "intercept": np.asarray(selection.path.intercept), "criterion": np.asarray(selection.criterion),
