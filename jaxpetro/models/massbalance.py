@@ -13,8 +13,8 @@ the mobility; immobile elements have ``b_ij = 0``. Derived quantities:
 Classical isocon (Grant): ``a_j`` is the weighted mean of ``y_ij`` over user-named immobile
 elements (the least-squares isocon through the origin in log space, unit-free, so wt% and
 ppm need no scaling). Sparse isocon: the group lasso of :mod:`jaxpetro.kernels.group_lasso`
-along a λ path, λ chosen by an information criterion, then ``a_j`` refitted on the selected
-immobile set. Uncertainty: Monte-Carlo over analytical errors (vmapped replicates, each
+along a λ path, λ chosen by an information criterion, the selected set optionally refined
+by a local descent of the same criterion (:func:`refine`), then ``a_j`` refitted on it. Uncertainty: Monte-Carlo over analytical errors (vmapped replicates, each
 re-solved at the chosen λ and refitted). Everything here is JAX except :func:`impute`
 (table preprocessing, numpy).
 """
