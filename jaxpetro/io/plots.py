@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -91,18 +92,38 @@ def phase_map_figure(
     cmap = ListedColormap(["#ffffff"] + colours)
     panels = [(phase_map, title)] + ([(truth, "true phase")] if truth is not None else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 5.2), squeeze=False)
-    for ax, (img, label) in zip(axes[0], panels):
-        ax.imshow(np.asarray(img) + 1, cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
+    for ax, (full, label) in zip(axes[0], panels):
+        img, factor = _reduce(np.asarray(full), categorical=True)
+        ax.imshow(img + 1, cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
         ax.set_title(label)
         ax.set_xticks([])
         ax.set_yticks([])
         if step_um:
-            _scale_bar(ax, img.shape[1], step_um)
+            _scale_bar(ax, img.shape[1], step_um * factor)
     labels = [f"{n} ({100 * m:.1f} %)" for n, m in zip(names, modal)] if modal is not None else list(names)
     handles = [Patch(facecolor=c, edgecolor="k", lw=0.5, label=lab) for c, lab in zip(colours, labels)]
     fig.legend(handles=handles, loc="center right", frameon=False, title="phase")
     fig.subplots_adjust(right=0.8)
     return save_figure(fig, path, dpi)
+
+
+_DISPLAY_PX = 800  # a 6-inch panel at 120 dpi shows ~700 pixels: larger maps are reduced first
+
+
+def _reduce(img: np.ndarray, categorical: bool) -> tuple[np.ndarray, int]:
+    """The image reduced by an integer factor so that its longer side is <= ~_DISPLAY_PX
+    (block means for quantities, every n-th pixel for labels), and the factor. Rendering a
+    4-megapixel map at figure size costs seconds and shows nothing more."""
+    f = max(1, int(np.ceil(max(img.shape[:2]) / _DISPLAY_PX)))
+    if f == 1:
+        return img, 1
+    if categorical:
+        return img[::f, ::f], f
+    r, c = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+    blocks = img[:r, :c].reshape(r // f, f, c // f, f)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+        return np.nanmean(blocks, axis=(1, 3)), f
 
 
 def scalar_map_figure(
@@ -120,7 +141,7 @@ def scalar_map_figure(
     The colour range is the 0.5-99.5 percentile range of the finite pixels, so a few hot
     pixels do not wash out the map; NaN pixels (e.g. outside garnet) are left white.
     """
-    img = np.asarray(image, np.float32)
+    img, factor = _reduce(np.asarray(image, np.float32), categorical=False)
     finite = img[np.isfinite(img)]
     lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
     if hi <= lo:
@@ -132,6 +153,6 @@ def scalar_map_figure(
     ax.set_xticks([])
     ax.set_yticks([])
     if step_um:
-        _scale_bar(ax, img.shape[1], step_um)
+        _scale_bar(ax, img.shape[1], step_um * factor)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=unit)
     return save_figure(fig, path, dpi)

@@ -224,8 +224,14 @@ def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
         p_flat = memberships.reshape(-1, k_n)
         # Pure-phase rates (counts per pixel) as membership-weighted means: the Poisson
         # M-step, valid whichever family clustered the map.
-        mass = p_flat.astype(np.float64).sum(0)
-        lam = (p_flat.T.astype(np.float64) @ x_counts.astype(np.float64)) / np.maximum(mass, 1e-12)[:, None]
+        lam = _pure_rates(x_counts, p_flat, np.ones(p_flat.shape[0], bool))
+        # Boundary pixels bias those means (EM gives most of them a membership near 1);
+        # re-estimate from the pixels that their best pure phase explains within noise.
+        single = best_single_phase(x_counts, lam)
+        pure = np.asarray(single.deviance) <= chi2.ppf(1.0 - max(config.mixing.pure_p, 1e-12), len(xray))
+        if pure.any():
+            lam = np.where(np.bincount(np.asarray(single.index)[pure], minlength=k_n)[:, None] > 0,
+                           _pure_rates(x_counts, p_flat, pure), lam)
         fractions, mixed_share, gap = _mix(x_counts, lam, config.mixing)
         fractions = fractions.reshape(rows, cols, k_n)
         checks.update(mixing_unmixed_share=mixed_share, mixing_gap_p99=gap)
@@ -280,6 +286,12 @@ def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
         _warn("the spot table has no wt% columns for mapped elements: phases only, no wt% maps.")
     summary.update(timings=timings, n_iter=result.n_iter, converged=result.converged, phases=names, checks=checks)
     return summary
+
+
+def _pure_rates(x_counts, p_flat, sel) -> np.ndarray:
+    """(K, J) membership-weighted mean counts over the selected pixels (the Poisson M-step)."""
+    p = p_flat[sel].astype(np.float64)
+    return (p.T @ x_counts[sel].astype(np.float64)) / np.maximum(p.sum(0), 1e-12)[:, None]
 
 
 def _mix(x_counts, lam, cfg):
