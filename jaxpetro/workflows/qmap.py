@@ -285,7 +285,25 @@ def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
     if not quantified and spots is not None:
         _warn("the spot table has no wt% columns for mapped elements: phases only, no wt% maps.")
     summary.update(timings=timings, n_iter=result.n_iter, converged=result.converged, phases=names, checks=checks)
+    if not quiet:
+        _report(summary)
     return summary
+
+
+def _report(summary: dict) -> None:
+    """Headline figures on stderr (stdout stays clean for pipes)."""
+    checks = summary["checks"]
+    lines = ["phase     modal %" + ("   " + "  ".join(f"{o:>6}" for o in list(summary.get("bulk", {}))[:6]) if "composition" in summary else "")]
+    for name, m in summary["modal"].items():
+        comp = summary.get("composition", {}).get(name, {})
+        lines.append(f"{name:<8}{100 * m:8.2f}" + ("   " + "  ".join(f"{v:6.2f}" for v in list(comp.values())[:6]) if comp else ""))
+    if "spots_tested" in checks:
+        lines.append(f"{checks['spots_on_own_phase']} of {checks['spots_tested']} spots land on a pixel of their own phase; "
+                     f"EM {summary['n_iter']} iterations" + ("" if summary["converged"] else " (not converged)"))
+    if "mixing_unmixed_share" in checks:
+        lines.append(f"{100 * checks['mixing_unmixed_share']:.1f} % of pixels unmixed (the rest fit one phase within noise)")
+    lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items() if v >= 0.05))
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _pure_rates(x_counts, p_flat, sel) -> np.ndarray:
