@@ -41,7 +41,7 @@ def run(model, y, mask, n_mem, **kw):
     )
 
 
-@pytest.mark.parametrize("variant", ["stochastic", "sqrt"])
+@pytest.mark.parametrize("variant", ["stochastic", pytest.param("sqrt", marks=pytest.mark.slow)])
 def test_enks_converges_to_exact_rts_at_2000_members(variant):
     """At N = 2000: EnKS mean within 0.3 posterior sd of the exact RTS mean everywhere (rms < 0.1 sd), sd within 6 %.
 
