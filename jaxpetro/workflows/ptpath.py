@@ -117,7 +117,6 @@ def build_problem(config: PtpathConfig) -> Problem:
     elif profile.sd is not None:
         var[at, :4] = profile.sd**2
     if incl is not None:
-        idx = np.searchsorted(radii, incl.radius_um)
         idx = np.array([int(np.argmin(np.abs(radii - r))) for r in incl.radius_um])
         if len(np.unique(idx)) != len(idx):
             raise InputError(f"inclusion file '{incl.source}': two inclusions at the same radius; combine them into one row.")
@@ -264,7 +263,7 @@ class Inversion:
     pred: tuple  # (mean, lo, hi) of the predicted fractions, (n, 4) each
 
 
-def invert(problem: Problem, config: PtpathConfig, progress=None) -> Inversion:
+def invert(problem: Problem, config: PtpathConfig) -> Inversion:
     """Estimate hyperparameters, smooth, summarise (mean, sd, 90 % band), MAP cross-check."""
     theta0, free, names = _start(problem, config)
     ens, hp = config.ensemble, config.hyperparameters
@@ -515,7 +514,7 @@ def run(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth=None) ->
     progress.set_postfix_str("reading")
     problem = build_problem(config)
     _tick(progress, "inverting")
-    inv = invert(problem, config, progress)
+    inv = invert(problem, config)
     check_inside_table(problem, inv)
     sens = None
     if config.sensitivity:
