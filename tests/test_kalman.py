@@ -85,13 +85,13 @@ def test_masked_component_equals_dropped_component():
     model, y, mask = random_model(5, n=5, p=3, missing=0.0)
     k = 3
     mask = mask.at[k, 1].set(False)
-    full = kf.kalman_filter(model, y.at[k, 1].set(1e6), mask)  # the value under the mask is ignored
+    full = kf.kalman_filter_jit(model, y.at[k, 1].set(1e6), mask)  # the value under the mask is ignored
     keep = jnp.array([0, 2])
     sub = kf.LinearGaussianModel(
         model.F, model.Q[k:k + 1], model.H[k:k + 1, keep], model.b[k:k + 1, keep],
         model.R[k:k + 1][:, keep][:, :, keep], full.mean_f[k], full.cov_f[k],
     )
-    one = kf.kalman_filter(sub, y[k:k + 1, keep], jnp.ones((1, 2), bool))
+    one = kf.kalman_filter_jit(sub, y[k:k + 1, keep], jnp.ones((1, 2), bool))
     np.testing.assert_allclose(full.mean_a[k], one.mean_a[0], rtol=1e-12)
     np.testing.assert_allclose(full.cov_a[k], one.cov_a[0], rtol=1e-10)
     before = kf.kalman_filter(model._replace(H=model.H[:k], b=model.b[:k], R=model.R[:k], Q=model.Q[:k]), y[:k], mask[:k])
@@ -102,7 +102,7 @@ def test_masked_component_equals_dropped_component():
 
 def test_missing_shell_is_prediction_only():
     model, y, mask = random_model(3)
-    res = kf.kalman_filter(model, y, mask)
+    res = kf.kalman_filter_jit(model, y, mask)
     k = y.shape[0] // 2
     np.testing.assert_allclose(res.mean_a[k], res.mean_f[k], rtol=0, atol=0)
     np.testing.assert_allclose(res.cov_a[k], res.cov_f[k], rtol=1e-12)
@@ -111,9 +111,9 @@ def test_missing_shell_is_prediction_only():
 def test_vmap_over_profiles_equals_loop():
     model, y, mask = random_model(7)
     ys = jnp.stack([y, y + 0.5, y - 1.0])
-    batched = jax.vmap(kf.rts_smoother, in_axes=(None, 0, None))(model, ys, mask)
+    batched = jax.jit(jax.vmap(kf.rts_smoother, in_axes=(None, 0, None)))(model, ys, mask)
     for i in range(3):
-        one = kf.rts_smoother(model, ys[i], mask)
+        one = kf.rts_smoother_jit(model, ys[i], mask)
         np.testing.assert_allclose(batched.mean_s[i], one.mean_s, rtol=1e-12)
         np.testing.assert_allclose(batched.loglik[i], one.loglik, rtol=1e-12)
 
@@ -124,9 +124,10 @@ def test_loglik_gradient_matches_finite_difference():
     def ll(log_scale):
         return kf.loglik(model._replace(R=model.R * jnp.exp(2 * log_scale)), y, mask)
 
-    g = jax.grad(ll)(0.1)
+    g = jax.jit(jax.grad(ll))(0.1)
+    ll_jit = jax.jit(ll)
     eps = 1e-5
-    fd = (ll(0.1 + eps) - ll(0.1 - eps)) / (2 * eps)
+    fd = (ll_jit(0.1 + eps) - ll_jit(0.1 - eps)) / (2 * eps)
     np.testing.assert_allclose(g, fd, rtol=1e-6)
 
 
