@@ -129,13 +129,20 @@ def _block(x, e, rates, m: int, max_iter: int):
 
 @jax.jit(static_argnames=("m", "max_iter", "chunk_size"))
 def _unmix(counts, rates, exposure, *, m, max_iter, chunk_size) -> UnmixResult:
+    out = _over_blocks(lambda xb, eb: _block(xb, eb, rates, m, max_iter), counts, exposure, chunk_size)
+    return UnmixResult(*out)
+
+
+def _over_blocks(fn, counts, exposure, chunk_size):
+    """``fn(counts_block, exposure_block)`` over pixel blocks (``lax.map``: bounded memory);
+    the tail block is padded with zero counts and unit exposure, and cut off the outputs."""
     n = counts.shape[0]
     blocks = -(-n // chunk_size)
     pad = blocks * chunk_size - n
     x = jnp.pad(counts, ((0, pad), (0, 0))).reshape(blocks, chunk_size, -1)
     e = jnp.pad(exposure, (0, pad), constant_values=1).reshape(blocks, chunk_size)
-    out = jax.lax.map(lambda b: _block(b[0], b[1], rates, m, max_iter), (x, e))
-    return UnmixResult(*(o.reshape((blocks * chunk_size,) + o.shape[2:])[:n] for o in out))
+    out = jax.lax.map(lambda b: fn(*b), (x, e))
+    return tuple(o.reshape((blocks * chunk_size,) + o.shape[2:])[:n] for o in out)
 
 
 
@@ -164,20 +171,14 @@ def best_single_phase(
 
 @jax.jit(static_argnames=("chunk_size",))
 def _single(counts, rates, exposure, *, chunk_size) -> SingleFit:
-    n = counts.shape[0]
-    blocks = -(-n // chunk_size)
-    pad = blocks * chunk_size - n
-    x = jnp.pad(counts, ((0, pad), (0, 0))).reshape(blocks, chunk_size, -1)
-    e = jnp.pad(exposure, (0, pad), constant_values=1).reshape(blocks, chunk_size)
     rates = jnp.maximum(rates, _RATE_FLOOR * jnp.max(rates, axis=0, keepdims=True))
 
-    def block(b):
-        xb, eb = b[0].astype(jnp.float64), b[1].astype(jnp.float64)
+    def block(xb, eb):
+        xb, eb = xb.astype(jnp.float64), eb.astype(jnp.float64)
         ll = xb @ jnp.log(rates).T - eb[:, None] * rates.sum(1)[None, :]  # + x log e, constant in k
         k = jnp.argmax(ll, axis=1)
         mu = eb[:, None] * rates[k]
         dev = 2.0 * jnp.sum(jax.scipy.special.xlogy(xb, xb / mu) - (xb - mu), axis=1)
         return k, dev
 
-    k, dev = jax.lax.map(block, (x, e))
-    return SingleFit(k.reshape(-1)[:n], dev.reshape(-1)[:n])
+    return SingleFit(*_over_blocks(block, counts, exposure, chunk_size))
