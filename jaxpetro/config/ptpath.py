@@ -65,7 +65,9 @@ class GrowthConfig:
 class EnsembleConfig:
     """Ensemble Kalman smoother along radius."""
 
-    size: int = option(500, "ensemble members", ge=2)
+    # Fewer than ~10 members collapse the ensemble spread (bands of ~1e-12 kbar, checked):
+    # refuse them rather than return a confident wrong path.
+    size: int = option(500, "ensemble members (>= 10; 200-1000 is usual)", ge=10)
     variant: Literal["stochastic", "sqrt"] = option(
         "stochastic", "analysis: perturbed observations or deterministic square root"
     )

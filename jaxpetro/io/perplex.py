@@ -177,7 +177,15 @@ def _regular_axis(values: np.ndarray, name: str, source: str) -> np.ndarray:
             f"forward table '{source}': the {name} nodes are not evenly spaced ({', '.join(f'{v:g}' for v in nodes[:8])}...); "
             f"resample the table onto a regular P-T grid."
         )
-    return nodes[0] + h * np.arange(int(round((nodes[-1] - nodes[0]) / h)) + 1)
+    n = int(round((nodes[-1] - nodes[0]) / h)) + 1
+    if n > 4 * len(nodes) + 100:  # a stray value (2.0001 among 2.0, 2.5...) would span a huge, empty grid
+        gaps = np.flatnonzero(np.abs(step - h) < 1e-9 * max(1.0, h))[:3]
+        odd = ", ".join(f"{nodes[g]:g}/{nodes[g + 1]:g}" for g in gaps)
+        raise InputError(
+            f"forward table '{source}': the {name} nodes are not on a regular grid: the closest pair ({odd}) is "
+            f"{h:g} apart while the range is {nodes[-1] - nodes[0]:g}; fix the stray value or resample the table."
+        )
+    return nodes[0] + h * np.arange(n)
 
 
 def _grid(P: np.ndarray, T: np.ndarray, X: np.ndarray, source: str) -> GarnetTable:
@@ -230,20 +238,26 @@ def _parse_tab(text: str, source: str) -> GarnetTable:
         except ValueError:
             raise InputError(f"Perple_X table '{source}', line {k + 1}: expected {what}, found '{lines[k]}'.") from None
 
-    n_var = int(number(2, "the number of independent variables"))
+    def whole(k: int, what: str) -> int:
+        value = number(k, what)
+        if not (np.isfinite(value) and value == int(value) and value >= 0):
+            raise InputError(f"Perple_X table '{source}', line {k + 1}: expected {what} (a whole number), found '{lines[k]}'.")
+        return int(value)
+
+    n_var = whole(2, "the number of independent variables")
     if n_var != 2:
         raise InputError(f"Perple_X table '{source}': {n_var} independent variables; a 2-d P-T table (WERAMI 2-d) is needed.")
     variables = []
     k = 3
     for _ in range(2):
         name = need(k, "an independent-variable name").split()[0]
-        vmin, step, count = number(k + 1, "its minimum"), number(k + 2, "its increment"), int(number(k + 3, "its node count"))
+        vmin, step, count = number(k + 1, "its minimum"), number(k + 2, "its increment"), whole(k + 3, "its node count")
         ax = _axis_of(name)
         if ax is None:
             raise InputError(f"Perple_X table '{source}': independent variable '{name}' is not P(bar) or T(K).")
         variables.append((name, ax, vmin, step, count))
         k += 4
-    n_col = int(number(k, "the number of columns"))
+    n_col = whole(k, "the number of columns")
     names = need(k + 1, "the column names").split()
     if len(names) != n_col:
         raise InputError(f"Perple_X table '{source}': header announces {n_col} columns but names {len(names)}.")

@@ -101,6 +101,8 @@ def _column(path, header, rows, name, what, required=True) -> np.ndarray | None:
             continue
         try:
             out[i] = float(cell)
+            if not math.isfinite(out[i]):
+                raise ValueError(cell)
         except ValueError:
             raise InputError(
                 f"{what} file '{path}', line {i + 2}, column {name}: '{cell}' is not a number; "
@@ -126,7 +128,7 @@ def read_profile(path: str | Path) -> GarnetProfile:
             a fraction outside [0, 1], a non-positive standard deviation, fewer than 3
             measured shells.
     Warns:
-        CompositionWarning: rows whose measured fractions do not sum to 1 ± 0.03.
+        CompositionWarning: rows whose measured fractions do not sum to 1 ± SUM_TOLERANCE (0.05).
     """
     path = Path(path)
     what = "garnet profile"

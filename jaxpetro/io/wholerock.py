@@ -113,7 +113,10 @@ def _parse(cell: str, path: str, row: int, column: str, sample: str) -> tuple[fl
             f"config if it is not an element."
         ) from None
     if not math.isfinite(value):
-        return math.nan, MISSING, math.nan
+        raise InputError(
+            f"{path}: row {row} (sample '{sample}'), column '{column}': '{text}' is not a finite number. "
+            f"Write a concentration, '<limit', 'bdl' or 'na'."
+        )
     if value < 0:
         raise InputError(
             f"{path}: row {row} (sample '{sample}'), column '{column}': negative concentration {value:g}. "
@@ -152,7 +155,7 @@ def read_wholerock(
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"cannot read whole-rock table '{label}': {err}.") from None
     if len(rows) < 2:
-        raise InputError(f"{label}: expected a header row and at least two sample rows.")
+        raise InputError(f"{label}: expected a header row and at least one sample row.")
     header = [h.strip() for h in rows[0]]
     lower = [h.lower() for h in header]
     if "sample" not in lower:
@@ -219,9 +222,11 @@ def read_wholerock(
                         e = float(text)
                     except ValueError:
                         e = math.nan
-                    if not (e >= 0 and math.isfinite(e)):
+                    # sd = 0 would give that element an infinite weight: it would fix the isocon alone.
+                    if not (e > 0 and math.isfinite(e)):
                         raise InputError(f"{label}: row {line} (sample '{name}'), column '{elements[j]}_sd': "
-                                         f"'{text}' is not a non-negative number.")
+                                         f"'{text}' is not a positive number (an analytical error must be > 0; "
+                                         f"leave the cell empty to use relative_error).")
                     sd[r, j] = e
     dup = sorted({s for s in samples if samples.count(s) > 1})
     if dup:

@@ -111,8 +111,9 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
     summary = mb.summarize(y, w, immobile, imp.values[alt_idx], ref_vals)
     a = np.asarray(summary.intercept)
     n_imm = np.asarray(jnp.sum(immobile, axis=0))
-    if config.method == "sparse" and np.any(n_imm < min(sp.min_immobile, g - 1)):
-        bad = [altered[j] for j in np.flatnonzero(n_imm < sp.min_immobile)]
+    thr = min(sp.min_immobile, g - 1)
+    if config.method == "sparse" and np.any(n_imm < thr):
+        bad = [altered[j] for j in np.flatnonzero(n_imm < thr)]
         raise InputError(f"{table.path}: the immobile elements cannot be identified for sample(s) {', '.join(bad)}: "
                          f"fewer than sparse.min_immobile={sp.min_immobile} elements stay on a common isocon.")
     chi2, dof, pval = float(summary.chi2), int(summary.dof), float(summary.p_value)
