@@ -284,6 +284,7 @@ def _set_field(path: Path, sep: str, line: int, col: int, value: str) -> None:
 MAP_CASES = {
     "non-numeric count": (lambda d, m: _set_field(_map(d, m, 2), _sep(d), 0, 1, "abc"), r"line 1, column 2: 'abc' is not a count"),
     "NaN count": (lambda d, m: _set_field(_map(d, m, 3), _sep(d), 0, 0, "nan"), r"line 1, column 1: 'nan' is not a count"),
+    "negative count": (lambda d, m: _set_field(_map(d, m, 3), _sep(d), 0, 2, "-4"), r"line 1, column 3: negative count -4"),
     "ragged line": (lambda d, m: _set_field(_map(d, m, 1), _sep(d), 1, 0, "7" + _sep(d) + "7"), r"line 2: \d+ values where the lines above have"),
     "different shapes": (lambda d, m: _edit(_map(d, m, 4), _drop_last_line), r"all maps of an area must have the same shape"),
     "pixels disagree": (lambda d, m: [_edit(_map(d, m, k), _drop_last_line) for k in range(1, 11)], r"pixels \(nx lines of ny values\)"),

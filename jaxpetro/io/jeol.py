@@ -541,6 +541,12 @@ def _read_matrix(path: Path, dialect: str) -> np.ndarray:
                 f"map '{path}', line {n}, column {j + 1}: '{fields[j]}' is not a count; the map files must hold "
                 "numbers only (re-export the map as text)."
             )
+        if np.any(values < 0):
+            j = int(np.flatnonzero(values < 0)[0])
+            raise InputError(
+                f"map '{path}', line {n}, column {j + 1}: negative count {fields[j]}; X-ray counts are >= 0 "
+                "(re-export the map, or check that this is a count map)."
+            )
         if width is not None and values.size != width:
             raise InputError(f"map '{path}', line {n}: {values.size} values where the lines above have {width}; the file is truncated or damaged.")
         width = values.size

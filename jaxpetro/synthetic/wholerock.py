@@ -11,12 +11,13 @@ demo and ``configs/data/wholerock_synthetic.csv``.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from jaxpetro.io.results import write_csv
 
 # A metabasalt-like protolith: 10 major oxides (wt%) and 10 trace elements (ppm).
 PROTOLITH: dict[str, tuple[float, str]] = {
@@ -141,10 +142,5 @@ def write_wholerock_csv(path: str | os.PathLike, data: WholeRockSet, digits: int
 
     Values are rounded to ``digits`` significant digits, as a laboratory reports them.
     """
-    path = Path(path)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["sample", *data.elements])
-        for name, row in zip(data.samples, data.values):
-            writer.writerow([name, *(f"{v:.{digits}g}" for v in row)])
-    return path
+    rows = [[name, *(f"{v:.{digits}g}" for v in row)] for name, row in zip(data.samples, data.values)]
+    return write_csv(path, ["sample", *data.elements], rows)  # atomic: temp file + rename
