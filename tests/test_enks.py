@@ -114,8 +114,10 @@ def test_lag_zero_is_the_filter_and_lag_windows_interpolate():
     np.testing.assert_allclose(zero.smoothed, zero.filtered, rtol=0, atol=1e-9)
     full = run(model, y, mask, SMALL)
     lag3 = run(model, y, mask, SMALL, lag=3)
-    # a fixed lag updates exactly the last 3 steps beyond the filter at the end of the profile
-    np.testing.assert_allclose(lag3.smoothed[-1], full.smoothed[-1], rtol=0, atol=1e-9)
+    # lag L: each analysis also updates the L steps before it, so the last L + 1 steps have
+    # seen every later observation (equal to full lag) and step -(L + 2) has not
+    np.testing.assert_allclose(lag3.smoothed[-4:], full.smoothed[-4:], rtol=0, atol=1e-9)
+    assert not np.allclose(lag3.smoothed[-5], full.smoothed[-5])
     assert not np.allclose(lag3.smoothed[0], full.smoothed[0])
 
 
