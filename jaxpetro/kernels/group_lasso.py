@@ -185,7 +185,8 @@ def kkt_residual(y, w, b, lam, c, alpha) -> Float[Array, ""]:
     active_viol = jnp.max(entry, axis=1)
     zero_viol = jnp.maximum(_safe_norm(_soft(theta, lam * alpha)) - lam * (1.0 - alpha), 0.0)
     viol = jnp.where(active, active_viol, zero_viol) * c
-    return jnp.max(viol) / (lam * jnp.max(c))
+    # lam = 0 happens when lambda_max = 0 (every log ratio identical): B = 0 is then exact, viol = 0.
+    return jnp.max(viol) / jnp.maximum(lam * jnp.max(c), 1e-300)
 
 
 # --------------------------------------------------------------------------- iterations
