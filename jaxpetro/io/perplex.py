@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxpetro.errors import InputError
+from jaxpetro.io.results import write_text
 
 ENDMEMBERS = ("X_alm", "X_prp", "X_grs", "X_sps")
 _ALIASES = {
@@ -302,7 +303,7 @@ def write_tab(path: str | Path, table: GarnetTable, spreadsheet: bool = True, ti
         ]
         lines.append(" ".join(cells))
     path = Path(path)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")  # atomic: temp file + rename
     return path
 
 
