@@ -344,3 +344,28 @@ def test_writer_refuses_an_existing_folder(section, tmp_path):
     with pytest.raises(ValueError, match="dialect"):
         write_jeol(section, tmp_path / "x", dialect="jxa")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hand_written_old_dialect_frame():
+    """A 2 x 3 map written by hand from formats/jeol.md (not by our writer): file line i is
+    image row i, which follows stage X; a spot one step along +X from the map start lands
+    on row 1, column 0."""
+    import tempfile
+
+    from jaxpetro.io.generic import SpotSet
+    from jaxpetro.io.jeol import read_jeol_maps, spot_pixels
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "1_map.txt").write_text("1 2 3\r\n4 5 6\r\n")
+        (d / "1.cnd").write_text(
+            "$CM_INSTRUMENT JXA-8530F\n$CM_CURRENT 1e-07\n$XM_ELEMENT Si\n$XM_DWELL_TIME 20 msec\n"
+            "$XM_STEP_SIZE 5 5 um\n$XM_MAP_START 10.0 20.0 11.0 mm\n$XM_POINTS 2 3\n"
+        )
+        stack = read_jeol_maps(d)
+        np.testing.assert_array_equal(stack.counts[..., 0], [[1, 2, 3], [4, 5, 6]])
+        assert stack.channels == ("Si",) and stack.step_um == 5.0 and tuple(stack.map_start_mm) == (10.0, 20.0)
+        spots = SpotSet(id=np.array([1, 2]), phase=("Qtz", "Pl"), elements=("Si",), oxides=("SiO2",),
+                        wt=np.ones((2, 1)), x_mm=np.array([10.005, 10.0]), y_mm=np.array([20.0, 20.010]))
+        row, col = spot_pixels(spots, stack, dialect="old")
+        assert row.tolist() == [1, 0] and col.tolist() == [0, 2]
