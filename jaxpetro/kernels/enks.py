@@ -166,8 +166,8 @@ def analysis_factors(
         U = _thin_mm(D, S_inv)  # (N, p): rows (y + e_m - h(x_m))^T S^-1
         return U, V / (n_mem - 1), loglik
     if variant == "sqrt":
-        Lr_inv = solve_triangular(jnp.linalg.cholesky(R0), jnp.eye(R0.shape[0], dtype=R0.dtype), lower=True)
-        W = V @ Lr_inv.T / math.sqrt(n_mem - 1)  # whitened anomalies V R^-T/2
+        # whitened anomalies V R^-T/2, by a triangular solve (no explicit inverse of R's factor)
+        W = solve_triangular(jnp.linalg.cholesky(R0), V.T, lower=True).T / math.sqrt(n_mem - 1)
         lam, E = jnp.linalg.eigh(W.T @ W)
         s = jnp.sqrt(1.0 + jnp.maximum(lam, 0.0))
         f = -1.0 / (s * (1.0 + s))  # ((1+lam)^-1/2 - 1) / lam, finite at lam = 0
