@@ -155,10 +155,11 @@ def analysis_factors(
     loglik = -0.5 * (d @ Sd + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L))) + d.shape[0] * _LOG_2PI)
     loglik = loglik + 0.5 * n_masked * _LOG_2PI
     if variant == "stochastic":
-        # Centred perturbations, rescaled to keep covariance R: the mean update is then
-        # exactly the Kalman one and only the spread carries sampling noise.
+        # Centred perturbations: the mean update is then exactly the Kalman one and only the
+        # spread carries sampling noise; their 1/(N-1) sample covariance is unbiased for R
+        # (as for the anomalies V), so no rescaling.
         E = _thin_mm(standard_normal(key, HX.shape, HX.dtype), jnp.linalg.cholesky(R0).T)
-        E = (E - jnp.mean(E, axis=0)) * math.sqrt(n_mem / (n_mem - 1))
+        E = E - jnp.mean(E, axis=0)
         D = (y0 + E - HX) * m
         # S^-1 from Cholesky solves against the p x p identity, then one GEMM: a triangular
         # solve with N right-hand sides is ~30x slower on CPU for p = 6 (measured).
@@ -209,7 +210,7 @@ def _analysis_T(key, HXT, y, mask, R):
     loglik = -0.5 * (d @ Sd + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L))) + d.shape[0] * _LOG_2PI)
     loglik = loglik + 0.5 * n_masked * _LOG_2PI
     ET = _thin_mm(jnp.linalg.cholesky(R0), standard_normal(key, (n_mem, p), HXT.dtype).T)
-    ET = (ET - jnp.mean(ET, axis=1, keepdims=True)) * math.sqrt(n_mem / (n_mem - 1))
+    ET = ET - jnp.mean(ET, axis=1, keepdims=True)
     DT = (y0[:, None] + ET - HXT) * m[:, None]
     S_inv = cho_solve((L, True), jnp.eye(p, dtype=S.dtype))
     UT = _thin_mm(S_inv.T, DT)

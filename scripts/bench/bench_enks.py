@@ -114,7 +114,7 @@ def numpy_enks(table, X0, y, mask, R, Q, rng=None, draws=None):
         S = V.T @ V / (N - 1) + R0
         e = draws[1][k] if draws is not None else rng.standard_normal((N, p))
         E = e @ np.linalg.cholesky(R0).T
-        E = (E - E.mean(axis=0)) * np.sqrt(N / (N - 1))
+        E = E - E.mean(axis=0)
         D = (y0 + E - HX) * m
         U = np.linalg.solve(S, D.T).T
         Rf = V / (N - 1)
