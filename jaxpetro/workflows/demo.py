@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxpetro.config import DemoConfig, config_to_dict, config_to_yaml, load_config
 from jaxpetro.config.qmap import QmapConfig
@@ -32,6 +30,7 @@ from jaxpetro.models.xray import Calibration, exposure_s_uA, quantify
 from jaxpetro.synthetic import make_thin_section
 from jaxpetro.synthetic.jeol import write_jeol
 from jaxpetro.workflows import qmap
+from jaxpetro.workflows.stages import Stages
 
 CONFIG = DemoConfig
 
@@ -39,66 +38,50 @@ CONFIG = DemoConfig
 def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the demo; returns a summary dict (accuracy, RMSE, modal proportions, timings)."""
     out = prepare_out_dir(out_dir)
-    stages = tqdm(total=5, desc="demo", disable=quiet, unit="stage")
-    timings = {}
+    stages = Stages(5, "demo", quiet)
 
-    t0 = time.perf_counter()
-    stages.set_postfix_str("simulating thin section")
-    syn = config.synthetic
-    sec = make_thin_section(
-        rows=syn.rows, cols=syn.cols, n_spots=syn.n_spots, seed=config.seed,
-        dwell_ms=syn.dwell_ms, current_nA=syn.current_nA, step_um=syn.step_um,
-    )
-    export_section(sec, out / "section")
-    jeol = out / "section" / "jeol"
-    if jeol.exists():  # the demo owns this folder; write_jeol creates it afresh
-        shutil.rmtree(jeol)
-    write_jeol(sec, jeol, dialect="old")
-    timings["simulate_s"] = time.perf_counter() - t0
-    stages.update()
+    with stages.stage("simulate_s", "simulating thin section"):
+        syn = config.synthetic
+        sec = make_thin_section(
+            rows=syn.rows, cols=syn.cols, n_spots=syn.n_spots, seed=config.seed,
+            dwell_ms=syn.dwell_ms, current_nA=syn.current_nA, step_um=syn.step_um,
+        )
+        export_section(sec, out / "section")
+        jeol = out / "section" / "jeol"
+        if jeol.exists():  # the demo owns this folder; write_jeol creates it afresh
+            shutil.rmtree(jeol)
+        write_jeol(sec, jeol, dialect="old")
 
-    t0 = time.perf_counter()
-    stages.set_postfix_str("quantifying (qmap)")
-    qcfg = load_config(
-        {
-            "seed": config.seed,
-            "input": {"format": "jeol", "map_dir": str(jeol / ".map" / "1"), "qnt_dir": str(jeol / ".qnt")},
-            "clustering": config_to_dict(config.clustering),
-            "quantify": config_to_dict(config.quantify),
-            "mixing": config_to_dict(config.mixing),
-            "output": config_to_dict(config.output),
-        },
-        QmapConfig,
-    )
-    q_summary = qmap.run(qcfg, out / "qmap", quiet=True)
-    timings["qmap_s"] = time.perf_counter() - t0
-    stages.update()
+    with stages.stage("qmap_s", "quantifying (qmap)"):
+        qcfg = load_config(
+            {
+                "seed": config.seed,
+                "input": {"format": "jeol", "map_dir": str(jeol / ".map" / "1"), "qnt_dir": str(jeol / ".qnt")},
+                "clustering": config_to_dict(config.clustering),
+                "quantify": config_to_dict(config.quantify),
+                "mixing": config_to_dict(config.mixing),
+                "output": config_to_dict(config.output),
+            },
+            QmapConfig,
+        )
+        q_summary = qmap.run(qcfg, out / "qmap", quiet=True)
 
-    t0 = time.perf_counter()
-    stages.set_postfix_str("scoring against the truth")
-    summary = _score(config, sec, out, q_summary)
-    timings["score_s"] = time.perf_counter() - t0
-    stages.update()
+    with stages.stage("score_s", "scoring against the truth"):
+        summary = _score(config, sec, out, q_summary)
 
-    t0 = time.perf_counter()
-    stages.set_postfix_str("P-T path (ptpath)")
-    if config.ptpath:
-        from jaxpetro.workflows.ptpath import run_demo as ptpath_demo
+    with stages.stage("ptpath_s", "P-T path (ptpath)"):
+        if config.ptpath:
+            from jaxpetro.workflows.ptpath import run_demo as ptpath_demo
 
-        summary["ptpath"] = ptpath_demo(out / "ptpath", config.seed, quiet=True)
-    timings["ptpath_s"] = time.perf_counter() - t0
-    stages.update()
+            summary["ptpath"] = ptpath_demo(out / "ptpath", config.seed, quiet=True)
 
-    t0 = time.perf_counter()
-    stages.set_postfix_str("mass transfer (isocon)")
-    if config.isocon:
-        from jaxpetro.workflows.isocon import run_demo as isocon_demo
+    with stages.stage("isocon_s", "mass transfer (isocon)"):
+        if config.isocon:
+            from jaxpetro.workflows.isocon import run_demo as isocon_demo
 
-        summary["isocon"] = isocon_demo(out / "isocon", config.seed, quiet=True)
-    timings["isocon_s"] = time.perf_counter() - t0
-    stages.update()
+            summary["isocon"] = isocon_demo(out / "isocon", config.seed, quiet=True)
     stages.close()
-    summary.update(timings)
+    summary.update(stages.timings)
     if not quiet:
         _print_table(summary)
     return summary

@@ -1,6 +1,6 @@
 """``jaxpetro qmap``: EPMA X-ray maps + spot analyses -> phases and wt% maps.
 
-Stages (timed; the times are returned and stored in ``qmap.h5`` as ``timings/``):
+Stages (timed; the times are returned in the summary and printed unless ``--quiet``):
 
 1. read: a JEOL project (:mod:`jaxpetro.io.jeol`) or the generic map stack + spot CSV
    (:mod:`jaxpetro.io.generic`); stage positions -> pixels with the configured orientation;
@@ -23,7 +23,6 @@ Outputs (names are a contract other tools read): ``qmap.h5`` (``phases``, ``memb
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.stats import chi2  # scipy ships with jax
-from tqdm.auto import tqdm
 
 from jaxpetro.config import QmapConfig, config_to_yaml
 from jaxpetro.errors import InputError
@@ -45,6 +43,7 @@ from jaxpetro.models import summaries
 from jaxpetro.models.clustering import cluster_map
 from jaxpetro.models.oxides import GARNET_END_MEMBERS, garnet_end_members, oxide_of
 from jaxpetro.models.xray import Calibration, calibrate, dead_time_factor, exposure_s_uA, is_electron, quantify
+from jaxpetro.workflows.stages import Stages
 
 _GARNET_OXIDES = ("FeO", "MgO", "CaO", "MnO")
 
@@ -117,16 +116,8 @@ def _match_elements(spots: SpotSet | None, channels, xray) -> tuple[list[int], l
 def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the workflow; returns a summary dict (modes, compositions, timings, checks)."""
     out = prepare_out_dir(out_dir)
-    timings: dict[str, float] = {}
-    progress = tqdm(total=8, desc="qmap", disable=quiet, unit="stage")
-
-    def stage(name):
-        progress.set_postfix_str(name)
-        timings[name] = time.perf_counter()
-
-    def done(name):
-        timings[name] = time.perf_counter() - timings[name]
-        progress.update()
+    stages = Stages(8, "qmap", quiet)
+    stage, done = stages.start, stages.done
 
     # 1. read ---------------------------------------------------------------------------
     stage("read")
@@ -278,13 +269,13 @@ def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
     summary = _write_outputs(config, out, stack, names, memberships, phase_map, fractions, result, elements,
                              oxides, cal, quant, weights, spots, labels, anchor_index, outlier, deviance, checks)
     done("writing")
-    progress.close()
+    stages.close()
     if not result.converged:
         _warn(f"EM stopped after {result.n_iter} iterations without reaching clustering.tol={cl.tol:g}; "
               "raise clustering.max_iter.")
     if not quantified and spots is not None:
         _warn("the spot table has no wt% columns for mapped elements: phases only, no wt% maps.")
-    summary.update(timings=timings, n_iter=result.n_iter, converged=result.converged, phases=names, checks=checks)
+    summary.update(timings=stages.timings, n_iter=result.n_iter, converged=result.converged, phases=names, checks=checks)
     if not quiet:
         _report(summary)
     return summary

@@ -1,0 +1,36 @@
+"""Timed workflow stages with a progress bar (shared by the workflows)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+
+
+class Stages:
+    """A tqdm bar over a workflow's stages and the wall time of each (seconds, by name)."""
+
+    def __init__(self, total: int, desc: str, quiet: bool):
+        self.bar = tqdm(total=total, desc=desc, disable=quiet, unit="stage")
+        self.timings: dict[str, float] = {}
+
+    def start(self, name: str, label: str | None = None) -> None:
+        """Begin timing stage ``name``; the bar shows ``label`` (default ``name``)."""
+        self.bar.set_postfix_str(label or name)
+        self._t0 = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        """End stage ``name``: record its wall time and advance the bar."""
+        self.timings[name] = time.perf_counter() - self._t0
+        self.bar.update()
+
+    @contextmanager
+    def stage(self, name: str, label: str | None = None):
+        """Time the ``with`` block as stage ``name`` (:meth:`start` ... :meth:`done`)."""
+        self.start(name, label)
+        yield
+        self.done(name)
+
+    def close(self) -> None:
+        self.bar.close()
