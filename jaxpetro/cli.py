@@ -86,10 +86,19 @@ def _run(args: argparse.Namespace) -> int:
     out_dir = prepare_out_dir(args.out)
     # Written before the run so that a failed run still documents what was asked for.
     write_resolved_config(out_dir, config_to_yaml(cfg))
-    importlib.import_module(module_name).run(cfg, out_dir, quiet=args.quiet)
+    # The workflows decorate `run` with jaxpetro._precision.float64 as well; the CLI's own
+    # scope covers everything it imports and runs, without a global switch.
+    with _float64():
+        importlib.import_module(module_name).run(cfg, out_dir, quiet=args.quiet)
     if not args.quiet:
         print(f"results written to {out_dir}")
     return 0
+
+
+def _float64():
+    import jax  # late: --help and config errors need no JAX
+
+    return jax.enable_x64(True)
 
 
 def _schema(path: str) -> type:

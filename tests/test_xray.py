@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from scipy.stats import t as student_t
 
 from jaxpetro.models import xray
-from jaxpetro.models.oxides import OXIDES, cations_per_oxygen, garnet_end_members
+from jaxpetro.chemistry import OXIDES
+from jaxpetro.models.oxides import cations_per_oxygen, garnet_end_members
 from jaxpetro.synthetic import make_thin_section
 
 

@@ -207,7 +207,7 @@ def read_spots(path: str | os.PathLike, shape: tuple[int, int]) -> SpotPixels:
 
 def read_spot_set(path: str | os.PathLike, shape: tuple[int, int]) -> SpotSet:
     """Read a generic spot CSV as a :class:`SpotSet` (columns: see the module docstring)."""
-    from jaxpetro.models.oxides import OXIDES  # a table, no JAX work at import
+    from jaxpetro.chemistry import OXIDES  # a table, no JAX work at import
 
     raw = read_spots(path, shape)
     cols = dict(raw.columns)

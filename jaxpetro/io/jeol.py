@@ -42,7 +42,7 @@ import numpy as np
 
 from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.io.generic import MapStack, SpotSet
-from jaxpetro.models.xray import is_electron
+from jaxpetro.chemistry import is_electron
 
 __all__ = ["detect_dialect", "read_jeol", "read_jeol_maps", "read_jeol_spots", "spot_pixels"]
 

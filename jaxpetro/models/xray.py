@@ -22,18 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-#: Electron-image signals of JEOL and other instruments: usable for clustering, never
-#: dead-time corrected or quantified, and not Poisson counts.
-ELECTRON_SIGNALS = frozenset({"BSE", "BSI", "COMPO", "CP", "SEI", "SL", "TOPO", "TP"})
+from jaxpetro.chemistry import is_electron  # noqa: F401  (re-exported for callers)
 
 #: ``Calibration.alpha_source`` codes.
 ALPHA_OWN, ALPHA_POOLED, ALPHA_IMPORTED = 0, 1, 2
 _DETECTION_T = 3.0  # a phase's net intensity must exceed 3 standard errors to get its own alpha
-
-
-def is_electron(channel: str) -> bool:
-    """Whether a channel name is an electron image (BSE, COMPO, SEI...) rather than X-rays."""
-    return channel.strip().upper() in ELECTRON_SIGNALS
 
 
 def exposure_s_uA(dwell_ms, current_A) -> np.ndarray:

@@ -41,7 +41,8 @@ from jaxpetro.kernels.unmixing import best_single_phase, unmix
 from jaxpetro.models import spots as spot_model
 from jaxpetro.models import summaries
 from jaxpetro.models.clustering import cluster_map
-from jaxpetro.models.oxides import GARNET_END_MEMBERS, garnet_end_members, oxide_of
+from jaxpetro.chemistry import GARNET_END_MEMBERS, oxide_of
+from jaxpetro.models.oxides import garnet_end_members
 from jaxpetro.models.xray import Calibration, calibrate, dead_time_factor, exposure_s_uA, is_electron, quantify
 from jaxpetro.workflows.stages import Stages
 
