@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, TypeVar
 
 import equinox as eqx
+
+_O = TypeVar("_O", bound="KernelOptions")
 
 
 def static(default: Any = dataclasses.MISSING) -> Any:
@@ -31,7 +33,7 @@ class KernelOptions(eqx.Module):
     """Base class of the kernels' options objects."""
 
     @classmethod
-    def from_config(cls, section: Any, **overrides: Any) -> Self:
+    def from_config(cls: type[_O], section: Any, **overrides: Any) -> _O:
         """Build from a config section (an object with attributes, or a mapping) whose keys
         are this object's field names; keys the section lacks keep this object's defaults;
         ``overrides`` (e.g. a derived ``family``) win. Keys of the section that are not
@@ -44,7 +46,7 @@ class KernelOptions(eqx.Module):
         values.update(overrides)
         return cls(**values)
 
-    def replace(self, **changes: Any) -> Self:
+    def replace(self: _O, **changes: Any) -> _O:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
