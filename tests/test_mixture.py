@@ -295,3 +295,18 @@ def test_auto_chunk_size_keeps_blocks_near_budget():
         assert b * width * 8 <= 1.5 * (8 << 20) or b == 1024  # nearest power of two to the budget
     assert mx.auto_chunk_size("full", 10) == 16384  # the measured sweet spot for D = 10
     assert mx.auto_chunk_size("full", 15) == 8192
+
+
+def test_poisson_rates_is_the_weighted_poisson_m_step():
+    rng = np.random.default_rng(11)
+    x = rng.poisson(5.0, (200, 4)).astype(np.float32)
+    w = rng.dirichlet(np.ones(3), 200).astype(np.float32)
+    e = rng.uniform(0.5, 2.0, 200)
+    w[:, 2] = 0.0  # an empty component: rate 0, not NaN
+    got = np.asarray(mx.poisson_rates(x, w, e))
+    w64, x64 = w.astype(np.float64), x.astype(np.float64)
+    want = (w64.T @ x64) / np.maximum(w64.T @ e, 1e-12)[:, None]
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    assert got.dtype == np.float64 and np.all(got[2] == 0.0)
+    unit = np.asarray(mx.poisson_rates(x, w))  # no exposure: counts per pixel
+    np.testing.assert_allclose(unit, (w64.T @ x64) / np.maximum(w64.sum(0), 1e-12)[:, None], rtol=1e-13)

@@ -39,7 +39,9 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve
 from jax.scipy.special import gammaln
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Float64, Int, Real
+
+from jaxpetro.kernels._precision import require_float64
 
 Family = Literal["poisson", "diag", "full"]
 FAMILIES: tuple[str, ...] = ("poisson", "diag", "full")
@@ -608,6 +610,29 @@ def init_from_centres(
         provisional = MixtureParams(jnp.full(k, -jnp.log(k)), centres, scale)
     stats, _ = _pass(family, provisional, problem.chunks, problem.shift, jnp.float64, hard=True)
     return _m_step(family, stats, provisional, problem.shift, reg_covar, problem.rate_floor)
+
+
+def poisson_rates(
+    counts: Real[ArrayLike, "N D"],
+    weights: Real[ArrayLike, "N K"],
+    exposure: Real[ArrayLike, " N"] | None = None,
+) -> Float64[Array, "K D"]:
+    """Poisson M-step for weighted pixels: rate_kj = sum_i w_ik x_ij / sum_i w_ik e_i.
+
+    The maximum-likelihood rates (counts per unit exposure) of K components given
+    per-pixel weights (memberships, or any non-negative weights), in float64. A
+    component with no weight (denominator below 1e-12) gets rate 0 rather than NaN.
+
+    Args:
+        counts: counts per pixel and channel, (N, D).
+        weights: per-pixel component weights, (N, K).
+        exposure: per-pixel exposure, (N,); ``None`` means 1 (rates in counts per pixel).
+    """
+    require_float64("mixture.poisson_rates")
+    x = jnp.asarray(counts, jnp.float64)
+    w = jnp.asarray(weights, jnp.float64)
+    expo = jnp.sum(w, axis=0) if exposure is None else w.T @ jnp.asarray(exposure, jnp.float64)
+    return (w.T @ x) / jnp.maximum(expo, 1e-12)[:, None]
 
 
 # --------------------------------------------------------------------------------------
