@@ -35,10 +35,11 @@ def test_importing_jaxpetro_changes_no_global_jax_setting():
     code = textwrap.dedent(
         """
         import jax
-        before = {k: jax.config.read(k) for k in ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_default_matmul_precision")}
+        names = ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion", "jax_default_matmul_precision")
+        before = {k: getattr(jax.config, k) for k in names}
         import jaxpetro, jaxpetro.kernels, jaxpetro.models, jaxpetro.io, jaxpetro.workflows, jaxpetro.cli
         import jaxpetro.workflows.qmap, jaxpetro.workflows.ptpath, jaxpetro.workflows.isocon, jaxpetro.workflows.demo
-        after = {k: jax.config.read(k) for k in before}
+        after = {k: getattr(jax.config, k) for k in names}
         assert before == after, (before, after)
         import jax.numpy as jnp
         assert jnp.ones(1).dtype == jnp.float32
