@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.kernels import mixture as mx
+from jaxpetro.kernels._status import StatusCode
 from jaxpetro.kernels.kmeans import kmeanspp_centres
 
 FAMILIES = ["poisson", "diag", "full"]
@@ -38,7 +38,7 @@ def true_params(family, x, e, z, rates, k):
     feat, ex = features(family, x, e)
     anchors = jnp.asarray(z, jnp.int32)
     centres = rates if family == "poisson" else np.stack([np.asarray(feat)[z == j].mean(0) for j in range(k)])
-    return mx.init_from_centres(feat, jnp.asarray(centres), ex, anchors, family=family)
+    return mx.init_from_centres(feat, jnp.asarray(centres), ex, anchors, options=mx.MixtureOptions(family=family))
 
 
 def accuracy(memberships, z):
@@ -50,14 +50,14 @@ def test_recovers_labels_and_loglik_monotone(family):
     x, e, z, rates = poisson_data()
     feat, ex = features(family, x, e)
     p0 = true_params(family, x, e, z, rates, 3)
-    res = mx.fit(feat, p0, ex, family=family, max_iter=200, tol=1e-9)
-    assert bool(res.converged) and bool(res.finite)
+    res = mx.fit(feat, p0, ex, options=mx.MixtureOptions(family=family, max_iter=200, tol=1e-9))
+    assert bool(res.status.converged) and bool(res.status.finite)
     assert accuracy(res.memberships, z) > 0.99
-    hist = np.asarray(res.history)[: int(res.n_iter)]
+    hist = np.asarray(res.history)[: int(res.status.iterations)]
     assert np.all(np.isfinite(hist))
     # EM never decreases the log-likelihood (up to float64 rounding of the sums).
     assert np.all(np.diff(hist) >= -1e-9 * np.abs(hist[:-1]))
-    assert np.isnan(np.asarray(res.history)[int(res.n_iter):]).all()
+    assert np.isnan(np.asarray(res.history)[int(res.status.iterations):]).all()
     m = np.asarray(res.memberships)
     assert np.all(m >= 0) and np.allclose(m.sum(1), 1.0, atol=1e-5)
     m64 = m.astype(np.float64)
@@ -68,8 +68,8 @@ def test_recovers_labels_and_loglik_monotone(family):
 def test_poisson_rates_within_counting_error():
     """Fitted rates agree with the truth to within what Poisson noise allows."""
     x, e, z, rates = poisson_data(n=20000, k=4, d=6)
-    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates * 1.3), jnp.asarray(e), family="poisson")
-    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), family="poisson", max_iter=300, tol=1e-10)
+    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates * 1.3), jnp.asarray(e), options=mx.MixtureOptions(family="poisson"))
+    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(family="poisson", max_iter=300, tol=1e-10))
     # Standard error of a rate estimated from n_k pixels of exposure ~1: sqrt(rate / sum e).
     expo = np.array([e[z == j].sum() for j in range(4)])
     se = np.sqrt(rates / expo[:, None])
@@ -86,8 +86,8 @@ def test_gaussian_matches_scikit_learn(family):
     feat, _ = features(family, x, e)
     p0 = true_params(family, x, e, z, rates, 3)
     n_iter = 15
-    res = mx.fit(feat, p0, family=family, max_iter=n_iter, tol=0.0, reg_covar=1e-6)
-    assert int(res.n_iter) == n_iter
+    res = mx.fit(feat, p0, options=mx.MixtureOptions(family=family, max_iter=n_iter, tol=0.0, reg_covar=1e-6))
+    assert int(res.status.iterations) == n_iter
     cov0 = np.asarray(p0.scale) if family == "diag" else np.einsum("kij,klj->kil", p0.scale, p0.scale)
     prec0 = 1.0 / cov0 if family == "diag" else np.linalg.inv(cov0)  # test oracle only
     gm = sk.GaussianMixture(
@@ -117,10 +117,10 @@ def test_anchors_are_respected(family):
     # Deliberately mislabel a few anchors: EM must keep the given labels regardless.
     anchors[idx] = (z[idx] + (np.arange(40) % 7 == 0)) % 3
     p0 = true_params(family, x, e, z, rates, 3)
-    res = mx.fit(feat, p0, ex, jnp.asarray(anchors), family=family, max_iter=100, tol=1e-9)
+    res = mx.fit(feat, p0, ex, jnp.asarray(anchors), options=mx.MixtureOptions(family=family, max_iter=100, tol=1e-9))
     m = np.asarray(res.memberships)
     np.testing.assert_array_equal(m[idx], np.eye(3, dtype=np.float32)[anchors[idx]])
-    hist = np.asarray(res.history)[: int(res.n_iter)]
+    hist = np.asarray(res.history)[: int(res.status.iterations)]
     assert np.all(np.diff(hist) >= -1e-9 * np.abs(hist[:-1]))
 
 
@@ -129,16 +129,16 @@ def test_invariant_to_permuting_components_and_pixels(family):
     x, e, z, rates = poisson_data(seed=2, n=3000)
     feat, ex = features(family, x, e)
     p0 = true_params(family, x, e, z, rates, 3)
-    res = mx.fit(feat, p0, ex, family=family, max_iter=30, tol=0.0)
+    res = mx.fit(feat, p0, ex, options=mx.MixtureOptions(family=family, max_iter=30, tol=0.0))
 
     perm_k = np.array([2, 0, 1])
     p0k = jax.tree.map(lambda a: a[perm_k], p0)
-    res_k = mx.fit(feat, p0k, ex, family=family, max_iter=30, tol=0.0)
+    res_k = mx.fit(feat, p0k, ex, options=mx.MixtureOptions(family=family, max_iter=30, tol=0.0))
     np.testing.assert_allclose(np.asarray(res_k.memberships), np.asarray(res.memberships)[:, perm_k], atol=1e-5)
     np.testing.assert_allclose(np.asarray(res_k.params.loc), np.asarray(res.params.loc)[perm_k], rtol=1e-6)
 
     perm_i = np.random.default_rng(0).permutation(len(z))
-    res_i = mx.fit(feat[perm_i], p0, None if ex is None else ex[perm_i], family=family, max_iter=30, tol=0.0)
+    res_i = mx.fit(feat[perm_i], p0, None if ex is None else ex[perm_i], options=mx.MixtureOptions(family=family, max_iter=30, tol=0.0))
     np.testing.assert_allclose(np.asarray(res_i.memberships), np.asarray(res.memberships)[perm_i], atol=1e-5)
     assert float(res_i.loglik) == pytest.approx(float(res.loglik), rel=1e-10)
 
@@ -148,8 +148,8 @@ def test_chunked_equals_unchunked(family):
     x, e, z, rates = poisson_data(seed=4, n=5003)  # not a multiple of the chunk: padding path
     feat, ex = features(family, x, e)
     p0 = true_params(family, x, e, z, rates, 3)
-    whole = mx.fit(feat, p0, ex, family=family, max_iter=25, tol=0.0, chunk_size=10**6)
-    parts = mx.fit(feat, p0, ex, family=family, max_iter=25, tol=0.0, chunk_size=256)
+    whole = mx.fit(feat, p0, ex, options=mx.MixtureOptions(family=family, max_iter=25, tol=0.0, chunk_size=10**6))
+    parts = mx.fit(feat, p0, ex, options=mx.MixtureOptions(family=family, max_iter=25, tol=0.0, chunk_size=256))
     np.testing.assert_allclose(np.asarray(parts.memberships), np.asarray(whole.memberships), atol=1e-6)
     np.testing.assert_allclose(np.asarray(parts.params.loc), np.asarray(whole.params.loc), rtol=1e-9)
     np.testing.assert_allclose(np.asarray(parts.history), np.asarray(whole.history), rtol=1e-12)
@@ -160,7 +160,7 @@ def test_vmap_over_maps_equals_loop(family):
     maps = [poisson_data(seed=s, n=1500) for s in range(3)]
     feats = [features(family, x, e) for x, e, _, _ in maps]
     p0s = [true_params(family, *m, 3) for m in maps]
-    fit = lambda f, p, ex: mx.fit(f, p, ex, family=family, max_iter=40, tol=1e-8)  # noqa: E731
+    fit = lambda f, p, ex: mx.fit(f, p, ex, options=mx.MixtureOptions(family=family, max_iter=40, tol=1e-8))  # noqa: E731
     looped = [fit(f, p, ex) for (f, ex), p in zip(feats, p0s)]
     stack = lambda *a: jnp.stack(a)  # noqa: E731
     xb = jnp.stack([f for f, _ in feats])
@@ -169,8 +169,8 @@ def test_vmap_over_maps_equals_loop(family):
     batched = jax.vmap(fit)(xb, pb, eb)
     for i, r in enumerate(looped):
         np.testing.assert_allclose(np.asarray(batched.memberships[i]), np.asarray(r.memberships), atol=1e-6)
-        assert int(batched.n_iter[i]) == int(r.n_iter)
-        assert bool(batched.converged[i]) == bool(r.converged)
+        assert int(batched.status.iterations[i]) == int(r.status.iterations)
+        assert bool(batched.status.converged[i]) == bool(r.status.converged)
         np.testing.assert_allclose(float(batched.loglik[i]), float(r.loglik), rtol=1e-12)
 
 
@@ -183,12 +183,12 @@ def test_float32_high_count_maps_are_stable(compute_dtype):
     z = rng.integers(0, 2, n)
     e = np.ones(n)
     x = rng.poisson(rates[z]).astype(np.float32)
-    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates), jnp.asarray(e), family="poisson")
+    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates), jnp.asarray(e), options=mx.MixtureOptions(family="poisson"))
     # float32 log-densities resolve log-likelihood changes down to ~1e-7 nats/pixel.
     tol = 1e-10 if compute_dtype == "float64" else 1e-6
-    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), family="poisson", max_iter=200, tol=tol, compute_dtype=compute_dtype)
-    ref = mx.fit(jnp.asarray(x, jnp.float64), p0, jnp.asarray(e), family="poisson", max_iter=200, tol=1e-10)
-    assert bool(res.finite) and bool(res.converged)
+    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(family="poisson", max_iter=200, tol=tol, compute_dtype=compute_dtype))
+    ref = mx.fit(jnp.asarray(x, jnp.float64), p0, jnp.asarray(e), options=mx.MixtureOptions(family="poisson", max_iter=200, tol=1e-10))
+    assert bool(res.status.finite) and bool(res.status.converged)
     # Two Poisson channels 3 % apart at 1e4 counts are ~3 sd apart: ~93 % separable.
     assert accuracy(res.memberships, z) > 0.9
     np.testing.assert_allclose(np.asarray(res.params.loc), np.asarray(ref.params.loc), rtol=1e-5)
@@ -203,13 +203,13 @@ def test_degenerate_cases_stay_finite(family):
     feat, ex = features(family, x, e)
     centres = np.asarray(feat if family != "poisson" else x / e[:, None])[[0, 1, 2]].astype(np.float64)
     centres[2] = centres[2] * 50 + 1000  # no pixel is closest to it: an empty component
-    p0 = mx.init_from_centres(feat, jnp.asarray(centres), ex, family=family)
-    res = mx.fit(feat, p0, ex, family=family, max_iter=50, tol=1e-8)
-    assert bool(res.finite)
+    p0 = mx.init_from_centres(feat, jnp.asarray(centres), ex, options=mx.MixtureOptions(family=family))
+    res = mx.fit(feat, p0, ex, options=mx.MixtureOptions(family=family, max_iter=50, tol=1e-8))
+    assert bool(res.status.finite)
     assert np.all(np.isfinite(np.asarray(res.memberships)))
     assert np.all(np.isfinite(np.asarray(res.params.loc)))
-    one = mx.fit(feat[:1], p0, None if ex is None else ex[:1], family=family, max_iter=5)
-    assert bool(one.finite) and np.allclose(np.asarray(one.memberships).sum(), 1.0)
+    one = mx.fit(feat[:1], p0, None if ex is None else ex[:1], options=mx.MixtureOptions(family=family, max_iter=5))
+    assert bool(one.status.finite) and np.allclose(np.asarray(one.memberships).sum(), 1.0)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -231,13 +231,13 @@ def test_property_simplex_and_finite(n, d, k, family, seed, zero_frac):
     key = jax.random.key(seed)
     base = x / e[:, None] if family == "poisson" else np.asarray(feat)
     centres = kmeanspp_centres(key, jnp.asarray(base), k, n_sample=200, n_lloyd=3)
-    p0 = mx.init_from_centres(feat, centres, ex, family=family, chunk_size=64)
-    res = mx.fit(feat, p0, ex, family=family, max_iter=20, tol=1e-6, chunk_size=64)
+    p0 = mx.init_from_centres(feat, centres, ex, options=mx.MixtureOptions(family=family, chunk_size=64))
+    res = mx.fit(feat, p0, ex, options=mx.MixtureOptions(family=family, max_iter=20, tol=1e-6, chunk_size=64))
     m = np.asarray(res.memberships)
     assert m.shape == (n, k)
     assert np.all(np.isfinite(m)) and np.all(m >= 0)
     np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-5)
-    assert bool(res.finite)
+    assert bool(res.status.finite)
     np.testing.assert_allclose(np.exp(np.asarray(res.params.log_weights)).sum(), 1.0, rtol=1e-9)
 
 
@@ -246,8 +246,8 @@ def test_mask_excludes_pixels():
     mask = np.ones(2000, bool)
     mask[::3] = False
     p0 = true_params("poisson", x, e, z, rates, 3)
-    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), mask=jnp.asarray(mask), family="poisson", max_iter=30, tol=0.0)
-    sub = mx.fit(jnp.asarray(x[mask]), p0, jnp.asarray(e[mask]), family="poisson", max_iter=30, tol=0.0)
+    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), mask=jnp.asarray(mask), options=mx.MixtureOptions(family="poisson", max_iter=30, tol=0.0))
+    sub = mx.fit(jnp.asarray(x[mask]), p0, jnp.asarray(e[mask]), options=mx.MixtureOptions(family="poisson", max_iter=30, tol=0.0))
     assert np.all(np.asarray(res.memberships)[~mask] == 0)
     np.testing.assert_allclose(np.asarray(res.memberships)[mask], np.asarray(sub.memberships), atol=1e-6)
     assert float(res.n_pixels) == mask.sum()
@@ -255,9 +255,9 @@ def test_mask_excludes_pixels():
 
 def test_max_iter_is_reported_as_not_converged():
     x, e, z, rates = poisson_data(seed=8)
-    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates[::-1] * 1.5), jnp.asarray(e), family="poisson")
-    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), family="poisson", max_iter=2, tol=1e-12)
-    assert int(res.n_iter) == 2 and not bool(res.converged)
+    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates[::-1] * 1.5), jnp.asarray(e), options=mx.MixtureOptions(family="poisson"))
+    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(family="poisson", max_iter=2, tol=1e-12))
+    assert int(res.status.iterations) == 2 and not bool(res.status.converged)
 
 
 def test_bic_prefers_true_number_of_components():
@@ -265,8 +265,8 @@ def test_bic_prefers_true_number_of_components():
     scores = {}
     for k in (2, 3, 4, 5):
         c = kmeanspp_centres(jax.random.key(k), jnp.asarray(x / e[:, None]), k)
-        p0 = mx.init_from_centres(jnp.asarray(x), c, jnp.asarray(e), family="poisson")
-        res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), family="poisson", max_iter=300, tol=1e-9)
+        p0 = mx.init_from_centres(jnp.asarray(x), c, jnp.asarray(e), options=mx.MixtureOptions(family="poisson"))
+        res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(family="poisson", max_iter=300, tol=1e-9))
         scores[k] = (float(mx.bic(res, "poisson")), float(mx.icl(res, "poisson")))
     assert min(scores, key=lambda k: scores[k][0]) == 3
     assert min(scores, key=lambda k: scores[k][1]) == 3
@@ -277,7 +277,7 @@ def test_poisson_loglik_is_exact():
     """The reported log-likelihood equals a direct evaluation with scipy-free NumPy."""
     x, e, z, rates = poisson_data(seed=10, n=500, k=2, d=3)
     p0 = true_params("poisson", x, e, z, rates, 2)
-    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), family="poisson", max_iter=3, tol=0.0)
+    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(family="poisson", max_iter=3, tol=0.0))
     lam = np.asarray(res.params.loc)
     w = np.exp(np.asarray(res.params.log_weights))
     mu = e[:, None, None] * lam[None]  # (n, k, d)
@@ -310,3 +310,59 @@ def test_poisson_rates_is_the_weighted_poisson_m_step():
     assert got.dtype == np.float64 and np.all(got[2] == 0.0)
     unit = np.asarray(mx.poisson_rates(x, w))  # no exposure: counts per pixel
     np.testing.assert_allclose(unit, (w64.T @ x64) / np.maximum(w64.sum(0), 1e-12)[:, None], rtol=1e-13)
+
+
+def test_float_options_do_not_recompile():
+    """tol and reg_covar are traced leaves of MixtureOptions: new values reuse the program."""
+    x, e, z, rates = poisson_data(seed=12, n=600)
+    feat, _ = features("diag", x, e)
+    p0 = true_params("diag", x, e, z, rates, 3)
+    opts = mx.MixtureOptions(family="diag", max_iter=7)
+    mx.fit(feat, p0, options=opts)
+    before = mx.fit._cache_size()
+    a = mx.fit(feat, p0, options=opts.replace(reg_covar=1e-3, tol=1e-4))
+    b = mx.fit(feat, p0, options=opts.replace(reg_covar=1e-2))
+    assert mx.fit._cache_size() == before
+    assert not np.allclose(np.asarray(a.params.scale), np.asarray(b.params.scale))  # the value is used
+    mx.fit(feat, p0, options=opts.replace(max_iter=8))  # a static field: a new program
+    assert mx.fit._cache_size() == before + 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_init_and_step_are_the_fit_loop(family):
+    """A user's own loop over prepare/init/step reproduces fit iteration for iteration."""
+    x, e, z, rates = poisson_data(seed=13, n=900)
+    feat, ex = features(family, x, e)
+    p0 = true_params(family, x, e, z, rates, 3)
+    opts = mx.MixtureOptions(family=family, max_iter=6, tol=0.0, chunk_size=256)
+    ref = mx.fit(feat, p0, ex, options=opts)
+    problem = mx.prepare(feat, ex, options=opts)
+    state = mx.init(problem, p0, opts)
+    step = jax.jit(mx.step)
+    lls = []
+    for _ in range(6):
+        state, info = step(state, problem, opts)
+        lls.append(float(info.loglik))
+    assert int(state.iteration) == int(ref.status.iterations) == 6
+    np.testing.assert_allclose(lls, np.asarray(ref.history), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(state.params.loc), np.asarray(ref.params.loc), rtol=1e-12)
+    assert float(info.stats.count) == len(z)
+
+
+def test_status_codes():
+    x, e, z, rates = poisson_data(seed=14, n=500)
+    p0 = true_params("poisson", x, e, z, rates, 3)
+    ok = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(max_iter=100, tol=1e-6))
+    short = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(max_iter=1, tol=1e-6))
+    assert int(ok.status.code) == StatusCode.SUCCESS and int(short.status.code) == StatusCode.MAX_ITERATIONS
+    with pytest.raises((ValueError, TypeError)):  # TypeError from the test-time type checker
+        mx.MixtureOptions(family="gamma")
+
+
+def test_requires_float64():
+    x = np.ones((10, 2), np.float32)
+    with jax.enable_x64(False):
+        with pytest.raises(RuntimeError, match="needs float64"):
+            mx.fit(jnp.asarray(x), mx.MixtureParams(jnp.zeros(1), jnp.ones((1, 2)), jnp.zeros((1, 0))))
+        with pytest.raises(RuntimeError, match="needs float64"):
+            mx.poisson_rates(x, np.ones((10, 1)))

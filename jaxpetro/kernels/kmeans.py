@@ -1,7 +1,10 @@
 """Greedy k-means++ seeding with Lloyd refinement, on a random subsample of pixels.
 
-Used to seed mixture components when no labelled pixel gives a centre. Pure JAX;
-imports nothing of jaxpetro.
+Used to seed mixture components when no labelled pixel gives a centre. k-means++ is
+Arthur & Vassilvitskii (2007, Proc. SODA); the greedy variant (several candidates per
+draw, keep the best) is the one scikit-learn uses. Distances are accumulated in float64
+(the kernel requires ``jax_enable_x64``). Pure JAX; imports nothing of jaxpetro except
+the shared ``jaxpetro.kernels._*`` modules.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from jaxpetro.kernels._precision import require_float64
 
 
 @functools.partial(jax.jit, static_argnames=("n_components", "n_sample", "n_lloyd"))
@@ -44,6 +49,7 @@ def kmeanspp_centres(
     Returns:
         Centres (K, D) in the units of ``features``: the fixed ones first.
     """
+    require_float64("kmeans.kmeanspp_centres")
     n, d = features.shape
     n_fixed = 0 if fixed is None else fixed.shape[0]
     if n_fixed > n_components:
@@ -59,14 +65,14 @@ def kmeanspp_centres(
     mu = jnp.mean(sample, axis=0)
     sd = jnp.std(sample, axis=0)
     sd = jnp.where(sd > 0, sd, 1.0)
-    z = (sample - mu) / sd
-    fixed_z = jnp.zeros((0, d)) if fixed is None else (fixed.astype(jnp.float64) - mu) / sd
+    z = (sample - mu[None, :]) / sd[None, :]
+    fixed_z = jnp.zeros((0, d)) if fixed is None else (fixed.astype(jnp.float64) - mu[None, :]) / sd[None, :]
 
     centres = jnp.concatenate([fixed_z, jnp.zeros((n_components - n_fixed, d))])
     big = jnp.finfo(jnp.float64).max / 4
 
     def sqdist(c):
-        return jnp.sum((z - c) ** 2, axis=1)
+        return jnp.sum((z - c[None, :]) ** 2, axis=1)
 
     if n_fixed:
         d2 = jnp.min(jax.vmap(sqdist)(fixed_z), axis=0)
@@ -99,4 +105,7 @@ def kmeanspp_centres(
         return jnp.where(free, new, centres)
 
     centres = lax.fori_loop(0, n_lloyd, lloyd, centres)
-    return centres * sd + mu
+    return centres * sd[None, :] + mu[None, :]
+
+
+__all__ = ["kmeanspp_centres"]
