@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxpetro.errors import InputError
-from jaxpetro.models.clustering import adjusted_rand_index, cluster_map, compare_components
+from jaxpetro.models.clustering import ClusteringOptions, adjusted_rand_index, cluster_map, compare_components
 from jaxpetro.synthetic import make_thin_section
 
 
@@ -16,14 +16,14 @@ def section():
 def run(sec, **kw):
     bse = [sec.channels.index("BSE")]
     return cluster_map(sec.counts, sec.exposure, phases=sec.phases, anchors=sec.anchor_labels(),
-                       electron_channels=bse, **kw)
+                       electron_channels=bse, options=ClusteringOptions(**kw))
 
 
 def test_poisson_recovers_phase_map(section):
     res = run(section)
     truth = section.phase_map
     pure = section.fractions.max(-1) > 0.99
-    assert res.converged
+    assert bool(res.status.converged)
     # Pure pixels are unambiguous at these counts; boundary pixels are genuinely mixed
     # (their dominant phase holds >= 50 %) so a few percent of them may go either way.
     assert np.mean(res.phase_map[pure] == truth[pure]) > 0.995
@@ -50,7 +50,7 @@ def test_poisson_rates_within_counting_noise_on_pure_section(section):
     counts = section.counts.copy()
     counts[..., : len(section.elements)] = rng.poisson(lam)
     res = cluster_map(counts, section.exposure, phases=section.phases, anchors=section.anchor_labels(),
-                      electron_channels=[section.channels.index("BSE")], tol=1e-9)
+                      electron_channels=[section.channels.index("BSE")], options=ClusteringOptions(tol=1e-9))
     for k, phase in enumerate(section.phases):
         if phase == "Grt":
             continue  # zoned: one component's rate is a mean over the zoning, not a truth
@@ -79,23 +79,26 @@ def test_gaussian_model_clusters_too(section):
 
 def test_kmeanspp_without_spots_finds_the_partition(section):
     bse = [section.channels.index("BSE")]
-    res = cluster_map(section.counts, section.exposure, init="kmeans++", extra_components=6, electron_channels=bse, seed=1)
+    res = cluster_map(section.counts, section.exposure, electron_channels=bse, seed=1,
+                      options=ClusteringOptions(init="kmeans++", extra_components=6))
     assert adjusted_rand_index(res.phase_map, section.phase_map) > 0.85
     assert res.names == tuple(f"extra{i}" for i in range(1, 7))
 
 
 def test_same_seed_same_numbers(section):
     bse = [section.channels.index("BSE")]
-    a = cluster_map(section.counts, section.exposure, init="kmeans++", extra_components=4, electron_channels=bse, seed=7)
-    b = cluster_map(section.counts, section.exposure, init="kmeans++", extra_components=4, electron_channels=bse, seed=7)
+    opts = ClusteringOptions(init="kmeans++", extra_components=4)
+    a = cluster_map(section.counts, section.exposure, electron_channels=bse, seed=7, options=opts)
+    b = cluster_map(section.counts, section.exposure, electron_channels=bse, seed=7, options=opts)
     np.testing.assert_array_equal(a.memberships, b.memberships)
 
 
 def test_compare_components_table(section):
     bse = [section.channels.index("BSE")]
-    table = compare_components(section.counts, section.exposure, [3, 6], electron_channels=bse, max_iter=100)
-    assert [r["k"] for r in table] == [3, 6]
-    assert table[1]["bic"] < table[0]["bic"]  # six phases are there: six beat three
+    table = compare_components(section.counts, section.exposure, [3, 6], electron_channels=bse,
+                               options=ClusteringOptions(max_iter=100))
+    assert [r.k for r in table] == [3, 6]
+    assert table[1].bic < table[0].bic  # six phases are there: six beat three
 
 
 def test_adjusted_rand_index_against_sklearn():
@@ -128,3 +131,18 @@ def test_bad_inputs_raise_input_error(section, mutate, match):
 def test_anchors_required_for_anchor_init(section):
     with pytest.raises(InputError, match="kmeans\\+\\+"):
         cluster_map(section.counts, section.exposure, phases=section.phases, anchors=None)
+
+
+def test_options_are_the_config_section():
+    """ClusteringOptions has the clustering config keys (and their defaults) as fields."""
+    import dataclasses
+
+    from jaxpetro.config.qmap import ClusteringConfig
+
+    config = ClusteringConfig()
+    opts = ClusteringOptions.from_config(config)
+    fields = {f.name for f in dataclasses.fields(ClusteringOptions)}
+    assert fields == {f.name for f in dataclasses.fields(ClusteringConfig)} - {"phases"}
+    for name in fields:
+        assert getattr(opts, name) == getattr(config, name), name
+    assert ClusteringOptions(model="gaussian", covariance="diag").mixture_options().family == "diag"

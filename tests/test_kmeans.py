@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxpetro  # noqa: F401
+
 from jaxpetro.kernels.kmeans import kmeanspp_centres
 
 

@@ -11,21 +11,73 @@ Models:
                  channels (BSE...) are not Poisson counts and are left out.
     ``gaussian`` diagonal or full covariance on rates (counts / exposure) or on the
                  variance-stabilised ``sqrt`` of rates; electron channels may join.
+
+Every setting is in one :class:`ClusteringOptions` whose fields are the ``clustering:``
+config keys (``ClusteringOptions.from_config(config.clustering)``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxpetro.errors import ConvergenceError, InputError
 from jaxpetro.kernels import kmeans, mixture
+from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._status import Status
 
 Model = Literal["poisson", "gaussian"]
+
+
+class ClusteringOptions(KernelOptions):
+    """Settings of :func:`cluster_map`; field names and defaults are those of the
+    ``clustering:`` config section (its ``phases`` key is the workflow's: which spots
+    anchor which component).
+
+    Attributes:
+        model: ``poisson`` (counts) or ``gaussian``.
+        covariance: ``diag`` or ``full`` (gaussian only).
+        transform: ``none`` or ``sqrt``: variance-stabilising transform of count rates
+            (gaussian only).
+        init: ``anchors`` (per-phase medians at anchored pixels; phases without spots
+            and extra components seeded by k-means++) or ``kmeans++``.
+        extra_components: unlabelled components added to the labelled phases.
+        use_bse: let the Gaussian model cluster on the electron (BSE) channels too.
+        max_iter: maximum EM iterations.
+        tol: convergence tolerance on the mean log-likelihood per pixel (nats).
+        reg_covar: added to covariance diagonals (gaussian only; feature units^2).
+        chunk_size: pixels per block of EM work; ``None``: automatic
+            (:func:`jaxpetro.kernels.mixture.auto_chunk_size`).
+    """
+
+    model: Model = static("poisson")
+    covariance: Literal["diag", "full"] = static("full")
+    transform: Literal["none", "sqrt"] = static("sqrt")
+    init: Literal["anchors", "kmeans++"] = static("anchors")
+    extra_components: int = static(0)
+    use_bse: bool = static(True)
+    max_iter: int = static(500)
+    tol: float = eqx.field(default=1e-7, converter=float)
+    reg_covar: float = eqx.field(default=1e-6, converter=float)
+    chunk_size: int | None = static(None)
+
+    @property
+    def family(self) -> mixture.Family:
+        """The kernel family: ``poisson``, or the Gaussian covariance type."""
+        return "poisson" if self.model == "poisson" else self.covariance
+
+    def mixture_options(self) -> mixture.MixtureOptions:
+        """The EM kernel's options for these settings."""
+        return mixture.MixtureOptions(
+            family=self.family, max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
+            chunk_size=self.chunk_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -42,7 +94,8 @@ class ClusterResult:
         family: kernel family used (``poisson``, ``diag`` or ``full``).
         loglik: mean log-likelihood per pixel (nats).
         history: log-likelihood per iteration.
-        n_iter, converged: EM iterations and whether the tolerance was reached.
+        status: the EM's :class:`~jaxpetro.kernels._status.Status` (``iterations``,
+            ``converged``: whether the tolerance was reached, ``finite``, ``code``).
         bic, icl: information criteria of the fit (lower is better).
     """
 
@@ -53,8 +106,7 @@ class ClusterResult:
     family: str
     loglik: float
     history: np.ndarray
-    n_iter: int
-    converged: bool
+    status: Status
     bic: float
     icl: float
 
@@ -72,8 +124,8 @@ class ClusterResult:
             "loc": self.params.loc,
             "scale": self.params.scale,
             "history": self.history,
-            "n_iter": self.n_iter,
-            "converged": int(self.converged),
+            "n_iter": int(self.status.iterations),
+            "converged": int(self.status.converged),
             "loglik": self.loglik,
             "bic": self.bic,
             "icl": self.icl,
@@ -179,18 +231,9 @@ def cluster_map(
     *,
     phases: Sequence[str] = (),
     anchors: np.ndarray | None = None,
-    model: Model = "poisson",
-    covariance: Literal["diag", "full"] = "full",
-    transform: Literal["none", "sqrt"] = "sqrt",
-    init: Literal["anchors", "kmeans++"] = "anchors",
-    extra_components: int = 0,
     electron_channels: Sequence[int] = (),
-    use_electron: bool = True,
     seed: int = 0,
-    max_iter: int = 500,
-    tol: float = 1e-7,
-    reg_covar: float = 1e-6,
-    chunk_size: int | None = None,
+    options: ClusteringOptions = ClusteringOptions(),
 ) -> ClusterResult:
     """Soft-cluster a map stack into phases.
 
@@ -202,15 +245,9 @@ def cluster_map(
         phases: names of the labelled phases; ``anchors`` indexes into them.
         anchors: (rows, cols) int, the phase index of spot pixels (fixed during EM),
             -1 elsewhere; ``None`` for unsupervised clustering.
-        model: ``poisson`` (counts) or ``gaussian``.
-        covariance, transform: Gaussian options (see module docstring).
-        init: ``anchors`` (per-phase medians at anchored pixels; phases without
-            spots and extra components seeded by k-means++) or ``kmeans++``.
-        extra_components: unlabelled components added to the labelled phases.
         electron_channels: indices of electron-image channels (BSE...).
-        use_electron: let the Gaussian model cluster on electron channels too.
         seed: seed of the k-means++ draws.
-        max_iter, tol, reg_covar, chunk_size: EM settings (see the kernel).
+        options: a :class:`ClusteringOptions` (model, covariance, init, EM settings...).
 
     Returns:
         A :class:`ClusterResult`.
@@ -219,37 +256,37 @@ def cluster_map(
         InputError: invalid maps, exposure or anchors, or too few components.
         ConvergenceError: the EM produced non-finite log-likelihoods.
     """
+    o = options
     counts = np.asarray(counts)
     phases = tuple(phases)
-    validate_maps(counts, exposure, anchors, len(phases), require_counts=model == "poisson")
+    validate_maps(counts, exposure, anchors, len(phases), require_counts=o.model == "poisson")
     rows, cols, n_chan = counts.shape
     electron = set(int(c) for c in electron_channels)
-    if model == "poisson" or not use_electron:
+    if o.model == "poisson" or not o.use_bse:
         channels = tuple(c for c in range(n_chan) if c not in electron)
     else:
         channels = tuple(range(n_chan))
     if not channels:
         raise InputError("map stack: no X-ray channel to cluster (all channels are electron images).")
-    if init == "anchors" and (anchors is None or not (np.asarray(anchors) >= 0).any()):
+    if o.init == "anchors" and (anchors is None or not (np.asarray(anchors) >= 0).any()):
         raise InputError(
             "clustering.init is 'anchors' but no spot pixel is labelled; give spot analyses "
             "with phase labels, or use clustering.init: kmeans++ with clustering.extra_components "
             "set to the number of phases expected."
         )
-    n_comp = len(phases) + extra_components
+    n_comp = len(phases) + o.extra_components
     if n_comp < 1:
         raise InputError(
             "clustering: no components; name the phases (spot labels) or set clustering.extra_components >= 1."
         )
-    family = "poisson" if model == "poisson" else covariance
-    x, e = _features(counts, exposure, channels, model, transform, electron)
+    x, e = _features(counts, exposure, channels, o.model, o.transform, electron)
     n_pix = x.shape[0]
     if n_pix < n_comp:
         raise InputError(f"map stack: {n_pix} pixels cannot be split into {n_comp} components.")
     flat_anchors = None if anchors is None else np.asarray(anchors, np.int32).reshape(-1)
 
     fixed = np.zeros((0, x.shape[1]))
-    if init == "anchors":
+    if o.init == "anchors":
         centres, has = anchor_centres(x, e, flat_anchors, len(phases))
         fixed = centres[has]  # phases without spots are seeded by k-means++ below
     else:
@@ -268,50 +305,63 @@ def cluster_map(
     xj = jnp.asarray(x)
     ej = None if e is None else jnp.asarray(e)
     aj = None if flat_anchors is None else jnp.asarray(flat_anchors)
-    params0 = mixture.init_from_centres(
-        xj, jnp.asarray(centres_all), ej, aj, family=family, chunk_size=chunk_size, reg_covar=reg_covar
-    )
-    res = mixture.fit(
-        xj, params0, ej, aj, family=family, max_iter=max_iter, tol=tol, chunk_size=chunk_size, reg_covar=reg_covar
-    )
-    if not bool(res.finite):
+    em = o.mixture_options()
+    params0 = mixture.init_from_centres(xj, jnp.asarray(centres_all), ej, aj, options=em)
+    res = mixture.fit(xj, params0, ej, aj, options=em)
+    if not bool(res.status.finite):
         raise ConvergenceError(
             "clustering: the EM log-likelihood became non-finite; check the maps for saturated or "
             "constant channels, or raise clustering.reg_covar (Gaussian model)."
         )
     history = np.asarray(res.history)
-    names = phases + tuple(f"extra{i + 1}" for i in range(extra_components))
+    names = phases + tuple(f"extra{i + 1}" for i in range(o.extra_components))
     return ClusterResult(
         names=names,
         memberships=np.asarray(res.memberships).reshape(rows, cols, n_comp),
         params=jax.tree.map(np.asarray, res.params),
         channels=channels,
-        family=family,
+        family=o.family,
         loglik=float(res.loglik),
         history=history[~np.isnan(history)],
-        n_iter=int(res.n_iter),
-        converged=bool(res.converged),
-        bic=float(mixture.bic(res, family)),
-        icl=float(mixture.icl(res, family)),
+        status=res.status,
+        bic=float(mixture.bic(res, o.family)),
+        icl=float(mixture.icl(res, o.family)),
     )
+
+
+class ComponentScore(NamedTuple):
+    """One row of :func:`compare_components`: K, the mean log-likelihood per pixel
+    (nats), BIC, ICL and whether the EM converged."""
+
+    k: int
+    loglik: float
+    bic: float
+    icl: float
+    converged: bool
 
 
 def compare_components(
     counts: np.ndarray,
     exposure: np.ndarray | None,
     n_components: Sequence[int],
-    **kwargs,
-) -> list[dict[str, float]]:
-    """Fit unsupervised mixtures for several K and tabulate BIC and ICL.
+    *,
+    electron_channels: Sequence[int] = (),
+    seed: int = 0,
+    options: ClusteringOptions = ClusteringOptions(),
+) -> list[ComponentScore]:
+    """Fit unsupervised mixtures (k-means++ seeds, no anchors) for several K and tabulate
+    BIC and ICL; ``options`` gives the model and EM settings (its ``init`` and
+    ``extra_components`` are overridden).
 
     Returns:
-        One row per K: ``{"k", "loglik", "bic", "icl", "converged"}``; choose the K
-        with the lowest BIC (or ICL, which favours well-separated phases).
+        One :class:`ComponentScore` per K; choose the K with the lowest BIC (or ICL,
+        which favours well-separated phases).
     """
     rows = []
     for k in n_components:  # each K has its own shapes: one compilation per K
-        res = cluster_map(counts, exposure, init="kmeans++", extra_components=int(k), **kwargs)
-        rows.append({"k": int(k), "loglik": res.loglik, "bic": res.bic, "icl": res.icl, "converged": res.converged})
+        res = cluster_map(counts, exposure, electron_channels=electron_channels, seed=seed,
+                          options=options.replace(init="kmeans++", extra_components=int(k)))
+        rows.append(ComponentScore(int(k), res.loglik, res.bic, res.icl, bool(res.status.converged)))
     return rows
 
 
@@ -340,3 +390,16 @@ def adjusted_rand_index(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
     if best == expected:  # both partitions trivial (one cluster, or all singletons)
         return 1.0
     return float((index - expected) / (best - expected))
+
+
+__all__ = [
+    "ClusterResult",
+    "ClusteringOptions",
+    "ComponentScore",
+    "Model",
+    "adjusted_rand_index",
+    "anchor_centres",
+    "cluster_map",
+    "compare_components",
+    "validate_maps",
+]
