@@ -366,3 +366,20 @@ def test_requires_float64():
             mx.fit(jnp.asarray(x), mx.MixtureParams(jnp.zeros(1), jnp.ones((1, 2)), jnp.zeros((1, 0))))
         with pytest.raises(RuntimeError, match="needs float64"):
             mx.poisson_rates(x, np.ones((10, 1)))
+
+
+def test_poisson_fit_matches_the_numpy_reference_em():
+    """Same data, same start, fixed iterations: the kernel equals a plain NumPy EM."""
+    from _numpy_em import pixel_constant, poisson_em
+
+    x, e, z, rates = poisson_data(seed=15, n=3000, k=3, d=4, low=1.0, high=8.0)  # overlapping phases
+    p0 = mx.init_from_centres(jnp.asarray(x), jnp.asarray(rates * 1.4), jnp.asarray(e),
+                              options=mx.MixtureOptions(chunk_size=700))
+    n_iter = 12
+    res = mx.fit(jnp.asarray(x), p0, jnp.asarray(e), options=mx.MixtureOptions(max_iter=n_iter, tol=0.0, chunk_size=700))
+    log_w, lam, hist = poisson_em(x, e, np.asarray(p0.log_weights), np.asarray(p0.loc), n_iter, chunk=1000)
+    assert int(res.status.iterations) == n_iter
+    np.testing.assert_allclose(np.asarray(res.params.loc), lam, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(res.params.log_weights), log_w, rtol=1e-10, atol=1e-12)
+    want = (hist + pixel_constant(x, e)) / len(x)  # mean log-likelihood per pixel
+    np.testing.assert_allclose(np.asarray(res.history), want, rtol=1e-12)
