@@ -11,7 +11,7 @@ from jaxpetro.cli import main
 from jaxpetro.io.results import read_hdf5
 from jaxpetro.models import xray
 from jaxpetro.models.clustering import cluster_map
-from jaxpetro.kernels.unmixing import unmix
+from jaxpetro.kernels.unmixing import UnmixOptions, unmix
 from jaxpetro.synthetic import make_thin_section
 from jaxpetro.synthetic.jeol import write_jeol
 from jaxpetro.workflows.demo import export_section
@@ -225,7 +225,7 @@ def test_mixing_fractions_quantify_boundary_pixels_better_without_noise(section)
                       anchors=sec.anchor_labels(), electron_channels=[9], use_electron=False)
     p = res.memberships.reshape(-1, 6)
     lam = (p.T.astype(np.float64) @ x) / p.sum(0)[:, None]
-    f = np.asarray(unmix(x, lam, n_active=3, max_iter=200).fractions)
+    f = np.asarray(unmix(x, lam, options=UnmixOptions(n_active=3, max_iter=200)).fractions)
     cal = xray.Calibration(sec.alpha, 0 * sec.alpha, sec.beta[None], np.zeros((1, 9)), sec.gamma, 0 * sec.gamma,
                            np.zeros((9, 6), np.int32), np.zeros((1, 9), np.int32), np.zeros((9, 6), np.int32))
     rate = x / sec.exposure.reshape(-1, 1)

@@ -1,11 +1,16 @@
 """Linear mixing kernel: optimum (KKT), simplex, recovery, independence of blocks and order."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from jaxpetro.kernels.unmixing import unmix
+import jax
+import jax.numpy as jnp
+
+from jaxpetro.kernels._status import StatusCode
+from jaxpetro.kernels.unmixing import UnmixOptions, best_single_phase, init, poisson_deviance, step, unmix
 
 RATES = np.array([
     [2000.0, 5.0, 3.0, 1.0],
@@ -25,7 +30,7 @@ def test_fractions_are_the_poisson_mle_on_the_simplex():
     rng = np.random.default_rng(0)
     f_true = rng.dirichlet(np.ones(4) * 0.7, 60)
     x = rng.poisson(f_true @ RATES).astype(np.float64)
-    res = unmix(x, RATES, n_active=4, max_iter=400)
+    res = unmix(x, RATES, options=UnmixOptions(n_active=4, max_iter=400))
     f = np.asarray(res.fractions)
     for i in range(20):
         ref = minimize(_nll, np.full(4, 0.25), args=(RATES, x[i]), method="SLSQP",
@@ -42,13 +47,13 @@ def test_noise_free_mixtures_are_recovered():
     full = np.zeros((200, 4))
     np.put_along_axis(full, idx, f_true, axis=1)
     x = (full @ RATES) * 1000.0  # huge exposure: counts ~ expectation
-    f = np.asarray(unmix(x, RATES, np.full(200, 1000.0), n_active=4, max_iter=600).fractions)
+    f = np.asarray(unmix(x, RATES, np.full(200, 1000.0), options=UnmixOptions(n_active=4, max_iter=600)).fractions)
     np.testing.assert_allclose(f, full, atol=5e-3)  # mirror descent nears a face of the simplex slowly
 
 
 def test_pure_pixels_get_their_phase_and_gain_is_zero_or_small():
     x = np.array([RATES[0] * 1.0, RATES[3] * 1.0])
-    res = unmix(x, RATES, n_active=3, max_iter=100)
+    res = unmix(x, RATES, options=UnmixOptions(n_active=3, max_iter=100))
     f = np.asarray(res.fractions)
     assert f[0, 0] > 0.99 and f[1, 3] > 0.99
 
@@ -58,8 +63,8 @@ def test_pure_pixels_get_their_phase_and_gain_is_zero_or_small():
 def test_simplex_shapes_and_block_independence(n, m, seed):
     rng = np.random.default_rng(seed)
     x = rng.poisson(rng.dirichlet(np.ones(4), n) @ RATES).astype(np.float32)
-    a = unmix(x, RATES, n_active=m, max_iter=20, chunk_size=7)
-    b = unmix(x, RATES, n_active=m, max_iter=20, chunk_size=64)
+    a = unmix(x, RATES, options=UnmixOptions(n_active=m, max_iter=20, chunk_size=7))
+    b = unmix(x, RATES, options=UnmixOptions(n_active=m, max_iter=20, chunk_size=64))
     f = np.asarray(a.fractions)
     assert f.shape == (n, 4)
     assert np.all(f >= 0) and np.allclose(f.sum(1), 1.0, atol=1e-9)
@@ -74,11 +79,58 @@ def test_phase_order_does_not_matter():
     rng = np.random.default_rng(3)
     x = rng.poisson(rng.dirichlet(np.ones(4), 100) @ RATES).astype(np.float64)
     perm = np.array([2, 0, 3, 1])
-    a = np.asarray(unmix(x, RATES, n_active=4, max_iter=300).fractions)
-    b = np.asarray(unmix(x, RATES[perm], n_active=4, max_iter=300).fractions)
+    a = np.asarray(unmix(x, RATES, options=UnmixOptions(n_active=4, max_iter=300)).fractions)
+    b = np.asarray(unmix(x, RATES[perm], options=UnmixOptions(n_active=4, max_iter=300)).fractions)
     np.testing.assert_allclose(a[:, perm], b, atol=1e-5)
 
 
 def test_zero_count_pixels_stay_finite():
-    res = unmix(np.zeros((3, 4)), RATES, max_iter=10)
+    res = unmix(np.zeros((3, 4)), RATES, options=UnmixOptions(max_iter=10))
     assert np.all(np.isfinite(np.asarray(res.fractions))) and np.allclose(np.asarray(res.fractions).sum(1), 1)
+
+
+def test_init_and_step_are_the_loop_of_unmix_and_status_grades_the_gap():
+    rng = np.random.default_rng(4)
+    x = rng.poisson(rng.dirichlet(np.ones(4), 30) @ RATES).astype(np.float64)
+    opts = UnmixOptions(n_active=3, max_iter=25)
+    state = init(x, RATES, None, opts)
+    for _ in range(opts.max_iter):
+        state, info = step(state)
+        assert np.all(np.asarray(info.nll) == np.asarray(state.nll))
+    res = unmix(x, RATES, options=opts)
+    np.testing.assert_allclose(np.asarray(state.nll), np.asarray(res.nll), rtol=1e-12)
+    assert int(state.iteration) == 25 and np.all(np.asarray(res.status.iterations) == 25)
+    conv = np.asarray(res.status.converged)
+    np.testing.assert_array_equal(conv, np.asarray(res.gap) <= opts.gap_tol)
+    np.testing.assert_array_equal(np.asarray(res.status.code), np.where(conv, StatusCode.SUCCESS, StatusCode.MAX_ITERATIONS))
+
+
+def test_float_options_do_not_recompile():
+    from jaxpetro.kernels import unmixing
+
+    x = np.ones((5, 4))
+    unmix(x, RATES, options=UnmixOptions(max_iter=3))
+    before = unmixing._unmix._cache_size()
+    unmix(x, RATES, options=UnmixOptions(max_iter=3, gap_tol=1e-3, pure_p=0.1))
+    assert unmixing._unmix._cache_size() == before
+    unmix(x, RATES, options=UnmixOptions(max_iter=4))  # a static option: a new program
+    assert unmixing._unmix._cache_size() == before + 1
+
+
+def test_best_single_phase_and_deviance():
+    rng = np.random.default_rng(5)
+    k = rng.integers(0, 4, 50)
+    x = rng.poisson(RATES[k]).astype(np.float64)
+    fit = best_single_phase(x, RATES, options=UnmixOptions(chunk_size=16))
+    np.testing.assert_array_equal(np.asarray(fit.index), k)
+    mu = np.maximum(RATES, 1e-9 * RATES.max(0))[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = 2 * np.sum(np.where(x > 0, x * np.log(x / mu), 0.0) - (x - mu), axis=1)
+    np.testing.assert_allclose(np.asarray(fit.deviance), ref, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(poisson_deviance(x, mu)), ref, rtol=1e-10)
+
+
+def test_needs_float64():
+    with jax.enable_x64(False):
+        with pytest.raises(RuntimeError, match="float64"):
+            unmix(jnp.ones((2, 4), jnp.float32), jnp.asarray(RATES, jnp.float32))

@@ -1,6 +1,7 @@
 """Calibration to wt% (alpha, beta, gamma), per-pixel wt%, standard errors, LOD, dead time."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +10,7 @@ from scipy.stats import t as student_t
 
 from jaxpetro.models import xray
 from jaxpetro.chemistry import OXIDES
-from jaxpetro.models.oxides import cations_per_oxygen, garnet_end_members
+from jaxpetro.models.oxides import cations_per_oxygen, garnet_end_members, garnet_end_members_with_sd
 from jaxpetro.synthetic import make_thin_section
 
 
@@ -21,7 +22,7 @@ def section():
 def _calibrate_truth_weights(sec, spot_rate):
     sp = sec.spots
     n = len(sp)
-    return xray.calibrate(sp.wt, sp.peak - sp.background, sp.background, sp.peak, sp.phase_index(sec.phases),
+    return xray.calibrate(sp.wt, sp.peak, sp.background, sp.phase_index(sec.phases),
                           np.ones(n, bool), spot_rate, np.ones(n), np.zeros(n, np.int32), len(sec.phases))
 
 
@@ -78,7 +79,7 @@ def test_pure_pixels_quantify_to_the_truth_within_counting_noise(section):
     # compare SE with the counting noise of that pixel separately.
     rate = counts / expo[:, None]
     onehot = np.eye(6, dtype=np.float32)[sec.phase_map.reshape(-1)]
-    q = xray.quantify(rate, onehot, np.full(9, expo.mean()), cal, chunk_size=4096)
+    q = xray.quantify(rate, onehot, np.full(9, expo.mean()), cal, options=xray.QuantifyOptions(chunk_size=4096))
     pure = (sec.fractions.max(-1) > 0.999).reshape(-1)
     err = np.asarray(q.wt)[pure] - sec.wt.reshape(-1, 9)[pure]
     z = err / np.asarray(q.se)[pure]
@@ -101,8 +102,8 @@ def test_quantify_matches_the_formula_and_is_chunk_independent():
                            np.ones((j, k), np.int32), np.ones((2, j), np.int32), np.zeros((j, k), np.int32))
     tile = rng.integers(0, 2, n)
     e = np.array([0.002, 0.004, 0.001])
-    a = xray.quantify(rate, p, e, cal, tile, chunk_size=128)
-    b = xray.quantify(rate, p, e, cal, tile, chunk_size=5000)
+    a = xray.quantify(rate, p, e, cal, tile, xray.QuantifyOptions(chunk_size=128))
+    b = xray.quantify(rate, p, e, cal, tile, xray.QuantifyOptions(chunk_size=5000))
     for x, y in zip(a, b):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
     beta = cal.beta[tile]
@@ -148,9 +149,46 @@ def test_calibration_is_differentiable_in_the_spots(section):
 
     def alpha_si_qtz(wt):
         return xray.calibrate(
-            wt, sp.peak - sp.background, sp.background, sp.peak, sp.phase_index(sec.phases), np.ones(len(sp), bool),
+            wt, sp.peak, sp.background, sp.phase_index(sec.phases), np.ones(len(sp), bool),
             rate, np.ones(len(sp)), np.zeros(len(sp), np.int32), 6).alpha[0, 0]
 
     g = np.asarray(jax.grad(alpha_si_qtz)(np.asarray(sp.wt)))
     qtz = np.array(sp.phase) == "Qtz"
     assert np.all(g[~qtz] == 0) and np.all(g[qtz, 0] > 0)
+
+
+def test_garnet_end_members_and_cations_are_differentiable():
+    oxides = ("SiO2", "Al2O3", "FeO", "MgO", "CaO", "MnO")
+    wt = jnp.array([37.0, 20.8, 33.0, 3.0, 5.0, 1.5])
+    g = jax.grad(lambda w: garnet_end_members(w, oxides)[0])(wt)  # X_alm rises with FeO, falls with MgO
+    assert float(g[2]) > 0 and float(g[3]) < 0 and float(g[0]) == 0.0
+    eps = 1e-6
+    fd = (garnet_end_members(wt.at[3].add(eps), oxides)[0] - garnet_end_members(wt.at[3].add(-eps), oxides)[0]) / (2 * eps)
+    np.testing.assert_allclose(float(g[3]), float(fd), rtol=1e-6)
+    gc = jax.grad(lambda w: cations_per_oxygen(w, oxides, 12.0)[0])(wt)  # Si per 12 O
+    assert float(gc[0]) > 0 and np.all(np.asarray(gc[1:]) < 0)
+
+
+def test_garnet_end_member_errors_are_the_first_order_propagation():
+    oxides = ("SiO2", "Al2O3", "FeO", "MgO", "CaO", "MnO")
+    rng = np.random.default_rng(2)
+    wt = np.array([37.0, 20.8, 33.0, 3.0, 5.0, 1.5]) + rng.normal(0, 0.3, (5, 6))
+    se = np.full((5, 6), 0.2)
+    res = garnet_end_members_with_sd(wt, se, oxides)
+    np.testing.assert_allclose(np.asarray(res.x), np.asarray(garnet_end_members(wt, oxides)), rtol=1e-14)
+    # Monte Carlo with small errors agrees with the linearised SD.
+    draws = wt[None] + rng.normal(0, 1, (20000, 5, 6)) * se[None] * 0.01
+    mc = np.asarray(garnet_end_members(draws, oxides)).std(0) / 0.01
+    np.testing.assert_allclose(np.asarray(res.sd), mc, rtol=0.05)
+
+
+def test_quantify_is_differentiable_in_the_rates():
+    rng = np.random.default_rng(3)
+    j, k = 2, 3
+    cal = xray.Calibration(rng.uniform(0.01, 0.02, (j, k)), np.zeros((j, k)), np.ones((1, j)), np.zeros((1, j)),
+                           rng.uniform(1, 5, (j, k)), np.zeros((j, k)), np.ones((j, k), np.int32),
+                           np.ones((1, j), np.int32), np.zeros((j, k), np.int32))
+    rate = jnp.asarray(rng.uniform(100, 500, (4, j)))
+    p = rng.dirichlet(np.ones(k), 4)
+    g = jax.grad(lambda r: xray.quantify(r, p, np.ones(j), cal).wt.sum())(rate)
+    np.testing.assert_allclose(np.asarray(g), (p @ cal.alpha.T) * cal.beta[0], rtol=1e-5)

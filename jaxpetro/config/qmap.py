@@ -80,7 +80,8 @@ class SpotsConfig:
 
 @dataclass(frozen=True)
 class QuantifyConfig:
-    """Calibration of the map rates to wt% (SCIENCE.md section A)."""
+    """Calibration of the map rates to wt% (the qntmap model of Yasumoto et al. 2018, Am. Mineral.
+    103:1690; see docs/science.md)."""
 
     threshold: float = option(0.9, "minimum membership of a spot pixel in the spot's phase to enter beta", gt=0, le=1)
     beta_window: int = option(3, "odd window (px) of same-phase pixels averaged around a spot for beta", ge=1)
@@ -102,6 +103,7 @@ class MixingConfig:
     pure_p: float = option(
         1e-3, "pixels that their best pure phase explains at this p-value (Poisson deviance) stay pure; 0 = unmix all", ge=0, lt=1
     )
+    chunk_size: int = option(16384, "pixels per block of mixing work (bounds memory)", ge=1)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The instrument-neutral input: a map stack file plus a spot table CSV.
 
-Map stack (``.npz`` or ``.h5``/``.hdf5``), as in ``shared/formats/jeol.md``:
+Map stack (``.npz`` or ``.h5``/``.hdf5``; see also ``docs/jeol.md``):
 
 =============  =====================  ==========================================
 key            shape                  meaning
@@ -32,7 +32,11 @@ import h5py
 import numpy as np
 
 from jaxpetro.errors import InputError
+from jaxpetro.io._numbers import parse_number
 from jaxpetro.io.results import atomic_write, write_csv
+
+__all__ = ["MapStack", "SpotPixels", "SpotSet", "read_map_stack", "read_spot_set", "read_spots", "write_map_stack",
+           "write_spots"]
 
 _REQUIRED = ("maps", "channels", "dwell_ms", "current_A")
 
@@ -182,12 +186,9 @@ def read_spots(path: str | os.PathLike, shape: tuple[int, int]) -> SpotPixels:
         raise InputError(f"spot table '{path}' has no spots.")
     numeric = [h for h in header if h != "phase"]
     values = {}
-    for h in numeric:
-        try:
-            values[h] = np.array([float(r[h]) if r[h] != "" else np.nan for r in rows])
-        except ValueError:
-            bad = next(i for i, r in enumerate(rows) if not _is_float(r[h]))
-            raise InputError(f"spot table '{path}', line {bad + 2}, column '{h}': '{rows[bad][h]}' is not a number.") from None
+    for h in numeric:  # an empty cell is NaN (not reported)
+        values[h] = np.array([parse_number(r[h], f"spot table '{path}', line {i + 2}, column '{h}'", finite=False)
+                              for i, r in enumerate(rows)])
     x, y = values.pop("x_px"), values.pop("y_px")
     r_max, c_max = shape
     for i, (xi, yi) in enumerate(zip(x, y)):
@@ -256,10 +257,3 @@ def write_spots(path: str | os.PathLike, row, col, phase, columns: dict | None =
     table = [[int(c), int(r), p, *(f(v[i]) for f, v in zip(cell, values))] for i, (r, c, p) in enumerate(zip(row, col, phase))]
     return write_csv(path, header, table)
 
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text == ""

@@ -1,6 +1,6 @@
 """JEOL EPMA exports: X-ray maps (``.map/<n>/``) and spot analyses (``.qnt/``).
 
-The file formats are those of ``shared/formats/jeol.md``; this module returns them as the
+The file formats are described in ``docs/jeol.md``; this module returns them as the
 instrument-neutral :class:`~jaxpetro.io.generic.MapStack` and
 :class:`~jaxpetro.io.generic.SpotSet`.
 
@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxpetro.errors import ConfigError, InputError
-from jaxpetro.io.generic import MapStack, SpotSet
 from jaxpetro.chemistry import is_electron
+from jaxpetro.errors import ConfigError, InputError
+from jaxpetro.io._numbers import is_number, parse_number
+from jaxpetro.io.generic import MapStack, SpotSet
 
 __all__ = ["detect_dialect", "read_jeol", "read_jeol_maps", "read_jeol_spots", "spot_pixels"]
 
@@ -323,13 +324,8 @@ def _read_csv(path: Path, what: str, required: tuple[str, ...]) -> list[tuple[in
 
 
 def _float(text: str, where: str, hint: str = "") -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value):
-        raise InputError(f"{where}: '{text}' is not a finite number{hint}.")
-    return value
+    """A required finite number (the JEOL files have no missing values)."""
+    return parse_number(text, where, missing=None, hint=hint)
 
 
 # ----------------------------------------------------------------------------- maps
@@ -428,7 +424,7 @@ def _channel_from_cnd(map_path: Path, dialect: str) -> _Channel:
     if unit not in _DWELL_UNIT_MS:
         raise InputError(f"condition file '{cnd}': unknown dwell-time unit '{dwell_vals[1]}'; use msec or sec.")
     step = numbers("step", 1)[0]
-    steps = [float(v) for v in values("step", 1) if _is_number(v)]  # "5 5 um" or "5"
+    steps = [float(v) for v in values("step", 1) if is_number(v)]  # "5 5 um" or "5"
     if any(abs(s - step) > 1e-9 * step for s in steps):
         raise InputError(f"condition file '{cnd}': non-square pixels ({' x '.join(map(str, steps))} µm) are not supported.")
     nx, ny = numbers("pixels", 2)
@@ -442,14 +438,6 @@ def _channel_from_cnd(map_path: Path, dialect: str) -> _Channel:
         start_mm=tuple(numbers("start", 2)),
         pixels=(nx, ny),
     )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _checked_channel(*, pixels, **fields) -> _Channel:
@@ -536,7 +524,7 @@ def _read_matrix(path: Path, dialect: str) -> np.ndarray:
         except ValueError:
             values = None
         if values is None or not np.all(np.isfinite(values)):
-            j = next((j for j, f in enumerate(fields) if not (_is_number(f) and np.isfinite(float(f)))), 0)
+            j = next((j for j, f in enumerate(fields) if not (is_number(f) and np.isfinite(float(f)))), 0)
             raise InputError(
                 f"map '{path}', line {n}, column {j + 1}: '{fields[j]}' is not a count; the map files must hold "
                 "numbers only (re-export the map as text)."

@@ -5,6 +5,10 @@ beta_se, gamma, gamma_se, n_spots, alpha_source`` (alpha in wt% per cps/µA, gam
 cps/µA, beta dimensionless; ``tile`` empty and beta the tile-0 value). With per-tile beta,
 further rows with ``phase`` = ``*`` give ``beta, beta_se`` of each tile. Written by
 ``jaxpetro qmap``; read back with ``quantify.parameters`` to quantify a map without spots.
+
+Plain arrays in and out (io/ does not depend on models/): the workflow turns a
+:class:`ParameterTable` into a calibration with
+:func:`jaxpetro.models.xray.imported_calibration`.
 """
 
 from __future__ import annotations
@@ -12,21 +16,57 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from jaxtyping import ArrayLike
 
 from jaxpetro.errors import InputError
+from jaxpetro.io._numbers import parse_number
 from jaxpetro.io.results import write_csv
-from jaxpetro.models.xray import ALPHA_IMPORTED, Calibration
+
+__all__ = ["HEADER", "ParameterTable", "read_parameters", "write_parameters"]
 
 HEADER = ["element", "oxide", "phase", "tile", "alpha", "alpha_se", "beta", "beta_se", "gamma", "gamma_se",
           "n_spots", "alpha_source"]  # fmt: skip
 
 
-def write_parameters(path: str | os.PathLike, cal: Calibration, elements, oxides, phases) -> Path:
-    """Write the calibration as ``parameters.csv`` (atomically)."""
-    c = {k: np.asarray(v) for k, v in cal._asdict().items()}
+class ParameterTable(NamedTuple):
+    """Calibration constants read from ``parameters.csv`` (float64; rows: elements,
+    columns: phases; T tiles of beta).
+
+    Attributes:
+        alpha, alpha_se: (J, K) wt% per cps/µA.
+        beta, beta_se: (T, J) map-to-spot intensity ratio per tile.
+        gamma, gamma_se: (J, K) background in cps/µA.
+    """
+
+    alpha: np.ndarray
+    alpha_se: np.ndarray
+    beta: np.ndarray
+    beta_se: np.ndarray
+    gamma: np.ndarray
+    gamma_se: np.ndarray
+
+
+def write_parameters(
+    path: str | os.PathLike,
+    parameters: Mapping[str, ArrayLike],
+    elements: Sequence[str],
+    oxides: Sequence[str],
+    phases: Sequence[str],
+) -> Path:
+    """Write a calibration as ``parameters.csv`` (atomically).
+
+    Args:
+        parameters: arrays by name: ``alpha``, ``alpha_se``, ``gamma``, ``gamma_se``,
+            ``n_spots``, ``alpha_source`` (J, K) and ``beta``, ``beta_se``, ``n_beta``
+            (T, J) (e.g. ``Calibration._asdict()`` of :mod:`jaxpetro.models.xray`).
+        elements, oxides: the J rows; phases: the K columns.
+    """
+    c = {k: np.asarray(v) for k, v in parameters.items()}
     rows = []
     for j, (el, ox) in enumerate(zip(elements, oxides)):
         for k, ph in enumerate(phases):
@@ -38,7 +78,7 @@ def write_parameters(path: str | os.PathLike, cal: Calibration, elements, oxides
     return write_csv(path, HEADER, rows)
 
 
-def read_parameters(path: str | os.PathLike, elements, phases) -> Calibration:
+def read_parameters(path: str | os.PathLike, elements: Sequence[str], phases: Sequence[str]) -> ParameterTable:
     """Read ``parameters.csv`` for the given elements (rows) and phases (columns).
 
     Raises:
@@ -63,13 +103,8 @@ def read_parameters(path: str | os.PathLike, elements, phases) -> Calibration:
     beta, beta_se = {}, {}
 
     def num(row, key, line):
-        text = row.get(key, "")
-        if text == "":
-            return 0.0 if key.endswith("_se") else np.nan
-        try:
-            return float(text)
-        except ValueError:
-            raise InputError(f"parameters file '{path}', line {line}, column '{key}': '{text}' is not a number.") from None
+        return parse_number(row.get(key, ""), f"parameters file '{path}', line {line}, column '{key}'",
+                            missing=0.0 if key.endswith("_se") else np.nan, finite=False)
 
     for line, row in enumerate(table, start=2):
         el, ph = row.get("element", ""), row.get("phase", "")
@@ -97,6 +132,4 @@ def read_parameters(path: str | os.PathLike, elements, phases) -> Calibration:
     bse = np.array([[beta_se.get((t, j), beta_se.get((0, j), 0.0)) for j in range(j_n)] for t in range(n_tiles)])
     if not np.all(np.isfinite(b)):
         raise InputError(f"parameters file '{path}': beta missing for some element; re-export it with jaxpetro qmap.")
-    zeros = np.zeros((j_n, k_n), np.int32)
-    return Calibration(alpha, alpha_se, b, bse, gamma, gamma_se, zeros, np.zeros(b.shape, np.int32),
-                       np.full((j_n, k_n), ALPHA_IMPORTED, np.int32))
+    return ParameterTable(alpha, alpha_se, b, bse, gamma, gamma_se)

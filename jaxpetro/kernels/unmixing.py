@@ -11,13 +11,17 @@ multiplicative update stays on the simplex without projection, with a per-pixel 
 that grows after a decrease of the objective and halves (rejecting the step) after an
 increase, so every iterate lowers the objective. Each pixel is restricted to its
 ``n_active`` best single phases (by Poisson log-likelihood), which keeps the work per
-pixel small and avoids spurious traces of phases that cannot be at that pixel.
+pixel small and avoids spurious traces of phases that cannot be at that pixel (the
+linear mixing model of EPMA maps: Lanari et al. 2014, Comput. Geosci. 62:227, XMapTools;
+see docs/science.md).
 
 Convergence is measured by the Frank-Wolfe gap ``sum_k f_k g_k - min_k g_k`` (>= 0,
 zero exactly at the optimum; an upper bound on nll(f) - min nll), per count of the pixel.
 
-Pure JAX; imports nothing of jaxpetro. Pixels are processed in blocks (``lax.map``)
-so memory stays bounded, and the result is independent of the block size.
+Kernel shape: :func:`init` builds the state of a block of pixels, :func:`step` is one
+mirror-descent iteration, :func:`unmix` runs ``max_iter`` of them over blocks of
+``chunk_size`` pixels (``lax.map``, so memory stays bounded; the result does not depend
+on the block size). Pure JAX, float64; imports only the shared ``jaxpetro.kernels._*``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,51 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
+
+from jaxpetro.kernels._blocks import clamp_block_size, map_blocks
+from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._precision import require_float64
+from jaxpetro.kernels._status import Status, make_status
+
+__all__ = [
+    "SingleFit",
+    "UnmixInfo",
+    "UnmixOptions",
+    "UnmixResult",
+    "UnmixState",
+    "best_single_phase",
+    "init",
+    "poisson_deviance",
+    "step",
+    "unmix",
+]
 
 _STEP0 = 1.0  # initial step of the normalised objective
-_GROW, _SHRINK, _STEP_MAX = 1.5, 0.5, 1e3
+_GROW, _SHRINK, _STEP_MIN, _STEP_MAX = 1.5, 0.5, 1e-8, 1e3
 _RATE_FLOOR = 1e-9  # relative floor of a phase rate: keeps log(mu) finite for absent elements
+
+
+class UnmixOptions(KernelOptions):
+    """Options of the mixing kernel; the field names are the keys of the ``mixing:`` config
+    section (``enabled`` is the workflow's, not the kernel's).
+
+    Attributes:
+        n_active: phases considered per pixel (its best single-phase fits). Static.
+        max_iter: mirror-descent iterations per pixel. Static.
+        chunk_size: pixels per block of work (bounds memory). Static.
+        pure_p: a pixel that its best pure phase explains at this p-value of the Poisson
+            deviance stays pure (used by the screening in :mod:`jaxpetro.models.mixing`;
+            0 unmixes every pixel).
+        gap_tol: Frank-Wolfe gap per count below which a pixel's status says converged
+            (the iteration count is fixed; the tolerance only grades the result).
+    """
+
+    n_active: int = static(3)
+    max_iter: int = static(30)
+    chunk_size: int = static(16384)
+    pure_p: float = 1e-3
+    gap_tol: float = 1e-6
 
 
 class UnmixResult(NamedTuple):
@@ -41,44 +85,54 @@ class UnmixResult(NamedTuple):
         nll: (N,) negative log-likelihood at the fractions, without the constant log I!.
         gap: (N,) Frank-Wolfe gap per count at the end (0 at the optimum).
         gain: (N,) log-likelihood gained over the best single phase (>= 0).
+        status: per-pixel :class:`~jaxpetro.kernels._status.Status` (converged: gap <=
+            ``gap_tol``; iterations: ``max_iter``).
     """
 
     fractions: Float[Array, "N K"]
     nll: Float[Array, " N"]
     gap: Float[Array, " N"]
     gain: Float[Array, " N"]
+    status: Status
 
 
-def unmix(
-    counts: Float[Array, "N J"],
-    rates: Float[Array, "K J"],
-    exposure: Float[Array, " N"] | None = None,
-    *,
-    n_active: int = 3,
-    max_iter: int = 60,
-    chunk_size: int = 16384,
-) -> UnmixResult:
-    """Fractions of the K phases (rates ``rates`` per unit exposure) in every pixel.
+class UnmixState(NamedTuple):
+    """Mirror-descent state of a block of B pixels, each restricted to M candidate phases.
 
-    Args:
-        counts: X-ray counts per pixel (non-negative; non-integer dead-time corrected
-            counts are fine).
-        rates: expected counts per unit exposure of a pure pixel of each phase (> 0 in at
-            least one channel per phase).
-        exposure: per-pixel exposure in the units of ``rates`` (default 1).
-        n_active: phases considered per pixel (the best ``n_active`` single phases).
-        max_iter: mirror-descent iterations.
-        chunk_size: pixels per block.
-
-    Returns:
-        :class:`UnmixResult` (float64).
+    Attributes:
+        counts, exposure: (B, J), (B,) the block's data (float64).
+        candidates: (B, M) indices of each pixel's candidate phases, best single fit first.
+        rates: (B, M, J) the candidates' rates (floored).
+        scale: (B,) 1 / (counts + 1): the step acts on the objective per count.
+        best_single: (B,) log-likelihood of the best single phase (baseline of the gain).
+        n_phases: () int, K (for scattering the fractions back).
+        fractions: (B, M) current fractions on the candidates.
+        nll: (B,) objective at ``fractions``.
+        step_size: (B,) current step of each pixel.
+        iteration: () iterations done.
     """
-    counts = jnp.asarray(counts)
-    n, _ = counts.shape
-    exposure = jnp.ones((n,), counts.dtype) if exposure is None else jnp.asarray(exposure)
-    m = int(min(n_active, rates.shape[0]))
-    return _unmix(counts, jnp.asarray(rates, jnp.float64), exposure, m=m, max_iter=int(max_iter),
-                  chunk_size=int(max(1, min(chunk_size, n))))
+
+    counts: Array
+    exposure: Array
+    candidates: Array
+    rates: Array
+    scale: Array
+    best_single: Array
+    fractions: Array
+    nll: Array
+    step_size: Array
+    iteration: Array
+
+
+class UnmixInfo(NamedTuple):
+    """What one :func:`step` did: the objective after it and which pixels accepted it."""
+
+    nll: Float[Array, " B"]
+    accepted: Bool[Array, " B"]
+
+
+def _floored(rates: Array) -> Array:
+    return jnp.maximum(rates, _RATE_FLOOR * jnp.max(rates, axis=0, keepdims=True))
 
 
 def _nll(f, lam, x, e):
@@ -92,58 +146,114 @@ def _grad(f, lam, x, e):
     return jnp.einsum("bmj,bj->bm", lam, e[:, None] - ratio * e[:, None])
 
 
-def _block(x, e, rates, m: int, max_iter: int):
-    x = x.astype(jnp.float64)
-    e = e.astype(jnp.float64)
-    k = rates.shape[0]
-    floor = _RATE_FLOOR * jnp.max(rates, axis=0, keepdims=True)
-    rates = jnp.maximum(rates, floor)
+def init(
+    counts: Real[ArrayLike, "B J"],
+    rates: Real[ArrayLike, "K J"],
+    exposure: Real[ArrayLike, " B"] | None = None,
+    options: UnmixOptions = UnmixOptions(),
+) -> UnmixState:
+    """State of a block of pixels: candidates ranked by single-phase fits, fractions 0.9 on
+    the best and the rest shared by the others.
+
+    Args:
+        counts: X-ray counts per pixel (non-negative; dead-time corrected counts are fine).
+        rates: expected counts per unit exposure of a pure pixel of each phase (> 0 in at
+            least one channel per phase).
+        exposure: per-pixel exposure in the units of ``rates`` (default 1).
+        options: ``n_active`` is used here.
+    """
+    require_float64("unmixing.init")
+    x = jnp.asarray(counts).astype(jnp.float64)
+    e = jnp.ones((x.shape[0],), jnp.float64) if exposure is None else jnp.asarray(exposure).astype(jnp.float64)
+    rates = _floored(jnp.asarray(rates).astype(jnp.float64))
+    m = int(min(options.n_active, rates.shape[0]))
     # Single-phase fits rank the candidates; their best is the baseline of the gain.
     single = x @ jnp.log(rates).T - e[:, None] * rates.sum(1)[None, :] + jnp.log(e)[:, None] * x.sum(1, keepdims=True)
     top, idx = jax.lax.top_k(single, m)  # (B, m)
     lam = rates[idx]  # (B, m, J)
-    scale = 1.0 / (x.sum(1) + 1.0)  # per-pixel normalisation: the step acts on nll per count
     f = jnp.full((x.shape[0], m), 0.1 / max(m - 1, 1)).at[:, 0].set(0.9 if m > 1 else 1.0)
-    nll = _nll(f, lam, x, e)
-    step = jnp.full((x.shape[0],), _STEP0)
-
-    def body(_, carry):
-        f, nll, step = carry
-        g = _grad(f, lam, x, e) * scale[:, None]
-        logits = jnp.log(f) - step[:, None] * (g - g.min(1, keepdims=True))
-        trial = jax.nn.softmax(logits, axis=1)
-        trial_nll = _nll(trial, lam, x, e)
-        better = trial_nll <= nll
-        f = jnp.where(better[:, None], trial, f)
-        nll = jnp.where(better, trial_nll, nll)
-        step = jnp.clip(jnp.where(better, step * _GROW, step * _SHRINK), 1e-8, _STEP_MAX)
-        return f, nll, step
-
-    f, nll, _ = jax.lax.fori_loop(0, max_iter, body, (f, nll, step))
-    g = _grad(f, lam, x, e) * scale[:, None]
-    gap = jnp.sum(f * g, 1) - g.min(1)
-    gain = jnp.maximum(-nll - top[:, 0], 0.0)  # single = -nll of a pure pixel of that phase
-    fractions = jnp.zeros((x.shape[0], k)).at[jnp.arange(x.shape[0])[:, None], idx].add(f)
-    return fractions, nll, gap, gain
+    return UnmixState(
+        counts=x, exposure=e, candidates=idx, rates=lam, scale=1.0 / (x.sum(1) + 1.0), best_single=top[:, 0],
+        fractions=f, nll=_nll(f, lam, x, e), step_size=jnp.full((x.shape[0],), _STEP0),
+        iteration=jnp.zeros((), jnp.int32),
+    )
 
 
-@jax.jit(static_argnames=("m", "max_iter", "chunk_size"))
-def _unmix(counts, rates, exposure, *, m, max_iter, chunk_size) -> UnmixResult:
-    out = _over_blocks(lambda xb, eb: _block(xb, eb, rates, m, max_iter), counts, exposure, chunk_size)
-    return UnmixResult(*out)
+def step(state: UnmixState) -> tuple[UnmixState, UnmixInfo]:
+    """One exponentiated-gradient step per pixel, kept where it lowers the objective (the
+    step then grows by 1.5), rejected otherwise (the step halves)."""
+    s = state
+    g = _grad(s.fractions, s.rates, s.counts, s.exposure) * s.scale[:, None]
+    logits = jnp.log(s.fractions) - s.step_size[:, None] * (g - g.min(1, keepdims=True))
+    trial = jax.nn.softmax(logits, axis=1)
+    trial_nll = _nll(trial, s.rates, s.counts, s.exposure)
+    better = trial_nll <= s.nll
+    f = jnp.where(better[:, None], trial, s.fractions)
+    nll = jnp.where(better, trial_nll, s.nll)
+    size = jnp.clip(jnp.where(better, s.step_size * _GROW, s.step_size * _SHRINK), _STEP_MIN, _STEP_MAX)
+    new = s._replace(fractions=f, nll=nll, step_size=size, iteration=s.iteration + 1)
+    return new, UnmixInfo(nll, better)
 
 
-def _over_blocks(fn, counts, exposure, chunk_size):
-    """``fn(counts_block, exposure_block)`` over pixel blocks (``lax.map``: bounded memory);
-    the tail block is padded with zero counts and unit exposure, and cut off the outputs."""
-    n = counts.shape[0]
-    blocks = -(-n // chunk_size)
-    pad = blocks * chunk_size - n
-    x = jnp.pad(counts, ((0, pad), (0, 0))).reshape(blocks, chunk_size, -1)
-    e = jnp.pad(exposure, (0, pad), constant_values=1).reshape(blocks, chunk_size)
-    out = jax.lax.map(lambda b: fn(*b), (x, e))
-    return tuple(o.reshape((blocks * chunk_size,) + o.shape[2:])[:n] for o in out)
+def _finish(state: UnmixState, n_phases: int, gap_tol) -> UnmixResult:
+    s = state
+    g = _grad(s.fractions, s.rates, s.counts, s.exposure) * s.scale[:, None]
+    gap = jnp.sum(s.fractions * g, 1) - g.min(1)
+    gain = jnp.maximum(-s.nll - s.best_single, 0.0)  # best_single = -nll of a pure pixel of that phase
+    b = s.counts.shape[0]
+    fractions = jnp.zeros((b, n_phases)).at[jnp.arange(b)[:, None], s.candidates].add(s.fractions)
+    finite = jnp.isfinite(s.nll) & jnp.all(jnp.isfinite(s.fractions), axis=1)
+    status = make_status(gap <= gap_tol, finite, jnp.broadcast_to(s.iteration, (b,)))
+    return UnmixResult(fractions, s.nll, gap, gain, status)
 
+
+def _solve_block(x, e, rates, options: UnmixOptions) -> UnmixResult:
+    state = init(x, rates, e, options)
+    state = jax.lax.fori_loop(0, options.max_iter, lambda _, st: step(st)[0], state)
+    return _finish(state, rates.shape[0], options.gap_tol)
+
+
+def unmix(
+    counts: Real[ArrayLike, "N J"],
+    rates: Real[ArrayLike, "K J"],
+    exposure: Real[ArrayLike, " N"] | None = None,
+    options: UnmixOptions = UnmixOptions(),
+) -> UnmixResult:
+    """Fractions of the K phases (rates ``rates`` per unit exposure) in every pixel:
+    :func:`init`, then ``options.max_iter`` :func:`step` s, over blocks of
+    ``options.chunk_size`` pixels.
+
+    Args:
+        counts: X-ray counts per pixel (non-negative; non-integer dead-time corrected
+            counts are fine).
+        rates: expected counts per unit exposure of a pure pixel of each phase.
+        exposure: per-pixel exposure in the units of ``rates`` (default 1).
+        options: :class:`UnmixOptions`.
+
+    Returns:
+        :class:`UnmixResult` (float64).
+    """
+    counts = jnp.asarray(counts)
+    exposure = jnp.ones((counts.shape[0],), counts.dtype) if exposure is None else jnp.asarray(exposure)
+    return _unmix(counts, jnp.asarray(rates), exposure, options)
+
+
+@jax.jit
+def _unmix(counts, rates, exposure, options: UnmixOptions) -> UnmixResult:
+    require_float64("unmix")
+    rates = rates.astype(jnp.float64)
+    block = clamp_block_size(options.chunk_size, counts.shape[0])
+    # Padded rows: zero counts at unit exposure, inert.
+    return map_blocks(lambda xb, eb: _solve_block(xb, eb, rates, options), (counts, exposure), block, (0, 1))
+
+
+@jax.jit
+def poisson_deviance(counts: Real[ArrayLike, "*#batch J"], mu: Real[ArrayLike, "*#batch J"]) -> Float[Array, "..."]:
+    """Poisson deviance ``2 sum_j [x_j log(x_j / mu_j) - (x_j - mu_j)]`` of counts against
+    their expectation (~ chi-square with J degrees of freedom when ``mu`` is right); the
+    leading axes broadcast (same rank)."""
+    x, mu = jnp.asarray(counts), jnp.asarray(mu)
+    return 2.0 * jnp.sum(jax.scipy.special.xlogy(x, x / mu) - (x - mu), axis=-1)
 
 
 class SingleFit(NamedTuple):
@@ -155,30 +265,31 @@ class SingleFit(NamedTuple):
 
 
 def best_single_phase(
-    counts: Float[Array, "N J"], rates: Float[Array, "K J"], exposure: Float[Array, " N"] | None = None,
-    *, chunk_size: int = 65536,
+    counts: Real[ArrayLike, "N J"],
+    rates: Real[ArrayLike, "K J"],
+    exposure: Real[ArrayLike, " N"] | None = None,
+    options: UnmixOptions = UnmixOptions(),
 ) -> SingleFit:
-    """The best-fitting pure phase of every pixel and the deviance of that fit.
+    """The best-fitting pure phase of every pixel and the deviance of that fit (blocks of
+    ``options.chunk_size`` pixels).
 
     Pixels that their best pure phase explains within counting noise need no unmixing;
     screening them out first divides the work of :func:`unmix` on a typical section by ~5.
     """
     counts = jnp.asarray(counts)
-    n = counts.shape[0]
-    exposure = jnp.ones((n,), counts.dtype) if exposure is None else jnp.asarray(exposure)
-    return _single(counts, jnp.asarray(rates, jnp.float64), exposure, chunk_size=int(max(1, min(chunk_size, n))))
+    exposure = jnp.ones((counts.shape[0],), counts.dtype) if exposure is None else jnp.asarray(exposure)
+    return _single(counts, jnp.asarray(rates), exposure, options)
 
 
-@jax.jit(static_argnames=("chunk_size",))
-def _single(counts, rates, exposure, *, chunk_size) -> SingleFit:
-    rates = jnp.maximum(rates, _RATE_FLOOR * jnp.max(rates, axis=0, keepdims=True))
+@jax.jit
+def _single(counts, rates, exposure, options: UnmixOptions) -> SingleFit:
+    require_float64("best_single_phase")
+    rates = _floored(rates.astype(jnp.float64))
 
     def block(xb, eb):
         xb, eb = xb.astype(jnp.float64), eb.astype(jnp.float64)
         ll = xb @ jnp.log(rates).T - eb[:, None] * rates.sum(1)[None, :]  # + x log e, constant in k
         k = jnp.argmax(ll, axis=1)
-        mu = eb[:, None] * rates[k]
-        dev = 2.0 * jnp.sum(jax.scipy.special.xlogy(xb, xb / mu) - (xb - mu), axis=1)
-        return k, dev
+        return SingleFit(k, poisson_deviance(xb, eb[:, None] * rates[k]))
 
-    return SingleFit(*_over_blocks(block, counts, exposure, chunk_size))
+    return map_blocks(block, (counts, exposure), clamp_block_size(options.chunk_size, counts.shape[0]), (0, 1))

@@ -6,13 +6,16 @@ spots, not per-pixel work.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import xlogy  # scipy ships with jax
-from scipy.stats import chi2
+from scipy.stats import chi2  # scipy ships with jax
 
 from jaxpetro.errors import InputError
+from jaxpetro.kernels.unmixing import poisson_deviance
+
+__all__ = ["SpotLabels", "agreement", "base_phase", "label_spots", "spot_outliers", "window_mean"]
 
 
 def base_phase(label: str) -> str:
@@ -38,7 +41,8 @@ class SpotLabels:
     unanchored: tuple[str, ...]
 
 
-def label_spots(labels, use, *, merge_subphases: bool, phases: tuple[str, ...] | None) -> SpotLabels:
+def label_spots(labels: Sequence[str], use: np.ndarray | None, *, merge_subphases: bool,
+                phases: tuple[str, ...] | None) -> SpotLabels:
     """Component index of each spot from its label (merged, restricted to ``phases``).
 
     Raises:
@@ -63,7 +67,8 @@ def label_spots(labels, use, *, merge_subphases: bool, phases: tuple[str, ...] |
     return SpotLabels(names, index, dropped, unanchored)
 
 
-def spot_outliers(counts_at_spots, index, n_phases: int, p_value: float):
+def spot_outliers(counts_at_spots: np.ndarray, index: np.ndarray, n_phases: int,
+                  p_value: float) -> tuple[np.ndarray, np.ndarray]:
     """Spots whose map counts disagree with their phase beyond noise and fit another phase better.
 
     Each phase with at least 3 spots gets a reference: the median counts of its spots
@@ -94,7 +99,7 @@ def spot_outliers(counts_at_spots, index, n_phases: int, p_value: float):
             for k in range(n_phases) if np.sum(index == k) >= 3}
     if not refs:
         return outlier, deviance
-    dev = {k: 2.0 * np.sum(xlogy(x, x / mu) - (x - mu), axis=1) for k, mu in refs.items()}  # each (n,)
+    dev = {k: np.asarray(poisson_deviance(x, mu[None, :])) for k, mu in refs.items()}  # each (n,)
     crit, med_chi = chi2.ppf(1.0 - p_value, j), chi2.median(j)
     best_other = np.full(n, np.inf)
     for k in refs:
@@ -110,14 +115,15 @@ def spot_outliers(counts_at_spots, index, n_phases: int, p_value: float):
     return outlier, deviance
 
 
-def agreement(phase_map, row, col, index) -> tuple[int, int]:
+def agreement(phase_map: np.ndarray, row: np.ndarray, col: np.ndarray, index: np.ndarray) -> tuple[int, int]:
     """(spots whose pixel's most likely component is their own, spots tested)."""
     sel = np.asarray(index) >= 0
     hits = int(np.sum(np.asarray(phase_map)[np.asarray(row)[sel], np.asarray(col)[sel]] == np.asarray(index)[sel]))
     return hits, int(sel.sum())
 
 
-def window_mean(image, row, col, memberships, index, threshold: float, half: int):
+def window_mean(image: np.ndarray, row: np.ndarray, col: np.ndarray, memberships: np.ndarray, index: np.ndarray,
+                threshold: float, half: int) -> np.ndarray:
     """Mean of ``image`` (rows, cols, J) over the (2 half + 1)^2 window around each spot
     pixel (row, col), over the pixels whose membership in the spot's component ``index``
     is at least ``threshold``; the spot pixel alone where none is. Returns (n, J) float64.

@@ -1,13 +1,21 @@
 """Summaries of a quantified map: modes, phase compositions, bulk compositions, profiles.
 
 Pure numpy on the arrays the quantification returns (weights ``p`` (rows, cols, K) on the
-simplex, wt% ``W`` (rows, cols, J)), chunked where a full float64 copy of a map would be
-large.
+simplex, wt% ``W`` (rows, cols, J)). The sums run over blocks of ``_BLOCK`` pixels in
+NumPy rather than through :func:`jaxpetro.kernels._blocks.map_blocks`: they are a few
+float64 matrix products over arrays already on the host (the outputs are written from
+NumPy), so a device round trip and a compilation per map shape would cost more than
+they save; the blocks only bound the memory of the float64 copies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+
+__all__ = ["DEFAULT_DENSITY", "DENSITIES", "bulk_composition", "densities_for", "modal_proportions",
+           "phase_compositions", "profile_points"]
 
 #: Densities (g/cm³) of common rock-forming minerals, used for bulk compositions when the
 #: config gives none for a phase (mid-range values of the usual handbooks).
@@ -24,7 +32,13 @@ DEFAULT_DENSITY = 3.0  # g/cm³ for a phase in neither the config nor the table
 _BLOCK = 1 << 18  # pixels per block of the float64 sums
 
 
-def phase_compositions(weights, wt, core=None, threshold: float = 0.9):
+def modal_proportions(weights: np.ndarray) -> np.ndarray:
+    """(K,) float64 mean phase weight over the map's pixels (weights (..., K))."""
+    return weights.reshape(-1, weights.shape[-1]).astype(np.float64).mean(0)
+
+
+def phase_compositions(weights: np.ndarray, wt: np.ndarray, core: np.ndarray | None = None,
+                       threshold: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """Weight-averaged composition of each phase and its spread, over its core pixels.
 
     Args:
@@ -57,12 +71,13 @@ def phase_compositions(weights, wt, core=None, threshold: float = 0.9):
     return mean, np.sqrt(var)
 
 
-def densities_for(phases, overrides) -> np.ndarray:
+def densities_for(phases: Sequence[str], overrides: Mapping[str, float]) -> np.ndarray:
     """Density (g/cm³) of each phase: config first, then the built-in table, else 3.0."""
     return np.array([overrides.get(p, DENSITIES.get(p, DENSITIES.get(p.split("_")[0], DEFAULT_DENSITY))) for p in phases])
 
 
-def bulk_composition(weights, wt, density, mask=None) -> np.ndarray:
+def bulk_composition(weights: np.ndarray, wt: np.ndarray, density: np.ndarray,
+                     mask: np.ndarray | None = None) -> np.ndarray:
     """Density-weighted bulk composition (J,) wt% of the pixels in ``mask`` (default all).
 
     A pixel's mass is proportional to sum_k p_ik rho_k (volume fractions times density);
@@ -80,7 +95,8 @@ def bulk_composition(weights, wt, density, mask=None) -> np.ndarray:
     return num / den if den > 0 else np.full(w.shape[1], np.nan)
 
 
-def profile_points(start, end, shape, width: int = 1):
+def profile_points(start: Sequence[float], end: Sequence[float], shape: Sequence[int],
+                   width: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels along a line and across its width.
 
     Args:

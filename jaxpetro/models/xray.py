@@ -1,6 +1,7 @@
 """X-ray measurement model of EPMA maps: dead time, rates, and the calibration to wt%.
 
-The calibration is the qntmap form of SCIENCE.md section A. For element j and phase k:
+The calibration is that of qntmap (Yasumoto et al. 2018, Am. Mineral. 103:1690; the
+equations are in docs/science.md). For element j and phase k:
 
 * ``alpha[j, k]`` (wt% per cps/µA): slope through the origin of the spots' wt% against
   their net intensity (peak − background); it absorbs the matrix (ZAF) effect of phase k;
@@ -10,7 +11,8 @@ The calibration is the qntmap form of SCIENCE.md section A. For element j and ph
 
 and a pixel's wt% is ``W_ij = max(0, sum_k p_ik alpha_jk (beta_j r_ij - gamma_jk))`` with
 ``r`` the map rate (cps/µA) and ``p`` the pixel's phase weights (memberships or mixing
-fractions). Everything here is pure JAX and differentiable in the spot data.
+fractions). :func:`calibrate` and :func:`quantify` are pure JAX and differentiable in the
+spot data and the map rates.
 """
 
 from __future__ import annotations
@@ -20,16 +22,58 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real, Shaped
 
-from jaxpetro.chemistry import is_electron  # noqa: F401  (re-exported for callers)
+from jaxpetro.kernels._blocks import clamp_block_size, map_blocks
+from jaxpetro.kernels._options import KernelOptions, static
+
+__all__ = [
+    "ALPHA_IMPORTED",
+    "ALPHA_OWN",
+    "ALPHA_POOLED",
+    "Calibration",
+    "QuantifyOptions",
+    "Quantified",
+    "calibrate",
+    "dead_time_factor",
+    "exposure_s_uA",
+    "fit_alpha_gamma",
+    "fit_beta",
+    "imported_calibration",
+    "quantify",
+    "tile_index",
+]
 
 #: ``Calibration.alpha_source`` codes.
 ALPHA_OWN, ALPHA_POOLED, ALPHA_IMPORTED = 0, 1, 2
 _DETECTION_T = 3.0  # a phase's net intensity must exceed 3 standard errors to get its own alpha
 
 
-def exposure_s_uA(dwell_ms, current_A) -> np.ndarray:
+class QuantifyOptions(KernelOptions):
+    """Options of the calibration and quantification; the field names are the keys of the
+    ``quantify:`` config section (``weights`` and ``parameters`` are the workflow's).
+
+    Attributes:
+        threshold: minimum membership of a spot pixel in the spot's phase to enter beta.
+        beta_window: odd window (px) of same-phase pixels averaged around a spot for beta
+            (used by :func:`jaxpetro.models.spots.window_mean`). Static.
+        beta_tiles: tiles (rows, cols) with their own beta, for drifting maps. Static.
+        chunk_size: pixels per block of quantification work (bounds memory: ~30 float64
+            values per pixel-element). Static.
+    """
+
+    threshold: float = 0.9
+    beta_window: int = static(3)
+    beta_tiles: tuple[int, int] = static((1, 1))
+    chunk_size: int = static(65536)
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of beta tiles."""
+        return int(self.beta_tiles[0] * self.beta_tiles[1])
+
+
+def exposure_s_uA(dwell_ms: Real[ArrayLike, "*c"], current_A: Real[ArrayLike, "*c"]) -> np.ndarray:
     """Exposure of a pixel, dwell time (ms) x probe current (A), in s x µA.
 
     Counts divided by it are rates in cps/µA, the unit of spot intensities.
@@ -37,7 +81,9 @@ def exposure_s_uA(dwell_ms, current_A) -> np.ndarray:
     return np.asarray(dwell_ms, np.float64) * 1e-3 * np.asarray(current_A, np.float64) * 1e6
 
 
-def dead_time_factor(counts, dwell_ms, dead_time_ns):
+def dead_time_factor(
+    counts: Real[ArrayLike, "..."], dwell_ms: Real[ArrayLike, "..."], dead_time_ns: Real[ArrayLike, "..."]
+) -> Float[Array, "..."]:
     """Live-time fraction ``1 - tau * I / t`` of a non-paralysable counter.
 
     Args:
@@ -49,8 +95,8 @@ def dead_time_factor(counts, dwell_ms, dead_time_ns):
         The fraction; corrected counts are ``counts / factor``. A value <= 0 means the
         counter saturated (the count rate exceeds 1/tau): such counts cannot be corrected.
     """
-    rate_cps = jnp.asarray(counts) / (jnp.asarray(dwell_ms) * 1e-3)
-    return 1.0 - jnp.asarray(dead_time_ns) * 1e-9 * rate_cps
+    rate_cps = jnp.asarray(counts, jnp.float64) / (jnp.asarray(dwell_ms, jnp.float64) * 1e-3)
+    return 1.0 - jnp.asarray(dead_time_ns, jnp.float64) * 1e-9 * rate_cps
 
 
 class Calibration(NamedTuple):
@@ -78,13 +124,13 @@ class Calibration(NamedTuple):
 
 
 def fit_alpha_gamma(
-    wt: Float[Array, "n J"],
-    net: Float[Array, "n J"],
-    background: Float[Array, "n J"],
-    phase: Int[Array, " n"],
-    use: Bool[Array, " n"],
+    wt: Real[ArrayLike, "n J"],
+    net: Real[ArrayLike, "n J"],
+    background: Real[ArrayLike, "n J"],
+    phase: Int[ArrayLike, " n"],
+    use: Bool[ArrayLike, " n"],
     n_phases: int,
-):
+) -> tuple[Array, Array, Array, Array, Array, Array]:
     """alpha (slope through the origin of wt% on net intensity) and gamma (mean
     background) per element and phase, with standard errors.
 
@@ -98,17 +144,18 @@ def fit_alpha_gamma(
     """
     wt, net, bg = (jnp.asarray(a, jnp.float64) for a in (wt, net, background))
     ok = jnp.asarray(use) & jnp.all(jnp.isfinite(wt) & jnp.isfinite(net), axis=1)
-    onehot = jax.nn.one_hot(jnp.asarray(phase), n_phases, dtype=jnp.float64) * ok[:, None]  # (n, K)
+    okf = ok.astype(jnp.float64)
+    onehot = jax.nn.one_hot(jnp.asarray(phase), n_phases, dtype=jnp.float64) * okf[:, None]  # (n, K)
     wt, net, bg = (jnp.where(ok[:, None], a, 0.0) for a in (wt, net, bg))
-    n_k = onehot.sum(0)  # (K,)
+    n_k = onehot.sum(0)[None, :]  # (1, K)
 
     sxy, sxx = (net * wt).T @ onehot, (net * net).T @ onehot  # (J, K)
     own = sxy / jnp.where(sxx > 0, sxx, 1.0)
     resid2 = ((wt[:, :, None] - net[:, :, None] * own[None]) ** 2 * onehot[:, None, :]).sum(0)
     own_se = jnp.sqrt(resid2 / jnp.maximum(n_k - 1, 1) / jnp.where(sxx > 0, sxx, 1.0))
     pooled = (net * wt).sum(0) / jnp.maximum((net * net).sum(0), 1e-300)  # (J,)
-    pooled_resid2 = ((wt - net * pooled) ** 2).sum(0)
-    pooled_se = jnp.sqrt(pooled_resid2 / jnp.maximum(ok.sum() - 1, 1) / jnp.maximum((net * net).sum(0), 1e-300))
+    pooled_resid2 = ((wt - net * pooled[None, :]) ** 2).sum(0)
+    pooled_se = jnp.sqrt(pooled_resid2 / jnp.maximum(okf.sum() - 1, 1) / jnp.maximum((net * net).sum(0), 1e-300))
     # One spot gives no scatter: borrow the pooled relative error.
     own_se = jnp.where(n_k >= 2, own_se, jnp.abs(own) * (pooled_se / jnp.maximum(jnp.abs(pooled), 1e-300))[:, None])
 
@@ -122,9 +169,9 @@ def fit_alpha_gamma(
 
     gamma_own = (bg.T @ onehot) / jnp.maximum(n_k, 1)
     gamma_var = ((bg[:, :, None] - gamma_own[None]) ** 2 * onehot[:, None, :]).sum(0) / jnp.maximum(n_k - 1, 1)
-    n_all = jnp.maximum(ok.sum(), 1)
+    n_all = jnp.maximum(okf.sum(), 1.0)
     gamma_all = bg.sum(0) / n_all
-    gamma_all_se = jnp.sqrt(((bg - gamma_all) ** 2 * ok[:, None]).sum(0) / jnp.maximum(n_all - 1, 1) / n_all)
+    gamma_all_se = jnp.sqrt(((bg - gamma_all[None, :]) ** 2 * okf[:, None]).sum(0) / jnp.maximum(n_all - 1, 1) / n_all)
     gamma = jnp.where(n_k >= 1, gamma_own, gamma_all[:, None])
     gamma_se = jnp.where(n_k >= 2, jnp.sqrt(gamma_var / jnp.maximum(n_k, 1)), gamma_all_se[:, None])
     n_spots = jnp.broadcast_to(n_k, alpha.shape).astype(jnp.int32)
@@ -132,12 +179,12 @@ def fit_alpha_gamma(
 
 
 def fit_beta(
-    peak: Float[Array, "n J"],
-    spot_rate: Float[Array, "n J"],
-    weight: Float[Array, " n"],
-    tile: Int[Array, " n"],
+    peak: Real[ArrayLike, "n J"],
+    spot_rate: Real[ArrayLike, "n J"],
+    weight: Real[ArrayLike, " n"],
+    tile: Int[ArrayLike, " n"],
     n_tiles: int,
-):
+) -> tuple[Array, Array, Array]:
     """beta per tile and element: the ratio estimator sum_s w y / sum_s w x of spot peak
     intensity y on map rate x at the spot pixel.
 
@@ -170,12 +217,69 @@ def fit_beta(
     return beta, beta_se, jnp.where(has, n_t, n_all).astype(jnp.int32)
 
 
-@jax.jit(static_argnames=("n_phases", "n_tiles"))
-def calibrate(wt, net, background, peak, phase, use, spot_rate, weight, tile, n_phases: int, n_tiles: int = 1) -> Calibration:
-    """All calibration constants from the spots (see :func:`fit_alpha_gamma`, :func:`fit_beta`)."""
-    alpha, alpha_se, gamma, gamma_se, n_spots, source = fit_alpha_gamma(wt, net, background, phase, use, n_phases)
-    beta, beta_se, n_beta = fit_beta(peak, spot_rate, jnp.where(use, weight, 0.0), tile, n_tiles)
+@jax.jit(static_argnames=("n_phases",))
+def calibrate(
+    wt: Real[ArrayLike, "n J"],
+    peak: Real[ArrayLike, "n J"],
+    background: Real[ArrayLike, "n J"],
+    phase: Int[ArrayLike, " n"],
+    use: Bool[ArrayLike, " n"],
+    spot_rate: Real[ArrayLike, "n J"],
+    membership: Real[ArrayLike, " n"],
+    tile: Int[ArrayLike, " n"],
+    n_phases: int,
+    options: QuantifyOptions = QuantifyOptions(),
+) -> Calibration:
+    """All calibration constants from the spots (see :func:`fit_alpha_gamma`, :func:`fit_beta`).
+
+    Args:
+        wt: wt% oxide of each spot (NaN: not reported).
+        peak, background: spot intensities at the peak position (cps/µA); the net
+            intensity of alpha is their difference.
+        phase: component index of each spot (any value where ``use`` is False).
+        use: spots that enter the calibration.
+        spot_rate: map rate (cps/µA) at each spot's pixel (or a window mean about it).
+        membership: membership of each spot's pixel in the spot's own phase; spots below
+            ``options.threshold`` do not enter beta, the others weigh by it.
+        tile: beta tile of each spot's pixel (see :func:`tile_index`).
+        n_phases: K.
+        options: ``threshold`` and ``beta_tiles`` are used here.
+
+    Differentiable in the spot data (wt, intensities, map rates, memberships).
+    """
+    peak, background = jnp.asarray(peak), jnp.asarray(background)
+    use = jnp.asarray(use)
+    m = jnp.asarray(membership)
+    weight = jnp.where(use & (m >= options.threshold), m, 0.0)
+    alpha, alpha_se, gamma, gamma_se, n_spots, source = fit_alpha_gamma(wt, peak - background, background, phase, use,
+                                                                        n_phases)
+    beta, beta_se, n_beta = fit_beta(peak, spot_rate, weight, tile, options.n_tiles)
     return Calibration(alpha, alpha_se, beta, beta_se, gamma, gamma_se, n_spots, n_beta, source)
+
+
+def imported_calibration(
+    alpha: Real[ArrayLike, "J K"],
+    alpha_se: Real[ArrayLike, "J K"],
+    beta: Real[ArrayLike, "T J"],
+    beta_se: Real[ArrayLike, "T J"],
+    gamma: Real[ArrayLike, "J K"],
+    gamma_se: Real[ArrayLike, "J K"],
+) -> Calibration:
+    """A :class:`Calibration` from constants read back from a file (no spot counts; every
+    alpha marked :data:`ALPHA_IMPORTED`)."""
+    alpha, beta = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+    zeros = np.zeros(alpha.shape, np.int32)
+    return Calibration(alpha, np.asarray(alpha_se, np.float64), beta, np.asarray(beta_se, np.float64),
+                       np.asarray(gamma, np.float64), np.asarray(gamma_se, np.float64), zeros,
+                       np.zeros(beta.shape, np.int32), np.full(alpha.shape, ALPHA_IMPORTED, np.int32))
+
+
+def tile_index(rows: int, cols: int, beta_tiles: tuple[int, int]) -> np.ndarray:
+    """(rows, cols) int32 beta tile of each pixel (row-major tiles of equal size)."""
+    tr, tc = beta_tiles
+    r = (np.arange(rows) * tr // rows)[:, None]
+    c = (np.arange(cols) * tc // cols)[None, :]
+    return (r * tc + c).astype(np.int32)
 
 
 class Quantified(NamedTuple):
@@ -211,45 +315,40 @@ def _quantify_block(rate, weights, tile, exposure, cal: Calibration):
 
 
 def quantify(
-    rate: Float[Array, "N J"],
-    weights: Float[Array, "N K"],
-    exposure: Float[Array, " J"],
+    rate: Real[ArrayLike, "N J"],
+    weights: Real[ArrayLike, "N K"],
+    exposure: Real[ArrayLike, "*J"],
     cal: Calibration,
-    tile: Int[Array, " N"] | None = None,
-    chunk_size: int = 65536,
+    tile: Int[ArrayLike, " N"] | None = None,
+    options: QuantifyOptions = QuantifyOptions(),
 ) -> Quantified:
     """wt%, standard error and detection limit of every pixel.
 
     Args:
         rate: dead-time corrected map rate in cps/µA (counts / exposure).
         weights: phase weights per pixel on the simplex (memberships or mixing fractions).
-        exposure: dwell (s) x current (µA) of each channel's pixels, for the counting noise.
+        exposure: dwell (s) x current (µA) of each channel's pixels (or one value for all),
+            for the counting noise.
         cal: the calibration.
         tile: tile index of each pixel into ``cal.beta`` (default: all tile 0).
-        chunk_size: pixels per block (bounds memory: ~30 float64 values per pixel-element).
+        options: ``chunk_size`` (pixels per block) is used here.
 
     Returns:
         :class:`Quantified` (float32). Standard errors add in quadrature the Poisson
         counting error of the pixel and the regression errors of alpha, beta, gamma
         (taken as independent); LOD = 3 sqrt(background counts) / sensitivity.
     """
+    rate = jnp.asarray(rate)
     n = rate.shape[0]
-    if tile is None:
-        tile = jnp.zeros((n,), jnp.int32)
+    tile = jnp.zeros((n,), jnp.int32) if tile is None else jnp.asarray(tile)
     exposure = jnp.broadcast_to(jnp.asarray(exposure, jnp.float64), rate.shape[-1:])
-    return _quantify(jnp.asarray(rate), jnp.asarray(weights), exposure, jnp.asarray(tile), cal,
-                     chunk_size=int(max(1, min(chunk_size, n))))
+    cal = Calibration(*(jnp.asarray(a) for a in cal))
+    return _quantify(rate, jnp.asarray(weights), exposure, tile, cal, options)
 
 
-@jax.jit(static_argnames=("chunk_size",))
-def _quantify(rate, weights, exposure, tile, cal, *, chunk_size):
-    n = rate.shape[0]
-    blocks = -(-n // chunk_size)
-    pad = blocks * chunk_size - n
-
-    def split(a):
-        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-        return a.reshape((blocks, chunk_size) + a.shape[1:])
-
-    out = jax.lax.map(lambda b: _quantify_block(*b, exposure, cal), (split(rate), split(weights), split(tile)))
-    return Quantified(*(o.reshape((blocks * chunk_size,) + o.shape[2:])[:n] for o in out))
+@jax.jit
+def _quantify(rate, weights, exposure, tile, cal: Calibration, options: QuantifyOptions) -> Quantified:
+    block = clamp_block_size(options.chunk_size, rate.shape[0])
+    # Padded rows (zero rate, zero weights, tile 0) are cut off again.
+    out = map_blocks(lambda r, p, t: _quantify_block(r, p, t, exposure, cal), (rate, weights, tile), block, (0, 0, 0))
+    return Quantified(*out)

@@ -1,6 +1,6 @@
 """Write a synthetic thin section as a JEOL EPMA project (maps + ``.qnt`` spots).
 
-The project is laid out as ``shared/formats/jeol.md`` describes::
+The project is laid out as ``docs/jeol.md`` describes::
 
     <folder>/.map/1/   1_map.txt, 1.cnd, ... (old dialect)  or  data001.csv, data001.cnd, ... (new)
                        0.cnd (human-readable summary)

@@ -4,7 +4,7 @@ The simulator draws a thin-section microstructure (matrix grains of three size c
 foliated mica lenses, zoned garnet porphyroblasts with quartz/ilmenite inclusions, small
 ilmenite grains), anti-aliases it into per-pixel phase fractions, assigns every pixel a
 true composition (wt% oxides) and turns that into Poisson X-ray counts with the
-measurement model of SCIENCE.md section A (the qntmap form), so that the calibration
+measurement model of qntmap (Yasumoto et al. 2018; docs/science.md), so that the calibration
 constants alpha, beta, gamma are known exactly:
 
 * spot peak intensity of element j in phase k (cps/uA) = W_jk / alpha_jk + gamma_jk,
