@@ -8,6 +8,8 @@ from jaxpetro.config.loader import option, section
 from jaxpetro.config.common import OutputConfig
 from jaxpetro.config.qmap import ClusteringConfig, MixingConfig, QuantifyConfig
 
+__all__ = ["DemoConfig", "SyntheticConfig"]
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:

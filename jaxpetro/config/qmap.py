@@ -9,6 +9,9 @@ from jaxpetro.config.loader import option, section
 from jaxpetro.errors import ConfigError
 from jaxpetro.config.common import OutputConfig
 
+__all__ = ["ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QuantifyConfig", "SpotsConfig",
+           "SummaryConfig"]
+
 
 @dataclass(frozen=True)
 class ClusteringConfig:

@@ -1,13 +1,19 @@
 """``jaxpetro demo``: the embedded synthetic thin section, end to end, against its truth.
 
-1. simulates an EPMA dataset of a garnet-mica schist with known truth (:mod:`jaxpetro.synthetic`);
-2. exports it as a JEOL project (``section/jeol``) and as generic input (``section/``);
-3. runs ``jaxpetro qmap`` on the JEOL export into ``qmap/`` (phases, wt% maps, ...);
-4. scores the result against the truth: ``demo.h5``, ``summary.csv`` (modal proportions),
-   ``accuracy.csv`` (per-oxide RMSE of wt% over all, pure and mixed pixels, with
-   memberships and with mixing fractions as phase weights), ``phases.png`` beside the truth;
-5. inverts a synthetic garnet profile (``ptpath/``) and a synthetic whole-rock set
-   (``isocon/``) with their workflows' ``run_demo``.
+Stages (each a function with a typed result):
+
+1. :func:`simulate`: an EPMA dataset of a garnet-mica schist with known truth
+   (:mod:`jaxpetro.synthetic`), exported as a JEOL project (``section/jeol``) and as
+   generic input (``section/``), the inputs of the next stage;
+2. :func:`quantify_section`: ``jaxpetro qmap``'s stages on the JEOL export, written into
+   ``qmap/`` (phases, wt% maps, ...);
+3. :func:`score`: the result against the truth (pixel accuracy, ARI, modal proportions,
+   per-oxide RMSE of wt% over all, pure and mixed pixels, with memberships and with
+   mixing fractions as phase weights);
+4. the ``run_demo`` of ``ptpath`` (a synthetic garnet profile, ``ptpath/``) and of
+   ``isocon`` (a synthetic whole-rock set, ``isocon/``);
+5. :func:`write_outputs`: ``demo.h5``, ``summary.csv`` (modal proportions),
+   ``accuracy.csv``, ``phases.png`` beside the truth.
 
 ``config.resolved.yaml`` is written by the CLI before the run starts.
 """
@@ -17,100 +23,142 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from jaxpetro._precision import float64
 from jaxpetro.config import DemoConfig, config_to_dict, config_to_yaml, load_config
 from jaxpetro.config.qmap import QmapConfig
 from jaxpetro.io.generic import MapStack, write_map_stack, write_spots
 from jaxpetro.io.plots import phase_map_figure
-from jaxpetro.io.results import prepare_out_dir, read_hdf5, run_attrs, write_csv, write_hdf5
+from jaxpetro.io.results import prepare_out_dir, run_attrs, write_csv, write_hdf5
+from jaxpetro.models import summaries
 from jaxpetro.models.clustering import adjusted_rand_index
-from jaxpetro.models.xray import Calibration, exposure_s_uA, quantify
-from jaxpetro.synthetic import make_thin_section
+from jaxpetro.models.xray import QuantifyOptions, exposure_s_uA, quantify
+from jaxpetro.synthetic import ThinSection, make_thin_section
 from jaxpetro.synthetic.jeol import write_jeol
 from jaxpetro.workflows import qmap
 from jaxpetro.workflows.stages import Stages
 
+__all__ = ["CONFIG", "Score", "export_section", "quantify_section", "run", "score", "simulate", "write_outputs"]
+
 CONFIG = DemoConfig
+_WHERE = ("all", "pure", "mixed")
 
 
+class Score(NamedTuple):
+    """The qmap result against the truth.
+
+    Attributes:
+        names: phases found (qmap's order).
+        found: (rows, cols) true-phase index of each pixel's most likely phase (-1: none).
+        accuracy, accuracy_pure: share of pixels (of pure pixels) whose phase is right.
+        adjusted_rand_index: agreement of the two partitions (1 = identical).
+        modal: found modal proportion per phase; modal_truth: the true ones.
+        oxides: quantified oxides.
+        rmse: {weights kind: {all|pure|mixed: (J,) wt% RMSE}}, kinds ``memberships`` and,
+            with mixing, ``fractions``.
+        spot_counts: spots per true phase.
+    """
+
+    names: tuple[str, ...]
+    found: np.ndarray
+    accuracy: float
+    accuracy_pure: float
+    adjusted_rand_index: float
+    modal: dict[str, float]
+    modal_truth: dict[str, float]
+    oxides: list[str]
+    rmse: dict[str, dict[str, np.ndarray]]
+    spot_counts: dict[str, int]
+
+
+@float64
 def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the demo; returns a summary dict (accuracy, RMSE, modal proportions, timings)."""
     out = prepare_out_dir(out_dir)
     stages = Stages(5, "demo", quiet)
-
     with stages.stage("simulate_s", "simulating thin section"):
-        syn = config.synthetic
-        sec = make_thin_section(
-            rows=syn.rows, cols=syn.cols, n_spots=syn.n_spots, seed=config.seed,
-            dwell_ms=syn.dwell_ms, current_nA=syn.current_nA, step_um=syn.step_um,
-        )
-        export_section(sec, out / "section")
-        jeol = out / "section" / "jeol"
-        if jeol.exists():  # the demo owns this folder; write_jeol creates it afresh
-            shutil.rmtree(jeol)
-        write_jeol(sec, jeol, dialect="old")
-
+        sec, jeol = simulate(config, out / "section")
     with stages.stage("qmap_s", "quantifying (qmap)"):
-        qcfg = load_config(
-            {
-                "seed": config.seed,
-                "input": {"format": "jeol", "map_dir": str(jeol / ".map" / "1"), "qnt_dir": str(jeol / ".qnt")},
-                "clustering": config_to_dict(config.clustering),
-                "quantify": config_to_dict(config.quantify),
-                "mixing": config_to_dict(config.mixing),
-                "output": config_to_dict(config.output),
-            },
-            QmapConfig,
-        )
-        q_summary = qmap.run(qcfg, out / "qmap", quiet=True)
-
+        qcfg, results = quantify_section(config, jeol, out / "qmap")
     with stages.stage("score_s", "scoring against the truth"):
-        summary = _score(config, sec, out, q_summary)
-
+        scored = score(sec, results, qcfg)
+        write_outputs(config, out, sec, results, scored)
+    others = {}
     with stages.stage("ptpath_s", "P-T path (ptpath)"):
         if config.ptpath:
             from jaxpetro.workflows.ptpath import run_demo as ptpath_demo
 
-            summary["ptpath"] = ptpath_demo(out / "ptpath", config.seed, quiet=True)
-
+            others["ptpath"] = ptpath_demo(out / "ptpath", config.seed, quiet=True)
     with stages.stage("isocon_s", "mass transfer (isocon)"):
         if config.isocon:
             from jaxpetro.workflows.isocon import run_demo as isocon_demo
 
-            summary["isocon"] = isocon_demo(out / "isocon", config.seed, quiet=True)
+            others["isocon"] = isocon_demo(out / "isocon", config.seed, quiet=True)
     stages.close()
-    summary.update(stages.timings)
+    summary = {**_summary(results, scored), **others, **stages.timings}
     if not quiet:
         _print_table(summary)
     return summary
 
 
-def _score(config, sec, out: Path, q_summary: dict) -> dict:
-    """Compare the qmap results with the truth; write demo.h5, summary.csv, accuracy.csv, phases.png."""
-    data, _ = read_hdf5(out / "qmap" / "qmap.h5")
-    names = tuple(data["phases"])
-    idx = np.array([sec.phases.index(n) if n in sec.phases else -1 for n in names])
-    found = np.where(data["phase_map"] >= 0, idx[data["phase_map"]], -1)
-    pure = sec.fractions.max(axis=-1) > 0.99
-    accuracy = float(np.mean(found == sec.phase_map))
-    accuracy_pure = float(np.mean(found[pure] == sec.phase_map[pure]))
-    ari = adjusted_rand_index(found, sec.phase_map)
-    modal = dict(zip(names, np.asarray(data["summary"]["modal"]).tolist()))
-    modal_truth = sec.modal_truth()
-    truth_wt = np.asarray(sec.wt)
+def simulate(config: DemoConfig, folder: Path) -> tuple[ThinSection, Path]:
+    """The synthetic section, exported into ``folder`` (generic) and ``folder/jeol`` (JEOL,
+    old dialect); returns the section and the JEOL project folder."""
+    syn = config.synthetic
+    sec = make_thin_section(
+        rows=syn.rows, cols=syn.cols, n_spots=syn.n_spots, seed=config.seed,
+        dwell_ms=syn.dwell_ms, current_nA=syn.current_nA, step_um=syn.step_um,
+    )
+    export_section(sec, folder)
+    jeol = folder / "jeol"
+    if jeol.exists():  # the demo owns this folder; write_jeol creates it afresh
+        shutil.rmtree(jeol)
+    write_jeol(sec, jeol, dialect="old")
+    return sec, jeol
 
+
+def quantify_section(config: DemoConfig, jeol: Path, out: Path) -> tuple[QmapConfig, qmap.QmapResults]:
+    """qmap's stages on the JEOL export, with the demo's clustering/quantify/mixing/output
+    settings; qmap's outputs are written into ``out``."""
+    qcfg = load_config(
+        {
+            "seed": config.seed,
+            "input": {"format": "jeol", "map_dir": str(jeol / ".map" / "1"), "qnt_dir": str(jeol / ".qnt")},
+            "clustering": config_to_dict(config.clustering),
+            "quantify": config_to_dict(config.quantify),
+            "mixing": config_to_dict(config.mixing),
+            "output": config_to_dict(config.output),
+        },
+        QmapConfig,
+    )
+    q_out = prepare_out_dir(out)
+    results = qmap.analyse(qcfg, Stages(8, "qmap", quiet=True))
+    qmap.write_outputs(qcfg, q_out, results)
+    return qcfg, results
+
+
+def score(sec: ThinSection, results: qmap.QmapResults, qcfg: QmapConfig) -> Score:
+    """Phases and wt% of the qmap result against the section's truth."""
+    phases, cal = results.phases, results.calibration
+    names = phases.names
+    idx = np.array([sec.phases.index(n) if n in sec.phases else -1 for n in names])
+    found = np.where(phases.phase_map >= 0, idx[phases.phase_map], -1)
+    pure = sec.fractions.max(axis=-1) > 0.99
+    modal = dict(zip(names, summaries.modal_proportions(phases.memberships).tolist()))
+    truth_wt = np.asarray(sec.wt)
     # wt% with memberships (the qmap output) and with mixing fractions, same calibration.
-    oxides = list(data["oxides"])
-    wt_m = np.stack([data["wt"][o] for o in oxides], axis=-1)
+    oxides = list(cal.oxides)
+    wt_m = results.quant.wt
     weights = {"memberships": wt_m}
-    if "fractions" in data:
-        cal = Calibration(**{k: np.asarray(v) for k, v in data["parameters"].items()})
-        chan = [sec.channels.index(e) for e in data["elements"]]
+    if results.fractions is not None:
+        chan = [sec.channels.index(e) for e in cal.elements]
         expo = exposure_s_uA(sec.dwell_ms, sec.current_A) * np.ones(len(chan))
         rate = sec.counts[..., chan].reshape(-1, len(chan)) / expo.astype(np.float32)
-        q = quantify(rate, data["fractions"].reshape(-1, len(names)), expo, cal)
+        q = quantify(rate, results.fractions.reshape(-1, len(names)), expo, cal.cal, None,
+                     QuantifyOptions.from_config(qcfg.quantify))
         weights["fractions"] = np.asarray(q.wt).reshape(wt_m.shape)
     order = [sec.oxides.index(o) for o in oxides]
     rmse = {}
@@ -121,32 +169,45 @@ def _score(config, sec, out: Path, q_summary: dict) -> dict:
             "pure": np.sqrt(np.mean(err[pure] ** 2, axis=0)),
             "mixed": np.sqrt(np.mean(err[~pure] ** 2, axis=0)),
         }
-    header = ["oxide"] + [f"rmse_{where}_{kind}" for kind in rmse for where in ("all", "pure", "mixed")]
+    return Score(
+        names=names, found=found,
+        accuracy=float(np.mean(found == sec.phase_map)),
+        accuracy_pure=float(np.mean(found[pure] == sec.phase_map[pure])),
+        adjusted_rand_index=adjusted_rand_index(found, sec.phase_map),
+        modal=modal, modal_truth=sec.modal_truth(), oxides=oxides, rmse=rmse,
+        spot_counts={p: int(np.sum(np.asarray(sec.spots.phase) == p)) for p in sec.phases},
+    )
+
+
+def write_outputs(config: DemoConfig, out: Path, sec: ThinSection, results: qmap.QmapResults, s: Score) -> None:
+    """``accuracy.csv``, ``summary.csv``, ``demo.h5`` and ``phases.png`` (qmap/ is written by
+    :func:`quantify_section`; ptpath/ and isocon/ by their workflows)."""
+    names, modal, rmse = s.names, s.modal, s.rmse
+    header = ["oxide"] + [f"rmse_{where}_{kind}" for kind in rmse for where in _WHERE]
     write_csv(out / "accuracy.csv", header,
-              [[o, *[rmse[k][w][j] for k in rmse for w in ("all", "pure", "mixed")]] for j, o in enumerate(oxides)])
-    spot_counts = {p: int(np.sum(np.asarray(sec.spots.phase) == p)) for p in sec.phases}
-    rows = [[n, modal[n], modal_truth.get(n, float("nan")), spot_counts.get(n, 0)] for n in names]
+              [[o, *[rmse[k][w][j] for k in rmse for w in _WHERE]] for j, o in enumerate(s.oxides)])
+    rows = [[n, modal[n], s.modal_truth.get(n, float("nan")), s.spot_counts.get(n, 0)] for n in names]
     write_csv(out / "summary.csv", ["phase", "modal_fraction", "modal_fraction_true", "n_spots"], rows)
     write_hdf5(
         out / "demo.h5",
         {
             "phases": list(names),
             "channels": list(sec.channels),
-            "membership": data["membership"],
-            "phase_map": data["phase_map"],
+            "membership": results.phases.memberships,
+            "phase_map": results.phases.phase_map,
             "maps": {"counts": sec.counts, "exposure": sec.exposure},
             "spots": {"id": sec.spots.id, "row": sec.spots.row, "col": sec.spots.col,
                       "phase": list(sec.spots.phase), "wt": sec.spots.wt},
             "summary": {
                 "modal": np.array([modal[n] for n in names]),
-                "accuracy": accuracy, "accuracy_pure": accuracy_pure, "adjusted_rand_index": ari,
-                "oxides": oxides,
-                "rmse": {k: {w: v for w, v in r.items()} for k, r in rmse.items()},
+                "accuracy": s.accuracy, "accuracy_pure": s.accuracy_pure, "adjusted_rand_index": s.adjusted_rand_index,
+                "oxides": s.oxides,
+                "rmse": {k: dict(r) for k, r in rmse.items()},
             },
             "truth": {
                 "phases": list(sec.phases), "phase_map": sec.phase_map, "fractions": sec.fractions,
                 "wt": sec.wt, "oxides": list(sec.oxides),
-                "modal": np.array([modal_truth[p] for p in sec.phases]),
+                "modal": np.array([s.modal_truth[p] for p in sec.phases]),
                 "alpha": sec.alpha, "beta": sec.beta, "gamma": sec.gamma,
             },
         },
@@ -155,20 +216,25 @@ def _score(config, sec, out: Path, q_summary: dict) -> dict:
     if config.output.plots:
         truth_idx = np.array([names.index(p) if p in names else -1 for p in sec.phases])
         phase_map_figure(
-            out / "phases.png", data["phase_map"], names, truth=truth_idx[sec.phase_map],
+            out / "phases.png", results.phases.phase_map, names, truth=truth_idx[sec.phase_map],
             modal=[modal[n] for n in names], step_um=sec.step_um, title="most likely phase (qmap)",
             dpi=config.output.dpi,
         )
+
+
+def _summary(results: qmap.QmapResults, s: Score) -> dict:
+    """The summary returned by :func:`run` (before the ptpath/isocon parts and timings)."""
+    clustering, agreement = results.phases.result, results.phases.agreement
     return {
-        "accuracy": accuracy, "accuracy_pure": accuracy_pure, "adjusted_rand_index": ari,
-        "n_iter": q_summary["n_iter"], "converged": q_summary["converged"],
-        "modal": modal, "modal_truth": modal_truth, "oxides": oxides,
-        "rmse": {k: {w: dict(zip(oxides, v.tolist())) for w, v in r.items()} for k, r in rmse.items()},
-        "spot_agreement": q_summary["checks"].get("spot_agreement"),
+        "accuracy": s.accuracy, "accuracy_pure": s.accuracy_pure, "adjusted_rand_index": s.adjusted_rand_index,
+        "n_iter": clustering.n_iter, "converged": clustering.converged,
+        "modal": s.modal, "modal_truth": s.modal_truth, "oxides": s.oxides,
+        "rmse": {k: {w: dict(zip(s.oxides, v.tolist())) for w, v in r.items()} for k, r in s.rmse.items()},
+        "spot_agreement": None if agreement is None else agreement[0] / max(agreement[1], 1),
     }
 
 
-def export_section(sec, folder: Path) -> None:
+def export_section(sec: ThinSection, folder: Path) -> None:
     """Write a synthetic section as generic input: ``maps.npz`` + ``spots.csv``.
 
     Exposure drift along the map is not part of the generic format, so the export

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+__all__ = ["Stages"]
+
 
 class Stages:
     """A tqdm bar over a workflow's stages and the wall time of each (seconds, by name)."""
@@ -33,4 +35,5 @@ class Stages:
         self.done(name)
 
     def close(self) -> None:
+        """Close the progress bar."""
         self.bar.close()
