@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.kernels import enks
 from jaxpetro.kernels import kalman as kf
+from jaxpetro.kernels._status import StatusCode
 
 
 def garnet_like(seed=0, n=30, p=4, missing=0.15):
@@ -30,14 +30,14 @@ SMALL = 64  # one ensemble size (and n = 15 shells) for the structural tests: on
 
 
 def prior_ensemble(model, n_mem, seed=1):
-    z = jax.random.normal(jax.random.key(seed), (n_mem, model.m0.shape[0]))
-    return model.m0 + z @ jnp.linalg.cholesky(model.P0).T
+    return enks.prior_ensemble(jax.random.key(seed), model.m0, model.P0, enks.SmootherOptions(size=n_mem))
 
 
 def run(model, y, mask, n_mem, **kw):
     X0 = prior_ensemble(model, n_mem)
     return enks.ensemble_smoother(
-        jax.random.key(2), enks.linear_obs, None, X0, y, mask, model.R, model.Q, (model.H, model.b), F=model.F, **kw
+        jax.random.key(2), enks.linear_obs, None, X0, y, mask, model.R, model.Q, (model.H, model.b), F=model.F,
+        options=enks.SmootherOptions(**kw),
     )
 
 
@@ -79,8 +79,8 @@ def test_enks_full_lag_equals_ensemble_rts_on_same_draws():
     X0 = jax.random.normal(jax.random.key(1), (d + 1, d))
     for variant in ("stochastic", "sqrt"):
         args = (jax.random.key(2), enks.linear_obs, None, X0, y, mask, R, Q, (H, b))
-        a = enks.ensemble_smoother(*args, variant=variant, smoother="enks")
-        c = enks.ensemble_smoother(*args, variant=variant, smoother="rts")
+        a = enks.ensemble_smoother(*args, options=enks.SmootherOptions(variant=variant, smoother="enks"))
+        c = enks.ensemble_smoother(*args, options=enks.SmootherOptions(variant=variant, smoother="rts"))
         np.testing.assert_allclose(a.filtered, c.filtered, rtol=0, atol=0)
         np.testing.assert_allclose(a.smoothed, c.smoothed, atol=1e-6)
         assert np.abs(np.asarray(a.smoothed - a.filtered)).max() > 1e-2  # smoothing did something
@@ -105,7 +105,8 @@ def test_map_equals_exact_mean():
                         X_init, F=model.F)
     sd_exact = np.sqrt(np.diagonal(exact.cov_s, axis1=1, axis2=2))
     assert np.abs((np.asarray(res.x) - exact.mean_s) / sd_exact).max() < 1e-6
-    assert int(res.n_iter) < 500
+    assert bool(res.status.converged) and int(res.status.code) == StatusCode.SUCCESS
+    assert 0 < int(res.status.iterations) < 500 and float(res.grad_norm) < 1e-8
 
 
 def test_lag_zero_is_the_filter_and_lag_windows_interpolate():
@@ -136,8 +137,8 @@ def test_inflation_scales_forecast_anomalies():
     one = run(model, y, mask, SMALL, smoother="none")
     two = run(model, y, mask, SMALL, smoother="none", inflation=1.5)
     # step 1: same analysis at step 0 and same noise draws, so anomalies differ by exactly 1.5
-    a1 = one.forecast[1] - one.forecast[1].mean(0)
-    a2 = two.forecast[1] - two.forecast[1].mean(0)
+    a1 = one.forecast[1] - one.forecast[1].mean(0, keepdims=True)
+    a2 = two.forecast[1] - two.forecast[1].mean(0, keepdims=True)
     np.testing.assert_allclose(a2, 1.5 * a1, rtol=1e-10)
     np.testing.assert_allclose(one.forecast[0], two.forecast[0], rtol=0)
 
@@ -175,7 +176,7 @@ def test_maximise_recovers_process_noise_from_exact_likelihood():
         Q = kf.random_walk_noise(jnp.ones(n), jnp.exp(log_q))
         return kf.loglik(base._replace(Q=Q), jnp.asarray(y), mask)
 
-    best, hist = jax.jit(lambda t: enks.maximise(objective, t, steps=300, learning_rate=0.05))(jnp.log(jnp.array([1.0, 1.0])))
+    best, hist = jax.jit(lambda t: enks.maximise(objective, t, enks.MaximiseOptions(steps=300, learning_rate=0.05)))(jnp.log(jnp.array([1.0, 1.0])))
     est = np.exp(np.asarray(best))
     assert np.all(np.abs(np.log(est / q_true)) < np.log(1.3)), est
     assert hist[-1] > hist[0]
@@ -220,3 +221,172 @@ def test_static_parameter_by_state_augmentation():
     assert abs(bias.mean() - float(exact.mean_s[0, 2])) < 0.3 * sd_b
     assert abs(bias[0].std(ddof=1) / sd_b - 1) < 0.15
     assert abs(float(exact.mean_s[0, 2]) - 0.03) < 3 * sd_b  # and the exact answer finds the truth
+
+
+# ----------------------------------------------------------------------------- kernel shape, options, status
+
+
+def numpy_enks(X0, y, mask, H, b, R, Q, z, e):
+    """Full-lag stochastic EnKS in plain NumPy (linear h) replaying given standard-normal draws:
+    model noise z (n, N, d), observation perturbations e (n, N, p)."""
+    n, p = y.shape
+    N, d = X0.shape
+    buf = np.zeros((n, N, d))
+    Xa = X0
+    for k in range(n):
+        Xf = X0.copy() if k == 0 else Xa + z[k] @ np.linalg.cholesky(Q[k] + 1e-12 * np.trace(Q[k]) / d * np.eye(d)).T
+        HX = Xf @ H[k].T + b[k]
+        m = mask[k].astype(float)
+        y0 = np.where(mask[k], y[k], 0.0)
+        R0 = R[k] * np.outer(m, m) + np.diag(1.0 - m)
+        V = (HX - HX.mean(axis=0)) * m
+        S = V.T @ V / (N - 1) + R0
+        E = e[k] @ np.linalg.cholesky(R0).T
+        E = E - E.mean(axis=0)
+        U = np.linalg.solve(S, ((y0 + E - HX) * m).T).T
+        Rf = V / (N - 1)
+        Xa = Xf + U @ (Rf.T @ Xf)
+        buf[k] = Xf
+        proj = np.einsum("Nk,jNd->jkd", Rf, buf[: k + 1])
+        buf[: k + 1] += np.einsum("Nk,jkd->jNd", U, proj)
+    return buf
+
+
+def test_stochastic_enks_equals_numpy_reference_on_the_same_draws():
+    model, y, mask = garnet_like(seed=13, n=10)
+    n_mem, key = 16, jax.random.key(5)
+    X0 = prior_ensemble(model, n_mem)
+    res = enks.ensemble_smoother(key, enks.linear_obs, None, X0, y, mask, model.R, model.Q, (model.H, model.b))
+    pairs = jax.random.split(key, (10, 2))
+    z = np.stack([np.asarray(enks.standard_normal(k, (n_mem, 2))) for k in pairs[:, 0]])
+    e = np.stack([np.asarray(enks.standard_normal(k, (n_mem, 4))) for k in pairs[:, 1]])
+    ref = numpy_enks(np.asarray(X0), np.asarray(y), np.asarray(mask), np.asarray(model.H), np.asarray(model.b),
+                     np.asarray(model.R), np.asarray(model.Q), z, e)
+    np.testing.assert_allclose(res.smoothed, ref, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("options", [enks.SmootherOptions(), enks.SmootherOptions(variant="sqrt", lag=2, inflation=1.2)])
+def test_init_and_step_are_the_kernel_a_user_can_drive(options):
+    """A Python loop over the public step reproduces ensemble_smoother (filter, log-likelihood, smoother)."""
+    model, y, mask = garnet_like(seed=14, n=8)
+    X0, key = prior_ensemble(model, SMALL), jax.random.key(6)
+    res = enks.ensemble_smoother(key, enks.linear_obs, None, X0, y, mask, model.R, model.Q, (model.H, model.b),
+                                 F=model.F, options=options)
+    pairs = jax.random.split(key, (8, 2))
+    state = enks.init(X0, options, n_steps=8)
+    step = jax.jit(enks.step, static_argnames="h")
+    infos = []
+    for k in range(8):
+        shell = enks.Shell(pairs[k], y[k], mask[k], model.R[k], model.Q[k], (model.H[k], model.b[k]))
+        state, info = step(state, shell, h=enks.linear_obs, params=None, options=options, F=model.F)
+        infos.append(info)
+    assert int(state.index) == 8
+    np.testing.assert_allclose(np.stack([i.filtered.T for i in infos]), res.filtered, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(float(state.loglik), float(res.loglik), rtol=1e-12)
+    np.testing.assert_allclose(sum(float(i.loglik) for i in infos), float(res.loglik), rtol=1e-12)
+    if options.lag is None:
+        XfT = jnp.stack([i.forecast for i in infos])
+        LfT, RfT = (jnp.stack([i.factors[j] for i in infos]) for j in (0, 1))
+        smoothed = enks.full_lag_smooth(XfT, LfT, RfT)
+    else:
+        smoothed = jnp.transpose(state.buffer.reshape(SMALL, 8, 2), (1, 0, 2))
+    np.testing.assert_allclose(smoothed, res.smoothed, rtol=0, atol=1e-9)
+
+
+def test_public_analysis_and_forecast_equal_the_member_minor_step():
+    """analysis_factors / propagate (members as rows) are the step's own algebra, transposed."""
+    model, y, mask = garnet_like(seed=15, n=3)
+    X = prior_ensemble(model, SMALL)
+    key = jax.random.key(7)
+    Xf = enks.propagate(key, X, model.F, model.Q[1])
+    HX = jax.vmap(enks.linear_obs, in_axes=(None, 0, None))(None, Xf, (model.H[1], model.b[1]))
+    for variant in ("stochastic", "sqrt"):
+        Lf, Rf, ll = enks.analysis_factors(key, HX, y[1], mask[1], model.R[1], variant)
+        shell = enks.Shell(jnp.stack([key, key]), y[1], mask[1], model.R[1], model.Q[1], (model.H[1], model.b[1]))
+        state = enks.init(X)._replace(index=jnp.ones((), jnp.int32))
+        _, info = enks.step(state, shell, enks.linear_obs, None, enks.SmootherOptions(variant=variant), model.F)
+        np.testing.assert_allclose(info.forecast.T, Xf, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(info.filtered.T, Xf + Lf @ (Rf.T @ Xf), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(float(info.loglik), float(ll), rtol=1e-12)
+        assert np.allclose(np.asarray(Rf).sum(axis=0), 0.0, atol=1e-12)  # the update only sees anomalies
+
+
+def test_float_options_do_not_recompile_structural_ones_do():
+    model, y, mask = garnet_like(seed=16, n=6)
+    X0 = prior_ensemble(model, 16)
+    traces = []
+
+    def h(params, x, aux):  # traced once per compilation of the smoother
+        traces.append(1)
+        return enks.linear_obs(params, x, aux)
+
+    def call(options):
+        return enks.ensemble_smoother(jax.random.key(0), h, None, X0, y, mask, model.R, model.Q,
+                                      (model.H, model.b), options=options)
+
+    call(enks.SmootherOptions(inflation=1.0))
+    n = len(traces)
+    assert n > 0
+    a = call(enks.SmootherOptions(inflation=1.3))  # a float option: a traced leaf, same program
+    call(enks.SmootherOptions(inflation=2.0))
+    assert len(traces) == n
+    b = call(enks.SmootherOptions(inflation=1.3, variant="sqrt"))  # a structural option compiles anew
+    assert len(traces) > n
+    assert not np.allclose(a.smoothed, b.smoothed)
+    # the maximiser and L-BFGS: a new learning rate / tolerance reuses the program
+    counted = []
+
+    @jax.jit
+    def fit(opts_m, opts_l):
+        counted.append(1)
+        best, _ = enks.maximise(lambda t: -jnp.sum((t - 1.0) ** 2), jnp.zeros(2), opts_m)
+        return best, enks.lbfgs_minimise(lambda t: jnp.sum((t - 2.0) ** 2), jnp.zeros(2), opts_l).x
+
+    fit(enks.MaximiseOptions(steps=20), enks.LbfgsOptions(max_iter=50))
+    fit(enks.MaximiseOptions(steps=20, learning_rate=0.3), enks.LbfgsOptions(max_iter=50, tol=1e-3))
+    assert len(counted) == 1
+
+
+def test_status_of_smoother_and_lbfgs():
+    model, y, mask = garnet_like(seed=17, n=6)
+    res = run(model, y, mask, 16)
+    assert bool(res.status.finite) and bool(res.status.converged) and int(res.status.iterations) == 6
+    bad = run(model, y, mask, 16, inflation=jnp.nan)
+    assert int(bad.status.code) == StatusCode.NONFINITE and not bool(bad.status.converged)
+    short = enks.lbfgs_minimise(lambda t: jnp.sum(jnp.cosh(3.0 * (t - 1.0))), jnp.zeros(3),
+                                enks.LbfgsOptions(max_iter=1, tol=1e-12))
+    assert int(short.status.code) == StatusCode.MAX_ITERATIONS and int(short.status.iterations) == 1
+
+
+def test_map_objective_gradient_matches_finite_differences():
+    model, y, mask = garnet_like(seed=18, n=6)
+    X = jnp.broadcast_to(model.m0, (6, 2)) + jax.random.normal(jax.random.key(1), (6, 2)) * jnp.array([[0.5, 20.0]])
+
+    def f(X):
+        return enks.map_objective(X, enks.linear_obs, None, y, mask, model.R, model.Q, (model.H, model.b),
+                                  model.m0, model.P0, model.F)
+
+    g = np.asarray(jax.jit(jax.grad(f))(X))
+    f_jit = jax.jit(f)
+    for i, j in ((0, 0), (3, 1), (5, 0)):
+        eps = 1e-4 * float(jnp.abs(X[i, j]))
+        fd = (f_jit(X.at[i, j].add(eps)) - f_jit(X.at[i, j].add(-eps))) / (2 * eps)
+        np.testing.assert_allclose(g[i, j], float(fd), rtol=1e-5)
+
+
+def test_smoothed_mean_is_differentiable_in_the_observations():
+    """Fixed key: the smoothed mean is a smooth function of y (the ptpath sensitivities rely on it)."""
+    model, y, mask = garnet_like(seed=19, n=6, missing=0.0)
+    X0 = prior_ensemble(model, 16)
+
+    def mean_P(yy):
+        res = enks.ensemble_smoother(jax.random.key(4), enks.linear_obs, None, X0, yy, mask, model.R, model.Q,
+                                     (model.H, model.b))
+        return jnp.mean(res.smoothed[2, :, 0])
+
+    g = np.asarray(jax.jit(jax.grad(mean_P))(y))
+    f = jax.jit(mean_P)
+    eps = 1e-6
+    fd = (f(y.at[4, 1].add(eps)) - f(y.at[4, 1].add(-eps))) / (2 * eps)
+    np.testing.assert_allclose(g[4, 1], float(fd), rtol=1e-5)
+    assert np.all(np.isfinite(g))

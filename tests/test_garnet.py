@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.errors import InputError
 from jaxpetro.io.perplex import GarnetTable, read_table, write_tab
 from jaxpetro.io.profiles import CompositionWarning, read_inclusions, read_profile, write_profile
@@ -271,3 +270,35 @@ def test_inclusions_reader(tmp_path):
     path.write_text("radius_um,P_kbar,T_C,P_sd,T_sd\n800,9.1,560,0,25\n")
     with pytest.raises(InputError, match="P_sd must be positive"):
         read_inclusions(path)
+
+
+# ----------------------------------------------------------------------------- differentiability (the module's claim)
+
+
+def test_forward_models_and_growth_law_are_differentiable():
+    """jax.grad of h_linear, h_table (in the state and the parameters), table_interp and the growth
+    law equals central finite differences."""
+    table = params_of(read_table(demo_table_path()))._replace(
+        frac=gm.Fractionation(jnp.asarray(2.0), jnp.asarray(0.3), jnp.asarray(1500.0)))
+    lin = gm.LinearParams(jnp.array([0.6, 0.1, 0.2, 0.1]), jnp.asarray(8.0), jnp.asarray(550.0),
+                          jnp.array([-0.01, 0.005, 0.01, -0.005]), jnp.array([-1e-4, 3e-4, -1e-4, -1e-4]),
+                          table.frac)
+    x0 = jnp.array([7.3, 537.0])
+    radius = jnp.asarray(900.0)
+    w = jnp.array([0.3, -0.7, 1.1, 0.5, 0.0, 0.0])  # a fixed projection of the six outputs
+
+    def check(f, arg, eps):
+        g = jax.grad(f)(arg)
+        for i in range(arg.shape[0] if arg.ndim else 1):
+            e = jnp.zeros_like(arg).at[i].set(eps) if arg.ndim else jnp.asarray(eps)
+            fd = (f(arg + e) - f(arg - e)) / (2 * eps)
+            np.testing.assert_allclose(g[i] if arg.ndim else g, fd, rtol=1e-5, atol=1e-12)
+
+    check(lambda x: w @ gm.h_table(table, x, radius), x0, 1e-5)
+    check(lambda x: w @ gm.h_linear(lin, x, radius), x0, 1e-5)
+    check(lambda x: jnp.sum(gm.table_interp(table, x[0], x[1]) * w[:4]), x0, 1e-5)
+    check(lambda A: w @ gm.h_linear(lin._replace(A=A), x0, radius), lin.A, 1e-6)
+    check(lambda K: w @ gm.h_table(table._replace(frac=table.frac._replace(K=K)), x0, radius), jnp.asarray(2.0), 1e-6)
+    check(lambda T: gm.growth_rate(T, 2.0e9, 120_000.0), jnp.asarray(550.0), 1e-3)
+    check(lambda Q: jnp.sum(gm.shell_durations(jnp.array([100.0, 300.0]), jnp.array([540.0, 560.0]), 2.0e9, Q)),
+          jnp.asarray(120_000.0), 1.0)

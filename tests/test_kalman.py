@@ -7,7 +7,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.kernels import kalman as kf
 
 

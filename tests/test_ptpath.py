@@ -1,14 +1,13 @@
 """End-to-end tests of ``jaxpetro ptpath``: synthetic recovery, exact linear path, sensitivities, bad inputs."""
 
 import csv
+import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.cli import main
 from jaxpetro.config.loader import load_config
 from jaxpetro.config.ptpath import PtpathConfig
@@ -132,8 +131,7 @@ def test_schema_rejects_nonpositive_sizes_and_half_growth_laws():
 
 
 def fake(table, mean):
-    prob = SimpleNamespace(table=table, radius_um=np.arange(len(mean)) * 10.0)
-    return prob, SimpleNamespace(mean=np.asarray(mean, float))
+    return table, np.arange(len(mean)) * 10.0, np.asarray(mean, float)
 
 
 def test_path_leaving_the_table_or_entering_a_hole_is_an_error():
@@ -184,11 +182,11 @@ def test_table_sensitivity_matches_finite_differences(tmp_path):
     for sign in (1, -1):
         y = prob.y.copy()
         y[6, 2] += sign * eps
-        moved = ptpath.invert(ptpath.Problem(**{**prob.__dict__, "y": y}), cfg)
+        moved = ptpath.invert(dataclasses.replace(prob, y=y), cfg)
         means.append(moved.smoothed.mean(axis=1))
     fd = (means[0] - means[1]) / (2 * eps)
-    np.testing.assert_allclose(sens["dP_dX"][:, 6, 2], fd[:, 0], rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(sens["dT_dX"][:, 6, 2], fd[:, 1], rtol=1e-3, atol=0.1)
+    np.testing.assert_allclose(sens.dP_dX[:, 6, 2], fd[:, 0], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(sens.dT_dX[:, 6, 2], fd[:, 1], rtol=1e-3, atol=0.1)
 
 
 @pytest.mark.slow
@@ -203,3 +201,39 @@ def test_shipped_config_runs_and_recovers_the_truth(tmp_path, monkeypatch):
     shells = np.isin(data[:, 0], truth[:, 0])
     assert np.sqrt(np.mean((data[shells, 1] - truth[:, 1]) ** 2)) <= 0.25
     assert np.sqrt(np.mean((data[shells, 2] - truth[:, 2]) ** 2)) <= 15.0
+
+
+def test_kernel_options_are_the_config_sections_with_the_same_defaults():
+    """One place for defaults: the options classes; the config schema's defaults are the same values
+    and from_config copies the sections without renaming."""
+    from jaxpetro.config.ptpath import EnsembleConfig, HyperConfig
+    from jaxpetro.kernels import enks
+    from jaxpetro.models import ptpath_model as pm
+
+    for options, section in ((enks.SmootherOptions(), EnsembleConfig()), (enks.MaximiseOptions(), HyperConfig())):
+        for field in dataclasses.fields(options):
+            assert getattr(section, field.name) == getattr(options, field.name), field.name
+    cfg = load_config({"profile": "p.csv", "forward": {"path": "t.csv"},
+                       "ensemble": {"variant": "sqrt", "lag": 4, "inflation": 1.1, "size": 64},
+                       "hyperparameters": {"steps": 7, "learning_rate": 0.2, "members": 30}}, PtpathConfig)
+    opts = pm.smoother_options(cfg)
+    assert opts.smoother == enks.SmootherOptions(size=64, variant="sqrt", smoother="enks", lag=4, inflation=1.1)
+    assert opts.maximise == enks.MaximiseOptions(steps=7, learning_rate=0.2)
+    assert opts.likelihood == enks.SmootherOptions(size=30, variant="sqrt", smoother="none")
+
+
+def test_stages_return_typed_results(tmp_path):
+    path, r, X = linear_profile(tmp_path, n=12, missing_shell=False)
+    cfg = load_config({"profile": str(path), "forward": {"kind": "linear"}, "map_check": False,
+                       "ensemble": {"size": 32}, "growth": {"k0_um_per_Myr": 1e9, "Q_J_per_mol": 1e5},
+                       "hyperparameters": {"q_P": 0.05, "q_T": 2.0, "sd": 0.003}, "output": {"plots": False}},
+                      PtpathConfig)
+    res = ptpath.run_stages(cfg, tmp_path / "out", quiet=True)
+    assert isinstance(res.problem, ptpath.Problem) and isinstance(res.inversion, ptpath.Inversion)
+    assert res.sensitivity is None and res.inversion.map_path is None
+    assert res.inversion.loglik_method == "exact" and isinstance(res.inversion.exact, ptpath.Exact)
+    assert set(res.summary["timings"]) == {"read_s", "invert_s", "times_s", "write_s"}
+    times = ptpath.growth_times(res.problem, res.inversion, cfg)
+    header, data = read_csv(tmp_path / "out" / "ptpath.csv")
+    assert header[-1] == "t_Myr"
+    np.testing.assert_allclose(data[:, -1], times.mean, rtol=1e-12)

@@ -1,4 +1,5 @@
-"""Readers of garnet-composition tables over a P-T grid (format: shared/formats/perplex-tab.md).
+"""Readers of garnet-composition tables over a P-T grid (CSV, and the Perple_X WERAMI 2-d
+``.tab`` format of Connolly's Perple_X; described in docs/ptpath.md).
 
 Two formats:
 
@@ -19,7 +20,6 @@ End-member columns are recognised by the last token of their name (``X_alm``,
 from __future__ import annotations
 
 import csv
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxpetro.errors import InputError
+from jaxpetro.io._numbers import parse_number
 from jaxpetro.io.results import write_text
 
 ENDMEMBERS = ("X_alm", "X_prp", "X_grs", "X_sps")
@@ -133,14 +134,7 @@ def _columns(names: list[str], source: str) -> tuple[dict, dict]:
     return axes, ems
 
 
-def _to_float(cell: str, where: str) -> float:
-    cell = cell.strip()
-    if cell == "" or cell.lower() in ("nan", "na", "n/a"):
-        return math.nan
-    try:
-        return float(cell)
-    except ValueError:
-        raise InputError(f"{where}: '{cell}' is not a number; use a number, or leave the cell empty for a missing node.") from None
+_MISSING_NODE = "; use a number, or leave the cell empty for a missing node"
 
 
 def _parse_csv(text: str, source: str) -> GarnetTable:
@@ -159,7 +153,8 @@ def _parse_csv(text: str, source: str) -> GarnetTable:
         if len(row) != len(names):
             raise InputError(f"forward table '{source}', line {i + 2}: {len(row)} cells, but the header has {len(names)}.")
         for k in (axes["P"][0], axes["T"][0], *ems.values()):
-            data[i, k] = _to_float(row[k], f"forward table '{source}', line {i + 2}, column {names[k]}")
+            data[i, k] = parse_number(row[k], f"forward table '{source}', line {i + 2}, column {names[k]}",
+                                      hint=_MISSING_NODE)
     (kp, sp, op), (kt, st, ot) = axes["P"], axes["T"]
     P, T = data[:, kp] * sp + op, data[:, kt] * st + ot
     X = data[:, [ems[e] for e in ENDMEMBERS]]
@@ -234,10 +229,8 @@ def _parse_tab(text: str, source: str) -> GarnetTable:
         return lines[k]
 
     def number(k: int, what: str) -> float:
-        try:
-            return float(need(k, what).split()[0])
-        except ValueError:
-            raise InputError(f"Perple_X table '{source}', line {k + 1}: expected {what}, found '{lines[k]}'.") from None
+        return parse_number(need(k, what).split()[0], f"Perple_X table '{source}', line {k + 1}", missing=None,
+                            hint=f"; expected {what} there")
 
     def whole(k: int, what: str) -> int:
         value = number(k, what)
@@ -268,7 +261,7 @@ def _parse_tab(text: str, source: str) -> GarnetTable:
         cells = ln.split()
         if len(cells) != n_col:
             raise InputError(f"Perple_X table '{source}', data line {r + 1}: {len(cells)} values, expected {n_col}.")
-        data[r] = [_to_float(c, f"Perple_X table '{source}', data line {r + 1}") for c in cells]
+        data[r] = [parse_number(c, f"Perple_X table '{source}', data line {r + 1}", hint=_MISSING_NODE) for c in cells]
     if {variables[0][1][0], variables[1][1][0]} != {"P", "T"}:
         raise InputError(f"Perple_X table '{source}': the independent variables must be P and T.")
     axes, ems = _columns(names, source)

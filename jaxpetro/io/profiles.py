@@ -15,7 +15,6 @@ Inclusion CSV: ``radius_um, P_kbar, T_C, P_sd, T_sd`` (one row per inclusion the
 from __future__ import annotations
 
 import csv
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxpetro.errors import InputError
+from jaxpetro.io._numbers import parse_number
 from jaxpetro.io.results import write_csv
 
 ENDMEMBERS = ("X_alm", "X_prp", "X_grs", "X_sps")
@@ -72,6 +72,7 @@ class Inclusions:
 
 
 def _read_rows(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
+    """Header and data rows of a CSV (blank lines and ``#`` comment lines skipped)."""
     if not path.is_file():
         raise InputError(f"{what} file '{path}' not found; check the path in the config.")
     try:
@@ -84,7 +85,9 @@ def _read_rows(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
     return [c.strip() for c in rows[0]], rows[1:]
 
 
-def _column(path, header, rows, name, what, required=True) -> np.ndarray | None:
+def _column(path: Path, header: list[str], rows: list[list[str]], name: str, what: str,
+            required: bool = True) -> np.ndarray | None:
+    """Column ``name`` as floats (NaN where empty or missing), or None when absent and not required."""
     if name not in header:
         if not required:
             return None
@@ -93,22 +96,12 @@ def _column(path, header, rows, name, what, required=True) -> np.ndarray | None:
             f"the header must name {name}."
         )
     k = header.index(name)
-    out = np.empty(len(rows))
-    for i, row in enumerate(rows):
-        cell = row[k].strip() if k < len(row) else ""
-        if cell == "" or cell.lower() in ("nan", "na", "n/a"):
-            out[i] = math.nan
-            continue
-        try:
-            out[i] = float(cell)
-            if not math.isfinite(out[i]):
-                raise ValueError(cell)
-        except ValueError:
-            raise InputError(
-                f"{what} file '{path}', line {i + 2}, column {name}: '{cell}' is not a number; "
-                f"write a number or leave the cell empty for a missing value."
-            ) from None
-    return out
+    hint = "; write a number or leave the cell empty for a missing value"
+    return np.array(
+        [parse_number(row[k] if k < len(row) else "", f"{what} file '{path}', line {i + 2}, column {name}", hint=hint)
+         for i, row in enumerate(rows)],
+        dtype=float,
+    )
 
 
 def _check_radii(path: Path, r: np.ndarray, what: str) -> None:

@@ -11,31 +11,41 @@ are carried by state augmentation: components of x with zero process noise.
 Every analysis is written as a left multiplication ``X <- X + Lf (Rf^T X)`` with two thin
 (N, k) factors whose ``Rf`` columns sum to zero (so the update only sees anomalies).
 The same multiplication applied to the stored ensembles of earlier steps is the
-ensemble Kalman smoother (EnKS): with ``lag = None`` every earlier step is updated (full
-EnKS), with ``lag = L`` only the last L. Two analysis variants:
+ensemble Kalman smoother (EnKS; Evensen 2003, 2009): with ``lag = None`` every earlier
+step is updated (full EnKS), with ``lag = L`` only the last L. Two analysis variants:
 
 * ``"stochastic"``: perturbed observations, ``X + (y + eps - h(X)) S^-1 C_hx``;
 * ``"sqrt"``: deterministic square root (ETKF written in observation space): the mean is
   moved by the Kalman gain and the anomalies by the symmetric square root
   ``(I + V R^-1 V^T / (N-1))^-1/2``, computed from a p x p eigendecomposition.
 
-Model noise is drawn per member. The ensemble RTS smoother (:func:`ensemble_rts`,
-``J_n = C(x_n^a, x_{n+1}^f) C(x_{n+1}^f)^-1`` from the stored ensembles) is the second
-smoother; on the same draws it equals the full-lag EnKS exactly when the forecast
-anomalies span the whole ensemble space (N <= d + 1, e.g. a state augmented with static
-parameters), and otherwise both converge to the exact RTS smoother as N grows (they then
-differ by sampling error only). Multiplicative inflation scales forecast anomalies.
+Model noise is drawn per member. The ensemble Rauch–Tung–Striebel smoother
+(:func:`ensemble_rts`; Rauch, Tung & Striebel 1965, ``J_n = C(x_n^a, x_{n+1}^f)
+C(x_{n+1}^f)^-1`` from the stored ensembles) is the second smoother; on the same draws it
+equals the full-lag EnKS exactly when the forecast anomalies span the whole ensemble space
+(N <= d + 1, e.g. a state augmented with static parameters), and otherwise both converge
+to the exact RTS smoother as N grows (they then differ by sampling error only).
+Multiplicative inflation scales forecast anomalies.
+
+Kernel shape: :func:`init` makes a :class:`SmootherState` from the prior ensemble,
+:func:`step` runs one step (forecast + analysis) and returns the new state and a
+:class:`StepInfo`; :func:`ensemble_smoother` is the ``lax.scan`` over :func:`step`
+followed by the smoothing pass. Inside the scan (and in the state) ensembles are
+member-minor, (d, N), so that the elementwise work runs along the members; the public
+inputs and results keep the (N, d) convention. Options: one :class:`SmootherOptions`.
 
 Also here: the ensemble estimate of the marginal log-likelihood (accumulated by the
-filter; a smooth function of noise scales for a fixed key), a small optax maximiser for
-hyperparameters, and the MAP path of the same posterior (the Gaussian Markov random
-field view: smoothness prior + misfit, optax L-BFGS) as a deterministic cross-check.
+filter; a differentiable function of noise scales for a fixed key), a small optax Adam
+maximiser for hyperparameters (:class:`MaximiseOptions`), and the MAP path of the same
+posterior (the Gaussian Markov random field view of Kuwatani et al. 2012: smoothness
+prior + misfit, optax L-BFGS, :class:`LbfgsOptions`) as a deterministic cross-check.
 
-All functions are pure: they ``jit`` and ``vmap`` (many profiles, replicates). The
-observation function ``h(params, x, aux_n)`` maps one state (d,) to (p,) and must be a
-stable Python callable (it is a static argument of the compiled functions).
+All functions are pure: they ``jit`` and ``vmap`` (many profiles, replicates) and work in
+the floating dtype they are given. The observation function ``h(params, x, aux_n)`` maps
+one state (d,) to (p,) and must be a stable Python callable (it is a static argument of
+the compiled functions).
 
-This module imports nothing of jaxpetro.
+This module imports nothing of jaxpetro except the shared ``jaxpetro.kernels._*`` modules.
 """
 
 from __future__ import annotations
@@ -50,9 +60,12 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Key, PRNGKeyArray
 
-_LOG_2PI = math.log(2.0 * math.pi)
+from jaxpetro.kernels._gaussian import masked_loglik, neutralise_masked
+from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._status import Status, make_status
+
 # Relative jitter added to small covariance matrices before a Cholesky factorisation:
 # ensemble covariances of static (zero-noise) components can be exactly singular.
 _JITTER = 1e-12
@@ -60,6 +73,110 @@ _JITTER = 1e-12
 ObsFn = Callable[[Any, Float[Array, " d"], Any], Float[Array, " p"]]
 Variant = Literal["stochastic", "sqrt"]
 SmootherKind = Literal["enks", "rts", "none"]
+
+
+# ----------------------------------------------------------------------------- options, state, results
+
+
+class SmootherOptions(KernelOptions):
+    """Options of the ensemble smoother; the field names are the keys of the ``ensemble``
+    config section of ``jaxpetro ptpath`` (``SmootherOptions.from_config(config.ensemble)``).
+
+    Attributes:
+        size: ensemble members drawn by :func:`prior_ensemble` (the smoother itself takes
+            the size of the ensemble it is given).
+        variant: analysis, ``"stochastic"`` (perturbed observations) or ``"sqrt"``
+            (deterministic square root).
+        smoother: ``"enks"``, ``"rts"`` (ensemble RTS on the filter output) or ``"none"``.
+        lag: smoother lag in steps (None: full-lag EnKS over every earlier step).
+        inflation: multiplicative inflation of forecast anomalies (>= 1; not applied at
+            step 0); a traced value: changing it reuses the compiled program.
+    """
+
+    size: int = static(500)
+    variant: Variant = static("stochastic")
+    smoother: SmootherKind = static("enks")
+    lag: int | None = static(None)
+    inflation: float | Float[Array, ""] = 1.0
+
+
+class MaximiseOptions(KernelOptions):
+    """Options of :func:`maximise` (the ``hyperparameters`` config section's keys).
+
+    Attributes:
+        steps: Adam iterations (static: the scan length).
+        learning_rate: Adam step size (on the optimised coordinates, e.g. log scales).
+    """
+
+    steps: int = static(120)
+    learning_rate: float | Float[Array, ""] = 0.1
+
+
+class LbfgsOptions(KernelOptions):
+    """Options of :func:`lbfgs_minimise` and :func:`map_path`.
+
+    Attributes:
+        max_iter: iteration cap (static).
+        tol: stop when the gradient norm falls below it (for :func:`map_path`: in
+            coordinates scaled by the prior standard deviations).
+    """
+
+    max_iter: int = static(500)
+    tol: float | Float[Array, ""] = 1e-8
+
+
+class Shell(NamedTuple):
+    """Inputs of one step (one shell); :func:`ensemble_smoother` scans over a stack of them.
+
+    Attributes:
+        key: two PRNG keys (shape (2,)): model noise, observation perturbations.
+        y: observation (p,); values where ``mask`` is False are ignored (may be NaN).
+        mask: True where observed (p,).
+        R: observation-noise covariance (p, p).
+        Q: process-noise covariance added before this step (d, d); unused at step 0.
+        aux: pytree passed to ``h`` for this step (e.g. the shell radius).
+    """
+
+    key: Key[Array, " 2"]
+    y: Float[Array, " p"]
+    mask: Bool[Array, " p"]
+    R: Float[Array, "p p"]
+    Q: Float[Array, "d d"]
+    aux: Any
+
+
+class SmootherState(NamedTuple):
+    """State between steps (member-minor ensembles).
+
+    Attributes:
+        ensemble: analysis ensemble of the last step, (d, N); the prior ensemble before step 0.
+        loglik: log-likelihood accumulated so far (nats).
+        index: steps done (int32).
+        buffer: fixed-lag EnKS buffer (N, n_steps d) of the stored forecasts being smoothed
+            (finite ``lag`` with ``smoother="enks"``), else a 0-d placeholder.
+    """
+
+    ensemble: Float[Array, "d N"]
+    loglik: Float[Array, ""]
+    index: Int[Array, ""]
+    buffer: Float[Array, "..."]
+
+
+class StepInfo(NamedTuple):
+    """What one :func:`step` computed (member-minor).
+
+    Attributes:
+        forecast: forecast ensemble after inflation, the one the analysis used (d, N).
+        filtered: analysis ensemble (d, N).
+        factors: ``(Lf^T, Rf^T)``, each (k, N): the analysis is ``X <- X + (X Rf) Lf^T``
+            in member-minor form (:func:`full_lag_smooth` reapplies them to earlier steps).
+        loglik: this step's log-likelihood term (nats).
+    """
+
+    forecast: Float[Array, "d N"]
+    filtered: Float[Array, "d N"]
+    factors: tuple[Float[Array, "k N"], Float[Array, "k N"]]
+    loglik: Float[Array, ""]
 
 
 class EnsembleResult(NamedTuple):
@@ -71,12 +188,33 @@ class EnsembleResult(NamedTuple):
         forecast: forecast ensembles after inflation, the ones each analysis used (n, N, d).
         loglik: ensemble estimate of log p(y) (nats): sum over steps of
             log N(y_n; mean h(X_f), cov h(X_f) + R_n) over the observed components.
+        status: ``finite`` when the log-likelihood and the ensembles are finite;
+            ``converged`` equals ``finite`` (a pass has no stopping criterion);
+            ``iterations`` is the number of steps.
     """
 
     smoothed: Float[Array, "n N d"]
     filtered: Float[Array, "n N d"]
     forecast: Float[Array, "n N d"]
     loglik: Float[Array, ""]
+    status: Status
+
+
+class LbfgsResult(NamedTuple):
+    """Result of :func:`lbfgs_minimise` / :func:`map_path`.
+
+    Attributes:
+        x: the minimiser (a pytree like the start).
+        value: objective at ``x``.
+        grad_norm: gradient norm at the last iterate.
+        status: ``converged`` when ``grad_norm < tol`` and everything is finite;
+            ``iterations`` the L-BFGS steps taken.
+    """
+
+    x: Any
+    value: Float[Array, ""]
+    grad_norm: Float[Array, ""]
+    status: Status
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -104,22 +242,72 @@ def _thin_mm(A: Float[Array, "a k"], B: Float[Array, "k b"]) -> Float[Array, "a 
     return out
 
 
-def standard_normal(key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float64) -> Array:
+def standard_normal(key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any = None) -> Float[Array, "..."]:
     """Standard-normal draws for perturbations and model noise, generated in float32.
 
-    They are Monte Carlo noise, immediately scaled by float64 Cholesky factors, so float32
-    draws lose nothing that matters and cost a third of float64 ones on CPU (the counter-based
+    They are Monte Carlo noise, immediately scaled by Cholesky factors in the working dtype
+    (``dtype``, default the default float: float64 when x64 is enabled), so float32 draws
+    lose nothing that matters and cost a third of float64 ones on CPU (the counter-based
     generator and its inverse-erf transform dominate an EnKS step otherwise; measured).
     """
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64) if dtype is None else dtype
     return jax.random.normal(key, shape, jnp.float32).astype(dtype)
 
 
-def _masked_obs(y, mask, R):
-    """(y', R', n_masked): masked components set to 0 with an independent unit variance."""
-    m = mask.astype(R.dtype)
-    y0 = jnp.where(mask, y, 0.0)
-    R0 = R * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
-    return y0, R0, jnp.sum(1.0 - m)
+def _analysis_T(
+    key: PRNGKeyArray,
+    HXT: Float[Array, "p N"],
+    y: Float[Array, " p"],
+    mask: Bool[Array, " p"],
+    R: Float[Array, "p p"],
+    variant: str,
+) -> tuple[Float[Array, "k N"], Float[Array, "k N"], Float[Array, ""]]:
+    """The one implementation of the analysis, member-minor: ``HXT`` (p, N) -> factors
+    ``(Lf^T, Rf^T)`` (k, N) and the log-likelihood term (see :func:`analysis_factors`)."""
+    p, n_mem = HXT.shape
+    m = mask.astype(HXT.dtype)
+    y0, R0, n_masked = neutralise_masked(y, mask, R)
+    hbar = jnp.mean(HXT, axis=1)
+    VT = (HXT - hbar[:, None]) * m[:, None]  # predicted-observation anomalies; masked rows inert
+    innovation = (y0 - hbar) * m
+    S = VT @ VT.T / (n_mem - 1) + R0
+    L = jnp.linalg.cholesky(0.5 * (S + S.T))
+    loglik, Sd = masked_loglik(innovation, L, n_masked)
+    if variant == "stochastic":
+        # Centred perturbations: the mean update is then exactly the Kalman one and only the
+        # spread carries sampling noise; their 1/(N-1) sample covariance is unbiased for R
+        # (as for the anomalies V), so no rescaling.
+        ET = _thin_mm(jnp.linalg.cholesky(R0), standard_normal(key, (n_mem, p), HXT.dtype).T)
+        ET = ET - jnp.mean(ET, axis=1, keepdims=True)
+        DT = (y0[:, None] + ET - HXT) * m[:, None]
+        # S^-1 from Cholesky solves against the p x p identity, then one thin product: a
+        # triangular solve with N right-hand sides is ~30x slower on CPU for p = 6 (measured).
+        S_inv = cho_solve((L, True), jnp.eye(p, dtype=S.dtype))
+        UT = _thin_mm(S_inv.T, DT)  # (p, N): columns S^-1 (y + e_m - h(x_m))
+        return UT, VT / (n_mem - 1), loglik
+    if variant == "sqrt":
+        # whitened anomalies R^-1/2 V^T, by a triangular solve (no explicit inverse of R's factor)
+        WT = solve_triangular(jnp.linalg.cholesky(R0), VT, lower=True) / math.sqrt(n_mem - 1)
+        lam, E = jnp.linalg.eigh(WT @ WT.T)
+        s = jnp.sqrt(1.0 + jnp.maximum(lam, 0.0))
+        f = -1.0 / (s * (1.0 + s))  # ((1+lam)^-1/2 - 1) / lam, finite at lam = 0
+        WET = E.T @ WT  # (p, N)
+        g = Sd @ VT / (n_mem - 1)  # mean increment coefficients (sum to zero)
+        LfT = jnp.concatenate([jnp.ones((1, n_mem), HXT.dtype), WET * f[:, None]], axis=0)
+        RfT = jnp.concatenate([g[None, :], WET], axis=0)
+        return LfT, RfT, loglik
+    raise ValueError(f"unknown analysis variant {variant!r}; use 'stochastic' or 'sqrt'")
+
+
+def _propagate_T(
+    key: PRNGKeyArray, XaT: Float[Array, "d N"], F: Float[Array, "d d"], Q: Float[Array, "d d"]
+) -> Float[Array, "d N"]:
+    """The one implementation of the forecast, member-minor (see :func:`propagate`)."""
+    d, n_mem = XaT.shape
+    noiseT = _thin_mm(_chol(Q), standard_normal(key, (n_mem, d), XaT.dtype).T)
+    # A zero-variance component (a static parameter) has a zero row and column in Q: keep it
+    # exactly constant instead of letting the Cholesky jitter move it.
+    return _thin_mm(F, XaT) + noiseT * (jnp.diagonal(Q) > 0).astype(XaT.dtype)[:, None]
 
 
 def analysis_factors(
@@ -142,42 +330,10 @@ def analysis_factors(
         ``(Lf, Rf, loglik)``: any ensemble Z (N, m) whose members correspond to those of
         HX is updated as ``Z + Lf @ (Rf.T @ Z)`` (the current state, and earlier states
         for the smoother); ``loglik`` is log N(y; mean HX, cov HX + R) over observed components.
+        Same draws and numbers as the member-minor analysis inside :func:`step`.
     """
-    n_mem = HX.shape[0]
-    m = mask.astype(HX.dtype)
-    y0, R0, n_masked = _masked_obs(y, mask, R)
-    hbar = jnp.mean(HX, axis=0)
-    V = (HX - hbar) * m  # predicted-observation anomalies; masked columns inert
-    d = (y0 - hbar) * m
-    S = V.T @ V / (n_mem - 1) + R0
-    L = jnp.linalg.cholesky(0.5 * (S + S.T))
-    Sd = cho_solve((L, True), d)
-    loglik = -0.5 * (d @ Sd + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L))) + d.shape[0] * _LOG_2PI)
-    loglik = loglik + 0.5 * n_masked * _LOG_2PI
-    if variant == "stochastic":
-        # Centred perturbations: the mean update is then exactly the Kalman one and only the
-        # spread carries sampling noise; their 1/(N-1) sample covariance is unbiased for R
-        # (as for the anomalies V), so no rescaling.
-        E = _thin_mm(standard_normal(key, HX.shape, HX.dtype), jnp.linalg.cholesky(R0).T)
-        E = E - jnp.mean(E, axis=0)
-        D = (y0 + E - HX) * m
-        # S^-1 from Cholesky solves against the p x p identity, then one GEMM: a triangular
-        # solve with N right-hand sides is ~30x slower on CPU for p = 6 (measured).
-        S_inv = cho_solve((L, True), jnp.eye(S.shape[0], dtype=S.dtype))
-        U = _thin_mm(D, S_inv)  # (N, p): rows (y + e_m - h(x_m))^T S^-1
-        return U, V / (n_mem - 1), loglik
-    if variant == "sqrt":
-        # whitened anomalies V R^-T/2, by a triangular solve (no explicit inverse of R's factor)
-        W = solve_triangular(jnp.linalg.cholesky(R0), V.T, lower=True).T / math.sqrt(n_mem - 1)
-        lam, E = jnp.linalg.eigh(W.T @ W)
-        s = jnp.sqrt(1.0 + jnp.maximum(lam, 0.0))
-        f = -1.0 / (s * (1.0 + s))  # ((1+lam)^-1/2 - 1) / lam, finite at lam = 0
-        WE = W @ E
-        g = V @ Sd / (n_mem - 1)  # mean increment coefficients (sum to zero)
-        Lf = jnp.concatenate([jnp.ones((n_mem, 1), HX.dtype), WE * f], axis=1)
-        Rf = jnp.concatenate([g[:, None], WE], axis=1)
-        return Lf, Rf, loglik
-    raise ValueError(f"unknown analysis variant {variant!r}; use 'stochastic' or 'sqrt'")
+    LfT, RfT, loglik = _analysis_T(key, HX.T, y, mask, R, variant)
+    return LfT.T, RfT.T, loglik
 
 
 def propagate(
@@ -188,48 +344,89 @@ def propagate(
     The model noise is drawn, not added by a deterministic transform of the anomalies:
     a smoother needs the forecast anomalies to carry new, independent directions (with a
     deterministic transform the smoothed spread collapses onto the prior's span).
+    Same draws as the forecast inside :func:`step`.
     """
-    noise = _thin_mm(standard_normal(key, Xa.shape, Xa.dtype), _chol(Q).T)
-    # A zero-variance component (a static parameter) has a zero row and column in Q: keep it
-    # exactly constant instead of letting the Cholesky jitter move it.
-    return _thin_mm(Xa, F.T) + noise * (jnp.diagonal(Q) > 0)
+    return _propagate_T(key, Xa.T, F, Q).T
 
 
-def _analysis_T(key, HXT, y, mask, R):
-    """Stochastic :func:`analysis_factors` on member-minor arrays: ``HXT`` (p, N) -> factors
-    ``(Lf^T, Rf^T)`` (k, N) and the log-likelihood term. Same draws and algebra, transposed."""
-    p, n_mem = HXT.shape
-    m = mask.astype(HXT.dtype)
-    y0, R0, n_masked = _masked_obs(y, mask, R)
-    hbar = jnp.mean(HXT, axis=1)
-    VT = (HXT - hbar[:, None]) * m[:, None]
-    d = (y0 - hbar) * m
-    S = VT @ VT.T / (n_mem - 1) + R0
-    L = jnp.linalg.cholesky(0.5 * (S + S.T))
-    Sd = cho_solve((L, True), d)
-    loglik = -0.5 * (d @ Sd + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L))) + d.shape[0] * _LOG_2PI)
-    loglik = loglik + 0.5 * n_masked * _LOG_2PI
-    ET = _thin_mm(jnp.linalg.cholesky(R0), standard_normal(key, (n_mem, p), HXT.dtype).T)
-    ET = ET - jnp.mean(ET, axis=1, keepdims=True)
-    DT = (y0[:, None] + ET - HXT) * m[:, None]
-    S_inv = cho_solve((L, True), jnp.eye(p, dtype=S.dtype))
-    UT = _thin_mm(S_inv.T, DT)
-    return UT, VT / (n_mem - 1), loglik
+def prior_ensemble(
+    key: PRNGKeyArray, m0: Float[Array, " d"], P0: Float[Array, "d d"], options: SmootherOptions = SmootherOptions()
+) -> Float[Array, "N d"]:
+    """``options.size`` members drawn from N(m0, P0), (N, d), in the dtype of ``m0``."""
+    z = jax.random.normal(key, (options.size, m0.shape[0]), m0.dtype)
+    return m0[None, :] + z @ jnp.linalg.cholesky(P0).T
 
 
-def _propagate_T(key, XaT, F, Q):
-    """:func:`propagate` on a member-minor ensemble (d, N), same draws."""
-    d, n_mem = XaT.shape
-    noiseT = _thin_mm(_chol(Q), standard_normal(key, (n_mem, d), XaT.dtype).T)
-    return _thin_mm(F, XaT) + noiseT * (jnp.diagonal(Q) > 0)[:, None]
+# ----------------------------------------------------------------------------- the kernel: init / step
+
+
+def init(
+    X0: Float[Array, "N d"], options: SmootherOptions = SmootherOptions(), n_steps: int | None = None
+) -> SmootherState:
+    """State before step 0 from the prior ensemble X0 (N, d).
+
+    ``n_steps`` (the number of steps to come) is needed only for a fixed-lag EnKS
+    (``options.lag`` set with ``smoother="enks"``), whose buffer holds every step.
+    """
+    n_mem, d = X0.shape
+    if options.smoother == "enks" and options.lag is not None:
+        if n_steps is None:
+            raise ValueError("init: a fixed-lag EnKS (options.lag set) needs n_steps for its buffer")
+        buffer = jnp.zeros((n_mem, n_steps * d), X0.dtype)
+    else:
+        buffer = jnp.zeros((), X0.dtype)
+    return SmootherState(X0.T, jnp.zeros((), X0.dtype), jnp.zeros((), jnp.int32), buffer)
+
+
+def step(
+    state: SmootherState,
+    shell: Shell,
+    h: ObsFn,
+    params: Any,
+    options: SmootherOptions = SmootherOptions(),
+    F: Float[Array, "d d"] | None = None,
+) -> tuple[SmootherState, StepInfo]:
+    """One step: forecast (model noise, inflation; step 0 takes the prior ensemble as is)
+    and analysis of ``shell``'s observation; a fixed-lag EnKS also updates its buffer.
+
+    Args:
+        state: from :func:`init` or the previous step.
+        shell: this step's key pair, observation, mask, noise covariances and ``aux``.
+        h: observation function ``h(params, x (d,), aux) -> (p,)``.
+        params: pytree passed to ``h`` unchanged.
+        options: variant, smoother kind, lag, inflation.
+        F: transition matrix (default identity: a random walk).
+    """
+    d, n_mem = state.ensemble.shape
+    F = jnp.eye(d, dtype=state.ensemble.dtype) if F is None else F
+    k = state.index
+    # Q_0 is unused (step 0 takes the prior): replace it so that a singular Q_0 (e.g. a zero
+    # first step length) cannot put NaN into gradients through the discarded branch.
+    Q_k = jnp.where(k == 0, jnp.eye(d, dtype=shell.Q.dtype), shell.Q)
+    XfT = _propagate_T(shell.key[0], state.ensemble, F, Q_k)
+    mean = jnp.mean(XfT, axis=1, keepdims=True)
+    XfT = jnp.where(k == 0, state.ensemble, mean + options.inflation * (XfT - mean))
+    HXT = jax.vmap(h, in_axes=(None, 1, None), out_axes=1)(params, XfT, shell.aux)
+    LfT, RfT, ll_k = _analysis_T(shell.key[1], HXT, shell.y, shell.mask, shell.R, options.variant)
+    XaT = XfT + _thin_mm(XfT @ RfT.T, LfT)
+    buffer = state.buffer
+    if options.smoother == "enks" and options.lag is not None:
+        # The buffer is (N, n d): one member per row, so the update of every stored step is
+        # two plain GEMMs, (k x N)(N x n d) and (N x k)(k x n d). Steps not reached yet are
+        # zero and stay zero (their anomalies are zero).
+        steps = jnp.arange(buffer.shape[1] // d, dtype=k.dtype)
+        buffer = lax.dynamic_update_slice(buffer, XfT.T, (jnp.zeros_like(k), k * d))
+        upd = LfT.T @ (RfT @ buffer)
+        live = jnp.repeat((steps <= k) & (k - steps <= options.lag), d).astype(XfT.dtype)
+        buffer = buffer + upd * live[None, :]
+    new = SmootherState(XaT, state.loglik + ll_k, k + 1, buffer)
+    return new, StepInfo(XfT, XaT, (LfT, RfT), ll_k)
 
 
 # ----------------------------------------------------------------------------- filter / smoothers
 
 
-@functools.partial(
-    jax.jit, static_argnames=("h", "variant", "lag", "smoother")
-)
+@functools.partial(jax.jit, static_argnames=("h",))
 def ensemble_smoother(
     key: PRNGKeyArray,
     h: ObsFn,
@@ -241,16 +438,14 @@ def ensemble_smoother(
     Q: Float[Array, "n d d"],
     aux: Any = None,
     *,
+    options: SmootherOptions = SmootherOptions(),
     F: Float[Array, "d d"] | None = None,
-    inflation: Float[Array, ""] | float = 1.0,
-    variant: Variant = "stochastic",
-    lag: int | None = None,
-    smoother: SmootherKind = "enks",
 ) -> EnsembleResult:
-    """Ensemble Kalman filter along the step axis with ``lax.scan``, then a smoother.
+    """Ensemble Kalman filter along the step axis (``lax.scan`` over :func:`step`), then a smoother.
 
     Args:
-        key: PRNG key (observation perturbations and model noise are derived from it).
+        key: PRNG key (observation perturbations and model noise are derived from it:
+            ``jax.random.split(key, (n, 2))``, one pair per step).
         h: observation function ``h(params, x (d,), aux_n) -> (p,)`` (static).
         params: pytree of forward-model parameters passed to ``h`` unchanged.
         X0: prior ensemble of the first step (N, d).
@@ -259,78 +454,46 @@ def ensemble_smoother(
         R: observation-noise covariance per step (n, p, p).
         Q: process-noise covariance added before each step (n, d, d); ``Q[0]`` unused.
         aux: pytree with leading axis n passed to ``h`` per step (default: the step index).
+        options: :class:`SmootherOptions` (variant, smoother, lag static; inflation traced).
         F: transition matrix (default identity: a random walk).
-        inflation: multiplicative inflation of forecast anomalies (>= 1; not applied at step 0).
-        variant: analysis, ``"stochastic"`` or ``"sqrt"``.
-        lag: smoother lag in steps (None: full EnKS over all earlier steps).
-        smoother: ``"enks"``, ``"rts"`` (ensemble RTS on the filter output) or ``"none"``.
+
+    With a fixed ``key`` the result is a differentiable function of ``y``, ``R``, ``Q``,
+    ``params`` and ``X0`` (common random numbers).
     """
+    if options.smoother not in ("enks", "rts", "none"):
+        raise ValueError(f"unknown smoother {options.smoother!r}; use 'enks', 'rts' or 'none'")
     n_steps, (n_mem, d) = y.shape[0], X0.shape
-    F = jnp.eye(d, dtype=X0.dtype) if F is None else F
     aux = jnp.arange(n_steps) if aux is None else aux
-    keys = jax.random.split(key, (n_steps, 2))
-    window = n_steps if lag is None else lag
-    steps = jnp.arange(n_steps)
+    shells = Shell(jax.random.split(key, (n_steps, 2)), y, mask, R, Q, aux)
     # Full-lag EnKS: instead of sweeping a buffer of all n steps at every step (most of it
-    # still zero), the filter keeps each step's factors and _full_lag_smooth applies the same
+    # still zero), the filter keeps each step's factors and full_lag_smooth applies the same
     # products afterwards to the steps stored so far only. A finite lag keeps the running buffer.
-    keep_buffer = smoother == "enks" and lag is not None
-    keep_factors = smoother == "enks" and lag is None
+    keep_factors = options.smoother == "enks" and options.lag is None
 
-    # Inside the scan ensembles are member-minor, (d, N) and (p, N), so that elementwise work
-    # runs along the N members (on the 2-core CPU benchmark it timed the same as member-major,
-    # within noise); inputs and outputs keep the (N, d) convention.
-    h_ens_T = jax.vmap(h, in_axes=(None, 1, None), out_axes=1)
+    def body(state, shell):
+        state, info = step(state, shell, h, params, options, F)
+        return state, (info.filtered, info.forecast, info.factors if keep_factors else ())
 
-    def step(carry, inp):
-        XaT_prev, buf, ll = carry
-        k, key_pair, y_k, mask_k, R_k, Q_k, aux_k = inp
-        # Q_0 is unused (step 0 takes X0): replace it so that a singular Q_0 (e.g. a zero
-        # first step length) cannot put NaN into gradients through the discarded branch.
-        Q_k = jnp.where(k == 0, jnp.eye(d, dtype=Q_k.dtype), Q_k)
-        XfT = _propagate_T(key_pair[0], XaT_prev, F, Q_k)
-        mean = jnp.mean(XfT, axis=1, keepdims=True)
-        XfT = jnp.where(k == 0, X0.T, mean + inflation * (XfT - mean))
-        HXT = h_ens_T(params, XfT, aux_k)
-        if variant == "stochastic":
-            LfT, RfT, ll_k = _analysis_T(key_pair[1], HXT, y_k, mask_k, R_k)
-        else:
-            Lf, Rf, ll_k = analysis_factors(key_pair[1], HXT.T, y_k, mask_k, R_k, variant)
-            LfT, RfT = Lf.T, Rf.T
-        XaT = XfT + _thin_mm(XfT @ RfT.T, LfT)
-        if keep_buffer:
-            # The buffer is (N, n d): one member per row, so the update of every stored
-            # step is two plain GEMMs, (k x N)(N x n d) and (N x k)(k x n d). Steps not
-            # reached yet are zero and stay zero (their anomalies are zero).
-            buf = lax.dynamic_update_slice(buf, XfT.T, (0, k * d))
-            upd = LfT.T @ (RfT @ buf)
-            live = jnp.repeat((steps <= k) & (k - steps <= window), d).astype(XfT.dtype)
-            buf = buf + upd * live
-        factors = (LfT, RfT) if keep_factors else ()
-        return (XaT, buf, ll + ll_k), (XaT, XfT, factors)
-
-    buf0 = jnp.zeros((n_mem, n_steps * d), X0.dtype) if keep_buffer else jnp.zeros((), X0.dtype)
-    inputs = (steps, keys, y, mask, R, Q, aux)
-    (_, buf, ll), (XaT, XfT, factors) = lax.scan(step, (X0.T, buf0, jnp.zeros((), X0.dtype)), inputs)
+    last, (XaT, XfT, factors) = lax.scan(body, init(X0, options, n_steps), shells)
     Xa, Xf = jnp.swapaxes(XaT, 1, 2), jnp.swapaxes(XfT, 1, 2)
-    if smoother == "enks" and keep_factors:
-        Xs = _full_lag_smooth(XfT, *factors)
-    elif smoother == "enks":
-        Xs = jnp.transpose(buf.reshape(n_mem, n_steps, d), (1, 0, 2))
-    elif smoother == "rts":
+    if keep_factors:
+        Xs = full_lag_smooth(XfT, *factors)
+    elif options.smoother == "enks":
+        Xs = jnp.transpose(last.buffer.reshape(n_mem, n_steps, d), (1, 0, 2))
+    elif options.smoother == "rts":
         Xs = ensemble_rts(Xa, Xf)
-    elif smoother == "none":
-        Xs = Xa
     else:
-        raise ValueError(f"unknown smoother {smoother!r}; use 'enks', 'rts' or 'none'")
-    return EnsembleResult(Xs, Xa, Xf, ll)
+        Xs = Xa
+    finite = jnp.isfinite(last.loglik) & jnp.all(jnp.isfinite(Xs)) & jnp.all(jnp.isfinite(Xa))
+    return EnsembleResult(Xs, Xa, Xf, last.loglik, make_status(finite, finite, n_steps))
 
 
-def _full_lag_smooth(
+def full_lag_smooth(
     XfT: Float[Array, "n d N"], LfT: Float[Array, "n k N"], RfT: Float[Array, "n k N"], n_blocks: int = 8
 ) -> Float[Array, "n N d"]:
-    """Full-lag EnKS from the filter's forecasts and analysis factors (member-minor), after
-    the filter; returns the smoothed ensembles (n, N, d).
+    """Full-lag EnKS from the filter's forecasts and analysis factors (member-minor, as the
+    :class:`StepInfo` of every step stacked), after the filter; returns the smoothed
+    ensembles (n, N, d).
 
     The full-lag smoother is ``X^s_j = T_{n-1} ... T_j Xf_j`` with ``T_m = I + Lf_m Rf_m^T``:
     a buffer of the stored steps to which each step's transform is applied after storing
@@ -344,7 +507,7 @@ def _full_lag_smooth(
     n, d, n_mem = XfT.shape
     size = -(-n // max(1, min(n_blocks, n)))
 
-    def step(buf, inp):
+    def one(buf, inp):
         j, XfT_j, LfT_j, RfT_j = inp
         buf = lax.dynamic_update_slice(buf, XfT_j, (j * d, 0))
         return buf + _thin_mm(buf @ RfT_j.T, LfT_j), None
@@ -354,7 +517,7 @@ def _full_lag_smooth(
         stop = min(start + size, n)
         buf = jnp.concatenate([buf, jnp.zeros(((stop - start) * d, n_mem), XfT.dtype)], axis=0)
         idx = jnp.arange(start, stop)
-        buf, _ = lax.scan(step, buf, (idx, XfT[start:stop], LfT[start:stop], RfT[start:stop]))
+        buf, _ = lax.scan(one, buf, (idx, XfT[start:stop], LfT[start:stop], RfT[start:stop]))
     return jnp.swapaxes(buf.reshape(n, d, n_mem), 1, 2)
 
 
@@ -368,8 +531,8 @@ def ensemble_rts(filtered: Float[Array, "n N d"], forecast: Float[Array, "n N d"
 
     def back(Xs1, inp):
         Xa, Xf1 = inp
-        Aa = Xa - jnp.mean(Xa, axis=0)
-        Af = Xf1 - jnp.mean(Xf1, axis=0)
+        Aa = Xa - jnp.mean(Xa, axis=0, keepdims=True)
+        Af = Xf1 - jnp.mean(Xf1, axis=0, keepdims=True)
         Lff = _chol(Af.T @ Af)
         Jt = cho_solve((Lff, True), Af.T @ Aa)  # J^T = C_ff^-1 C_fa
         Xs = Xa + (Xs1 - Xf1) @ Jt
@@ -389,64 +552,59 @@ def ensemble_loglik(
     R: Float[Array, "n p p"],
     Q: Float[Array, "n d d"],
     aux: Any = None,
-    **kwargs,
+    *,
+    options: SmootherOptions = SmootherOptions(),
+    F: Float[Array, "d d"] | None = None,
 ) -> Float[Array, ""]:
-    """Ensemble estimate of log p(y) from a filter pass (no smoothing work).
+    """Ensemble estimate of log p(y) from a filter pass (no smoothing work: ``options.smoother``
+    is replaced by ``"none"``).
 
-    With a fixed ``key`` it is a smooth function of ``R``, ``Q``, ``params`` and ``X0``,
-    so it can be maximised by gradient ascent (common random numbers).
+    With a fixed ``key`` it is a differentiable function of ``R``, ``Q``, ``params`` and
+    ``X0``, so it can be maximised by gradient ascent (common random numbers).
     """
-    return ensemble_smoother(key, h, params, X0, y, mask, R, Q, aux, smoother="none", **kwargs).loglik
+    none = options.replace(smoother="none", lag=None)
+    return ensemble_smoother(key, h, params, X0, y, mask, R, Q, aux, options=none, F=F).loglik
 
 
 # ----------------------------------------------------------------------------- optimisation
 
 
 def maximise(
-    objective: Callable[[Any], Float[Array, ""]],
-    theta0: Any,
-    *,
-    steps: int = 150,
-    learning_rate: float = 0.05,
+    objective: Callable[[Any], Float[Array, ""]], theta0: Any, options: MaximiseOptions = MaximiseOptions()
 ) -> tuple[Any, Float[Array, " steps"]]:
-    """Maximise a smooth scalar objective with Adam (``lax.scan`` over ``steps``).
+    """Maximise a smooth scalar objective with Adam (``lax.scan`` over ``options.steps``).
 
     Used for hyperparameters (log noise scales) against a log-likelihood. Returns the
-    parameters with the best objective value seen and the objective history.
+    parameters with the best objective value seen and the objective history. Non-finite
+    gradient components are zeroed (a step that leaves the likelihood's domain is undone
+    by the best-value bookkeeping).
     """
-    opt = optax.adam(learning_rate)
+    opt = optax.adam(options.learning_rate)
     value_grad = jax.value_and_grad(lambda t: -objective(t))
 
-    def step(carry, _):
+    def one(carry, _):
         theta, state, best, best_val = carry
         val, grad = value_grad(theta)
         better = jnp.isfinite(val) & (-val > best_val)
         best = jax.tree_util.tree_map(lambda b, t: jnp.where(better, t, b), best, theta)
         best_val = jnp.where(better, -val, best_val)
         grad = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
-        updates, state = opt.update(grad, state, theta)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+            updates, state = opt.update(grad, state, theta)
         return (optax.apply_updates(theta, updates), state, best, best_val), -val
 
-    init = (theta0, opt.init(theta0), theta0, jnp.asarray(-jnp.inf))
-    (_, _, best, _), history = lax.scan(step, init, None, length=steps)
+    start = (theta0, opt.init(theta0), theta0, jnp.asarray(-jnp.inf))
+    (_, _, best, _), history = lax.scan(one, start, None, length=options.steps)
     return best, history
 
 
-class LbfgsResult(NamedTuple):
-    """Result of :func:`lbfgs_minimise`: minimiser, value, gradient norm, iterations."""
-
-    x: Any
-    value: Float[Array, ""]
-    grad_norm: Float[Array, ""]
-    n_iter: Int[Array, ""]
-
-
 def lbfgs_minimise(
-    fun: Callable[[Any], Float[Array, ""]], x0: Any, *, max_iter: int = 500, tol: float = 1e-9
+    fun: Callable[[Any], Float[Array, ""]], x0: Any, options: LbfgsOptions = LbfgsOptions()
 ) -> LbfgsResult:
     """Minimise ``fun`` with optax L-BFGS (zoom line search) in a ``lax.while_loop``.
 
-    Stops when the gradient norm falls below ``tol`` or after ``max_iter`` iterations.
+    Stops when the gradient norm falls below ``options.tol`` or after ``options.max_iter``
+    iterations (``status.converged`` says which).
     """
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
@@ -454,17 +612,25 @@ def lbfgs_minimise(
     def cond(carry):
         _, state, n = carry
         grad = optax.tree.get(state, "grad")
-        return (n == 0) | ((n < max_iter) & (optax.tree.norm(grad) >= tol))
+        return (n == 0) | ((n < options.max_iter) & (optax.tree.norm(grad) >= options.tol))
 
     def body(carry):
         x, state, n = carry
         value, grad = value_and_grad(x, state=state)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+        # optax's L-BFGS adds an int32 memory index to an int64 arange when x64 is on, which
+        # strict dtype promotion (a user's setting, and our tests') rejects: standard
+        # promotion for optax's own arithmetic only (same numbers; our code stays strict).
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=fun)
         return optax.apply_updates(x, updates), state, n + 1
 
-    x, state, n = lax.while_loop(cond, body, (x0, opt.init(x0), jnp.asarray(0)))
-    grad = optax.tree.get(state, "grad")
-    return LbfgsResult(x, fun(x), optax.tree.norm(grad), n)
+    x, state, n = lax.while_loop(cond, body, (x0, opt.init(x0), jnp.zeros((), jnp.int32)))
+    grad_norm = optax.tree.norm(optax.tree.get(state, "grad"))
+    value = fun(x)
+    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+    for leaf in jax.tree_util.tree_leaves(x):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
+    return LbfgsResult(x, value, grad_norm, make_status(grad_norm < options.tol, finite, n))
 
 
 def map_objective(
@@ -484,11 +650,12 @@ def map_objective(
 
     ``1/2 sum_n |y_n - h(x_n)|^2_{R_n^-1} + 1/2 sum_{n>=1} |x_n - F x_{n-1}|^2_{Q_n^-1}
     + 1/2 |x_0 - m0|^2_{P0^-1}``, masked components excluded; norms via Cholesky solves.
+    Differentiable in ``X`` (and ``params``, ``R``, ``Q``) wherever ``h`` is.
     """
 
     def misfit(x, y_n, mask_n, R_n, aux_n):
-        y0, R0, _ = _masked_obs(y_n, mask_n, R_n)
-        r = (y0 - h(params, x, aux_n)) * mask_n
+        y0, R0, _ = neutralise_masked(y_n, mask_n, R_n)
+        r = (y0 - h(params, x, aux_n)) * mask_n.astype(y0.dtype)
         return 0.5 * jnp.sum(solve_triangular(jnp.linalg.cholesky(R0), r, lower=True) ** 2)
 
     obs = jnp.sum(jax.vmap(misfit)(X, y, mask, R, aux))
@@ -498,7 +665,7 @@ def map_objective(
     return obs + jnp.sum(dyn) + prior
 
 
-@functools.partial(jax.jit, static_argnames=("h", "max_iter"))
+@functools.partial(jax.jit, static_argnames=("h",))
 def map_path(
     h: ObsFn,
     params: Any,
@@ -511,15 +678,14 @@ def map_path(
     P0: Float[Array, "d d"],
     X_init: Float[Array, "n d"],
     *,
+    options: LbfgsOptions = LbfgsOptions(),
     F: Float[Array, "d d"] | None = None,
-    max_iter: int = 500,
-    tol: float = 1e-8,
 ) -> LbfgsResult:
-    """MAP path of the smoothing posterior (GMRF prior + misfit) by L-BFGS.
+    """MAP path of the smoothing posterior (GMRF prior + misfit, :func:`map_objective`) by L-BFGS.
 
     Optimised in coordinates scaled by the prior standard deviations (so P in kbar and T
     in °C are equally conditioned). On a linear ``h`` it equals the exact RTS mean.
-    ``tol`` applies to the gradient norm in those scaled coordinates.
+    ``options.tol`` applies to the gradient norm in those scaled coordinates.
     Returns an :class:`LbfgsResult` whose ``x`` is the path (n, d).
     """
     d = m0.shape[0]
@@ -528,13 +694,15 @@ def map_path(
     scale = jnp.sqrt(jnp.diagonal(P0))
 
     def fun(Z):
-        return map_objective(X_init + Z * scale, h, params, y, mask, R, Q, aux, m0, P0, F)
+        return map_objective(X_init + Z * scale[None, :], h, params, y, mask, R, Q, aux, m0, P0, F)
 
-    res = lbfgs_minimise(fun, jnp.zeros_like(X_init), max_iter=max_iter, tol=tol)
-    return res._replace(x=X_init + res.x * scale)
+    res = lbfgs_minimise(fun, jnp.zeros_like(X_init), options)
+    return res._replace(x=X_init + res.x * scale[None, :])
 
 
-def linear_obs(params: Any, x: Float[Array, " d"], aux: tuple[Float[Array, "p d"], Float[Array, " p"]]) -> Float[Array, " p"]:
+def linear_obs(
+    params: Any, x: Float[Array, " d"], aux: tuple[Float[ArrayLike, "p d"], Float[ArrayLike, " p"]]
+) -> Float[Array, " p"]:
     """Linear observation function ``H_n x + b_n`` with per-step ``aux = (H, b)`` (params unused)."""
     H, b = aux
     return H @ x + b
@@ -542,16 +710,26 @@ def linear_obs(params: Any, x: Float[Array, " d"], aux: tuple[Float[Array, "p d"
 
 __all__ = [
     "EnsembleResult",
+    "LbfgsOptions",
     "LbfgsResult",
+    "MaximiseOptions",
+    "Shell",
+    "SmootherOptions",
+    "SmootherState",
+    "StepInfo",
     "analysis_factors",
     "ensemble_loglik",
     "ensemble_rts",
     "ensemble_smoother",
-    "linear_obs",
+    "full_lag_smooth",
+    "init",
     "lbfgs_minimise",
+    "linear_obs",
     "map_objective",
     "map_path",
     "maximise",
+    "prior_ensemble",
     "propagate",
     "standard_normal",
+    "step",
 ]

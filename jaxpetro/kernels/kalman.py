@@ -16,21 +16,23 @@ log-likelihood from the Cholesky factor. Everything is a pure function of arrays
 ``jit``/``vmap``/``grad`` work (e.g. ``vmap`` over profiles, ``grad`` of the
 log-likelihood with respect to noise scales).
 
-This module imports nothing of jaxpetro.
+Kalman (1960); smoother: Rauch, Tung & Striebel (1965). Works in the floating dtype it is
+given (float64 recommended: the covariance updates of stiff noise ratios lose digits in float32).
+
+This module imports nothing of jaxpetro except the shared ``jaxpetro.kernels._*`` modules.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import cho_solve
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-_LOG_2PI = math.log(2.0 * math.pi)
+from jaxpetro.kernels._gaussian import masked_loglik, neutralise_masked
 
 
 class LinearGaussianModel(NamedTuple):
@@ -74,27 +76,21 @@ class KalmanResult(NamedTuple):
     loglik: Float[Array, ""]
 
 
-def neutralise_masked(
-    y: Float[Array, " p"], mask: Bool[Array, " p"], R: Float[Array, "p p"]
-) -> tuple[Float[Array, " p"], Float[Array, "p p"], Float[Array, ""]]:
-    """Observation vector and noise with masked components made inert.
+def _update(
+    m: Float[Array, " d"],
+    P: Float[Array, "d d"],
+    y: Float[Array, " p"],
+    mask: Bool[Array, " p"],
+    H: Float[Array, "p d"],
+    b: Float[Array, " p"],
+    R: Float[Array, "p p"],
+) -> tuple[Float[Array, " d"], Float[Array, "d d"], Float[Array, ""]]:
+    """One Kalman measurement update in Joseph form; returns (m_a, P_a, loglik term).
 
-    A masked component gets value 0, no correlation with the others and unit variance;
-    callers also zero its predicted value / observation-matrix row. Its innovation is then
-    exactly 0 with an independent unit variance, so the gain has a zero column for it and
-    the update equals the one without it. Returns ``(y', R', n_masked)``; the likelihood of
-    the inert components (``-n_masked/2 log 2 pi``) must be taken out by the caller.
-    """
-    m = mask.astype(R.dtype)
-    y0 = jnp.where(mask, y, 0.0)  # NaN in a masked slot must not leak into sums
-    R0 = R * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
-    return y0, R0, jnp.sum(1.0 - m)
-
-
-def _update(m, P, y, mask, H, b, R):
-    """One Kalman measurement update in Joseph form; returns (m_a, P_a, loglik term)."""
+    Masked components are made inert (:func:`~jaxpetro.kernels._gaussian.neutralise_masked`:
+    zero innovation, unit variance, zero row of H), which equals the update without them."""
     y0, R0, n_masked = neutralise_masked(y, mask, R)
-    H0 = H * mask[:, None]
+    H0 = H * mask.astype(H.dtype)[:, None]
     b0 = jnp.where(mask, b, 0.0)
     v = y0 - H0 @ m - b0
     HP = H0 @ P
@@ -106,9 +102,7 @@ def _update(m, P, y, mask, H, b, R):
     IKH = jnp.eye(m.shape[0], dtype=P.dtype) - K @ H0
     P_a = IKH @ P @ IKH.T + K @ R0 @ K.T  # Joseph form: symmetric PSD by construction
     P_a = 0.5 * (P_a + P_a.T)
-    maha = v @ cho_solve((L, True), v)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)))
-    ll = -0.5 * (maha + logdet + v.shape[0] * _LOG_2PI) + 0.5 * n_masked * _LOG_2PI
+    ll, _ = masked_loglik(v, L, n_masked)
     return m_a, P_a, ll
 
 
@@ -160,9 +154,7 @@ def rts_smoother(model: LinearGaussianModel, y: Float[Array, "n p"], mask: Bool[
     return filt._replace(mean_s=ms, cov_s=Ps)
 
 
-def random_walk_noise(
-    dr: Float[Array, " n"], q: Float[Array, " d"]
-) -> Float[Array, "n d d"]:
+def random_walk_noise(dr: Float[ArrayLike, " n"], q: Float[ArrayLike, " d"]) -> Float[Array, "n d d"]:
     """Process noise of a random walk along radius: ``Q_n = dr_n diag(q^2)``.
 
     Args:
@@ -170,6 +162,7 @@ def random_walk_noise(
         q: noise scale per unit step of each state component (d,), e.g. kbar/sqrt(µm);
             0 for a static parameter carried in the state.
     """
+    dr, q = jnp.asarray(dr), jnp.asarray(q)
     return dr[:, None, None] * jnp.diag(q * q)[None]
 
 
@@ -178,16 +171,17 @@ def loglik(model: LinearGaussianModel, y: Float[Array, "n p"], mask: Bool[Array,
     return kalman_filter(model, y, mask).loglik
 
 
+# jit-compiled entry points (shapes are static per call signature).
+kalman_filter_jit = jax.jit(kalman_filter)
+rts_smoother_jit = jax.jit(rts_smoother)
+
 __all__ = [
     "KalmanResult",
     "LinearGaussianModel",
     "kalman_filter",
+    "kalman_filter_jit",
     "loglik",
-    "neutralise_masked",
     "random_walk_noise",
     "rts_smoother",
+    "rts_smoother_jit",
 ]
-
-# jit-compiled entry points (shapes are static per call signature).
-kalman_filter_jit = jax.jit(kalman_filter)
-rts_smoother_jit = jax.jit(rts_smoother)

@@ -1,6 +1,7 @@
 """Forward models of garnet zoning: composition as a function of (P, T) along radius.
 
-State of a shell: ``x = (P [kbar], T [°C])``. Observation of a shell (SCIENCE.md §B):
+State of a shell: ``x = (P [kbar], T [°C])``. Observation of a shell (docs/science.md;
+the data-assimilation view of garnet zoning of Kuwatani et al. 2018):
 ``y = (X_alm, X_prp, X_grs, X_sps, P_incl, T_incl)`` -- the four end-member fractions
 of the garnet and, where an inclusion thermobarometer was measured, a direct
 observation of the state. The inclusion components are masked at shells without one.
@@ -9,7 +10,8 @@ Forward models ``h(params, x, aux) -> (6,)``, pure JAX, differentiable in x and 
 
 * :func:`h_linear` -- linearised ("Gibbs method") ``X = X0 + A (P - P0) + B (T - T0)``;
 * :func:`h_table` -- a table of garnet composition over a regular P-T grid (Perple_X,
-  Theriak-Domino, MAGEMin, BurnMan), interpolated by bicubic convolution (C1, so the
+  Theriak-Domino, MAGEMin, BurnMan; e.g. Holland & Powell 2011 data with the White et al.
+  2014 metapelite models), interpolated by bicubic convolution (C1, so the
   ensemble and the MAP see a differentiable h); missing nodes are filled for the
   interpolant only and the region they touch is reported by :func:`table_support`;
 
@@ -17,17 +19,17 @@ both optionally corrected for Mn depletion of the reactive bulk by Rayleigh
 fractionation, ``X_sps <- X_sps (1 - F)^(K - 1)`` with the grown volume fraction
 ``F = f_rim (r / r_rim)^3`` (the other end-members rescaled to keep the sum).
 
-Growth law (time axis): ``dr/dt = k0 exp(-Q / (R T[K]))`` (:func:`shell_durations`).
+Growth law (time axis): ``dr/dt = k0 exp(-Q / (R T[K]))`` (:func:`growth_rate`,
+:func:`shell_durations`; differentiable in T).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 ENDMEMBERS: tuple[str, ...] = ("X_alm", "X_prp", "X_grs", "X_sps")
 OBS_NAMES: tuple[str, ...] = (*ENDMEMBERS, "P_kbar", "T_C")
@@ -91,7 +93,7 @@ class TableParams(NamedTuple):
     frac: Fractionation = NO_FRACTIONATION
 
 
-def _rayleigh(X: Float[Array, " 4"], frac: Fractionation, radius: Float[Array, ""]) -> Float[Array, " 4"]:
+def _rayleigh(X: Float[Array, " 4"], frac: Fractionation, radius: Float[ArrayLike, ""]) -> Float[Array, " 4"]:
     """Mn depletion of the bulk by Rayleigh fractionation (identity for K = 1 or f_rim = 0)."""
     F = jnp.clip(frac.f_rim * (radius / frac.r_rim) ** 3, 0.0, 0.999)
     sps = X[SPS] * (1.0 - F) ** (frac.K - 1.0)
@@ -103,7 +105,7 @@ def _with_state(X: Float[Array, " 4"], x: Float[Array, " d"]) -> Float[Array, " 
     return jnp.concatenate([X, x[:2]])
 
 
-def h_linear(params: LinearParams, x: Float[Array, " d"], aux: Float[Array, ""]) -> Float[Array, " 6"]:
+def h_linear(params: LinearParams, x: Float[Array, " d"], aux: Float[ArrayLike, ""]) -> Float[Array, " 6"]:
     """Linearised forward model; ``aux`` is the shell radius (µm)."""
     X = params.X0 + params.A * (x[0] - params.P0) + params.B * (x[1] - params.T0)
     return _with_state(_rayleigh(X, params.frac, aux), x)
@@ -118,26 +120,28 @@ def _keys_weights(s: Float[Array, ""]) -> Float[Array, " 4"]:
     return jnp.where(t <= 1.0, near, far)
 
 
-def table_interp(params: TableParams, P: Float[Array, ""], T: Float[Array, ""]) -> Float[Array, " 4"]:
+def table_interp(params: TableParams, P: Float[ArrayLike, ""], T: Float[ArrayLike, ""]) -> Float[Array, " 4"]:
     """Bicubic (cubic-convolution) interpolation of the table at (P kbar, T °C).
 
     Outside the grid the point is clamped to its edge (constant continuation), so
     ensemble members that stray keep finite predictions; whether a path is inside is
-    checked separately (:func:`table_support`).
+    checked separately (:func:`table_support`). Differentiable (C1) in P, T and the
+    table values.
     """
     nP, nT, _ = params.values.shape
     u = jnp.clip((P - params.P_min) / params.dP, 0.0, nP - 1.0)
     v = jnp.clip((T - params.T_min) / params.dT, 0.0, nT - 1.0)
     i = jnp.clip(jnp.floor(u), 0, nP - 2).astype(jnp.int32)
     j = jnp.clip(jnp.floor(v), 0, nT - 2).astype(jnp.int32)
-    rows = jnp.clip(i + jnp.arange(-1, 3), 0, nP - 1)
-    cols = jnp.clip(j + jnp.arange(-1, 3), 0, nT - 1)
+    offsets = jnp.arange(-1, 3, dtype=jnp.int32)
+    rows = jnp.clip(i + offsets, 0, nP - 1)
+    cols = jnp.clip(j + offsets, 0, nT - 1)
     patch = params.values[rows[:, None], cols[None, :]]  # (4, 4, 4)
-    wu, wv = _keys_weights(u - i), _keys_weights(v - j)
+    wu, wv = _keys_weights(u - i.astype(u.dtype)), _keys_weights(v - j.astype(v.dtype))
     return jnp.einsum("a,b,abk->k", wu, wv, patch)
 
 
-def h_table(params: TableParams, x: Float[Array, " d"], aux: Float[Array, ""]) -> Float[Array, " 6"]:
+def h_table(params: TableParams, x: Float[Array, " d"], aux: Float[ArrayLike, ""]) -> Float[Array, " 6"]:
     """Table forward model; ``aux`` is the shell radius (µm)."""
     X = table_interp(params, x[0], x[1])
     return _with_state(_rayleigh(X, params.frac, aux), x)
@@ -185,33 +189,25 @@ def params_from_table(table) -> TableParams:
                        jnp.asarray(float(table.T_C[0])), jnp.asarray(float(table.dT)))
 
 
-def grown_fraction(radius_um: Float[Array, " n"], f_rim: float, r_rim: float) -> Float[Array, " n"]:
-    """Volume fraction F of the reactive bulk taken up when the garnet reached each radius."""
-    return jnp.clip(f_rim * (radius_um / r_rim) ** 3, 0.0, 1.0)
+def growth_rate(
+    T_C: Float[ArrayLike, "..."], k0_um_per_Myr: float | Float[Array, ""], Q_J_per_mol: float | Float[Array, ""]
+) -> Float[Array, "..."]:
+    """Radial growth rate ``G(T) = k0 exp(-Q / (R T[K]))`` in µm/Myr (differentiable in all arguments)."""
+    return k0_um_per_Myr * jnp.exp(-Q_J_per_mol / (R_GAS * (jnp.asarray(T_C) + KELVIN)))
 
 
-def growth_rate(T_C: Float[Array, "..."], k0_um_per_Myr: float, Q_J_per_mol: float) -> Float[Array, "..."]:
-    """Radial growth rate ``G(T) = k0 exp(-Q / (R T[K]))`` in µm/Myr."""
-    return k0_um_per_Myr * jnp.exp(-Q_J_per_mol / (R_GAS * (T_C + KELVIN)))
-
-
-def shell_durations(radius_um: Float[Array, " n"], T_C: Float[Array, "... n"], k0_um_per_Myr: float,
-                    Q_J_per_mol: float) -> Float[Array, "... n"]:
+def shell_durations(
+    radius_um: Float[ArrayLike, " n"],
+    T_C: Float[ArrayLike, "*members n"],
+    k0_um_per_Myr: float | Float[Array, ""],
+    Q_J_per_mol: float | Float[Array, ""],
+) -> Float[Array, "*members n"]:
     """Time to grow each shell (Myr): ``dt_n = dr_n / G(T_n)``, ``dr_0 = r_0`` (growth from
     the centre). ``T_C`` may carry leading (ensemble) axes; ``t = cumsum(dt)`` is the time
     since nucleation."""
-    dr = jnp.diff(radius_um, prepend=0.0)
-    return dr / growth_rate(T_C, k0_um_per_Myr, Q_J_per_mol)
-
-
-def table_isopleths(params: TableParams, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P grid, T grid, X (n, n, 4)) of the interpolated table, for isopleth plots."""
-    nP, nT, _ = params.values.shape
-    P = np.linspace(float(params.P_min), float(params.P_min + (nP - 1) * params.dP), n)
-    T = np.linspace(float(params.T_min), float(params.T_min + (nT - 1) * params.dT), n)
-    PP, TT = np.meshgrid(P, T, indexing="ij")
-    X = jax.vmap(jax.vmap(lambda p, t: table_interp(params, p, t)))(jnp.asarray(PP), jnp.asarray(TT))
-    return P, T, np.asarray(X)
+    G = growth_rate(T_C, k0_um_per_Myr, Q_J_per_mol)
+    dr = jnp.diff(jnp.asarray(radius_um), prepend=0.0)
+    return jnp.broadcast_to(dr, G.shape) / G
 
 
 __all__ = [
@@ -223,13 +219,11 @@ __all__ = [
     "OBS_NAMES",
     "TableParams",
     "fill_missing",
-    "grown_fraction",
     "growth_rate",
     "h_linear",
     "h_table",
     "params_from_table",
     "shell_durations",
     "table_interp",
-    "table_isopleths",
     "table_support",
 ]

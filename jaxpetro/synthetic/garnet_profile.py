@@ -1,4 +1,4 @@
-"""Synthetic garnet zoning profiles with a known P–T path (theme B of SCIENCE.md).
+"""Synthetic garnet zoning profiles with a known P–T path (the ``jaxpetro ptpath`` demo; docs/ptpath.md).
 
 A clockwise path -- burial with heating, then decompression while T still rises -- is
 mapped through the demo forward table (BurnMan / HP2011 metapelite garnet over 2-14
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpetro._precision import float64
 from jaxpetro.io.perplex import GarnetTable, read_table
 from jaxpetro.models.garnet import TableParams, params_from_table, table_interp
 
@@ -64,6 +65,7 @@ class SyntheticProfile:
     noise_sd: float
 
 
+@float64  # the same numbers whatever the caller's x64 setting
 def make_garnet_profile(
     table: GarnetTable | None = None,
     *,

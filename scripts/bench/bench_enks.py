@@ -48,11 +48,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_n_devices()}").strip()
 
 import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # a script of its own: float64 for the whole run, before any array
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
-import jaxpetro  # noqa: F401,E402  (float64)
 from jaxpetro.io.perplex import read_table  # noqa: E402
 from jaxpetro.io.results import write_text  # noqa: E402
 from jaxpetro.kernels import enks  # noqa: E402
@@ -60,6 +61,7 @@ from jaxpetro.models import garnet as gm  # noqa: E402
 from jaxpetro.synthetic.garnet_profile import clockwise_path, demo_table_path, table_params  # noqa: E402
 
 JITTER = 1e-12  # same relative jitter as the kernel's _chol
+OPTIONS = enks.SmootherOptions()  # stochastic analysis, full-lag EnKS, no inflation (the defaults)
 
 
 # ----------------------------------------------------------------------------- NumPy reference
@@ -165,7 +167,7 @@ def main():
 
     def one(key, yy, mm):
         return enks.ensemble_smoother(key, gm.h_table, params, jnp.asarray(X0), yy, mm, jnp.asarray(R),
-                                      jnp.asarray(Q), jnp.asarray(r)).smoothed
+                                      jnp.asarray(Q), jnp.asarray(r), options=OPTIONS).smoothed
 
     devices = jax.devices()
     n_dev = max(k for k in range(1, len(devices) + 1) if args.profiles % k == 0)
