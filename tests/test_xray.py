@@ -192,3 +192,40 @@ def test_quantify_is_differentiable_in_the_rates():
     p = rng.dirichlet(np.ones(k), 4)
     g = jax.grad(lambda r: xray.quantify(r, p, np.ones(j), cal).wt.sum())(rate)
     np.testing.assert_allclose(np.asarray(g), (p @ cal.alpha.T) * cal.beta[0], rtol=1e-5)
+
+
+def test_parameters_file_round_trip_builds_an_imported_calibration(tmp_path):
+    from jaxpetro.io.parameters import ParameterTable, read_parameters, write_parameters
+
+    rng = np.random.default_rng(4)
+    j, k, t = 2, 3, 2
+    cal = xray.Calibration(rng.uniform(0.01, 0.02, (j, k)), rng.uniform(0, 1e-3, (j, k)), rng.uniform(0.9, 1.1, (t, j)),
+                           rng.uniform(0, 0.01, (t, j)), rng.uniform(1, 5, (j, k)), rng.uniform(0, 0.1, (j, k)),
+                           np.full((j, k), 4, np.int32), np.full((t, j), 7, np.int32), np.zeros((j, k), np.int32))
+    write_parameters(tmp_path / "p.csv", cal._asdict(), ("Si", "Al"), ("SiO2", "Al2O3"), ("Qtz", "Pl", "Bt"))
+    table = read_parameters(tmp_path / "p.csv", ("Si", "Al"), ("Qtz", "Pl", "Bt"))
+    assert isinstance(table, ParameterTable)
+    back = xray.imported_calibration(*table)
+    for name in ("alpha", "alpha_se", "beta", "beta_se", "gamma", "gamma_se"):
+        np.testing.assert_allclose(getattr(back, name), getattr(cal, name), rtol=1e-15)
+    assert np.all(back.alpha_source == xray.ALPHA_IMPORTED) and back.n_beta.shape == (t, j)
+
+
+def test_calibrate_threshold_is_traced_and_tiles_are_static(section):
+    sec = section
+    sp = sec.spots
+    n = len(sp)
+    rate = sec.expected_rate()[sp.row, sp.col]
+    member = np.linspace(0.5, 1.0, n)
+
+    def cal(options):
+        return xray.calibrate(sp.wt, sp.peak, sp.background, sp.phase_index(sec.phases), np.ones(n, bool), rate,
+                              member, np.zeros(n, np.int32), 6, options)
+
+    a = cal(xray.QuantifyOptions(threshold=0.9))
+    size = xray.calibrate._cache_size()
+    b = cal(xray.QuantifyOptions(threshold=0.6))
+    assert xray.calibrate._cache_size() == size  # a float option: same program
+    assert int(np.asarray(b.n_beta).sum()) > int(np.asarray(a.n_beta).sum())
+    assert np.asarray(cal(xray.QuantifyOptions(beta_tiles=(1, 2))).beta).shape == (2, 9)
+    assert xray.calibrate._cache_size() == size + 1

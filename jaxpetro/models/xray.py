@@ -78,7 +78,7 @@ def exposure_s_uA(dwell_ms: Real[ArrayLike, "*c"], current_A: Real[ArrayLike, "*
 
     Counts divided by it are rates in cps/µA, the unit of spot intensities.
     """
-    return np.asarray(dwell_ms, np.float64) * 1e-3 * np.asarray(current_A, np.float64) * 1e6
+    return np.asarray(np.asarray(dwell_ms, np.float64) * 1e-3 * np.asarray(current_A, np.float64) * 1e6)
 
 
 def dead_time_factor(
