@@ -337,7 +337,7 @@ def test_init_and_step_are_the_fit_loop(family):
     opts = mx.MixtureOptions(family=family, max_iter=6, tol=0.0, chunk_size=256)
     ref = mx.fit(feat, p0, ex, options=opts)
     problem = mx.prepare(feat, ex, options=opts)
-    state = mx.init(problem, p0, opts)
+    state = mx.init(p0)
     step = jax.jit(mx.step)
     lls = []
     for _ in range(6):

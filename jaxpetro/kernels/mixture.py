@@ -149,8 +149,9 @@ class SuffStats(NamedTuple):
     count: Float[Array, ""]
 
 
-class _Blocks(NamedTuple):
-    """Pixel arrays padded and reshaped to (n_blocks, block, ...)."""
+class PixelBlocks(NamedTuple):
+    """Pixel arrays padded and reshaped to (n_blocks, block, ...); padded rows have zero
+    data, unit exposure, no anchor and are not valid."""
 
     x: Float[Array, "C B D"]
     e: Float[Array, "C B"]
@@ -168,7 +169,7 @@ class EMProblem(NamedTuple):
         const: pixel-only part of the log-likelihood per valid pixel (nats).
     """
 
-    blocks: _Blocks
+    blocks: PixelBlocks
     shift: Float[Array, " D"]
     rate_floor: Float[Array, " D"]
     const: Float[Array, ""]
@@ -482,7 +483,7 @@ def _zero_stats(fam: _Family, k: int, d: int) -> SuffStats:
     return SuffStats(jnp.zeros(k), jnp.zeros((k, d)), jnp.zeros(fam.s2_shape(k, d)), z, z, z)
 
 
-def _pass(fam: _Family, params, blocks: _Blocks, shift, dtype, hard=False, axis_name=None, keep_resp=False):
+def _pass(fam: _Family, params, blocks: PixelBlocks, shift, dtype, hard=False, axis_name=None, keep_resp=False):
     """One read of the data: summed sufficient statistics (psum'd over ``axis_name``).
 
     Returns ``(stats, resp)``; ``resp`` is the (n_blocks * block, K) float32
@@ -540,11 +541,11 @@ def _block_pixels(width: int, budget_bytes: int = 8 << 20) -> int:
     return int(min(16384, max(1024, 2 ** round(math.log2(max(pixels, 1))))))  # nearest power of 2
 
 
-def _scan_sum(fn, blocks: _Blocks, init, axis_name):
+def _scan_sum(fn, blocks: PixelBlocks, init, axis_name):
     """Sum ``fn(block)`` over the blocks (psum'd over ``axis_name``)."""
 
     def body(acc, block):
-        return jax.tree.map(jnp.add, acc, fn(_Blocks(*block))), None
+        return jax.tree.map(jnp.add, acc, fn(PixelBlocks(*block))), None
 
     total, _ = lax.scan(body, init, tuple(blocks))
     return total if axis_name is None else lax.psum(total, axis_name)
@@ -556,10 +557,10 @@ def _prepare(fam: _Family, x, exposure, anchors, mask, chunk_size, axis_name) ->
     e = jnp.ones(n, x.dtype) if exposure is None else exposure
     a = jnp.full(n, -1, jnp.int32) if anchors is None else anchors.astype(jnp.int32)
     v = jnp.ones(n, bool) if mask is None else mask.astype(bool)
-    blocks = _Blocks(*to_blocks((x, e, a, v), block, (0, 1, -1, False)))
+    blocks = PixelBlocks(*to_blocks((x, e, a, v), block, (0, 1, -1, False)))
     z = jnp.zeros((), jnp.float64)
 
-    def sums(b: _Blocks):
+    def sums(b: PixelBlocks):
         x64 = b.x.astype(jnp.float64)
         vx = jnp.where(b.valid[:, None], x64, 0.0)
         term = z if fam.pixel_term is None else fam.pixel_term(x64, b.e.astype(jnp.float64))
@@ -582,10 +583,10 @@ def _prepare(fam: _Family, x, exposure, anchors, mask, chunk_size, axis_name) ->
 
 
 def prepare(
-    x: Float[Array, "N D"],
-    exposure: Float[Array, " N"] | None = None,
-    anchors: Int[Array, " N"] | None = None,
-    mask: Bool[Array, " N"] | None = None,
+    x: Float[ArrayLike, "N D"],
+    exposure: Real[ArrayLike, " N"] | None = None,
+    anchors: Int[ArrayLike, " N"] | None = None,
+    mask: Bool[ArrayLike, " N"] | None = None,
     options: MixtureOptions = MixtureOptions(),
 ) -> EMProblem:
     """The data of a fit as :func:`step` reads it: pixel blocks and data-only constants.
@@ -601,9 +602,8 @@ def prepare(
 # --------------------------------------------------------------------------------------
 
 
-def init(problem: EMProblem, params: MixtureParams, options: MixtureOptions = MixtureOptions()) -> EMState:
-    """EM state before the first iteration (``options`` unused; kept for the common shape)."""
-    del problem, options
+def init(params: MixtureParams) -> EMState:
+    """EM state before the first iteration, at initial parameters ``params``."""
     nan = jnp.asarray(jnp.nan, jnp.float64)
     return EMState(params, jnp.asarray(0, jnp.int32), nan, nan)
 
@@ -625,11 +625,11 @@ def step(state: EMState, problem: EMProblem, options: MixtureOptions = MixtureOp
 
 @jax.jit
 def fit(
-    x: Float[Array, "N D"],
+    x: Float[ArrayLike, "N D"],
     params: MixtureParams,
-    exposure: Float[Array, " N"] | None = None,
-    anchors: Int[Array, " N"] | None = None,
-    mask: Bool[Array, " N"] | None = None,
+    exposure: Real[ArrayLike, " N"] | None = None,
+    anchors: Int[ArrayLike, " N"] | None = None,
+    mask: Bool[ArrayLike, " N"] | None = None,
     options: MixtureOptions = MixtureOptions(),
 ) -> MixtureResult:
     """Fit a mixture by EM from initial parameters.
@@ -665,7 +665,7 @@ def fit(
         return new, history.at[state.iteration].set(info.loglik)
 
     history0 = jnp.full(options.max_iter, jnp.nan)
-    state, history = lax.while_loop(cond, body, (init(problem, params, options), history0))
+    state, history = lax.while_loop(cond, body, (init(params), history0))
     final, memberships = _pass(fam, state.params, problem.blocks, problem.shift, jnp.dtype(options.compute_dtype),
                                axis_name=options.axis_name, keep_resp=True)
     loglik = final.loglik / jnp.maximum(final.count, 1.0) + problem.const
@@ -688,11 +688,11 @@ def fit(
 
 @jax.jit
 def init_from_centres(
-    x: Float[Array, "N D"],
-    centres: Float[Array, "K D"],
-    exposure: Float[Array, " N"] | None = None,
-    anchors: Int[Array, " N"] | None = None,
-    mask: Bool[Array, " N"] | None = None,
+    x: Float[ArrayLike, "N D"],
+    centres: Real[ArrayLike, "K D"],
+    exposure: Real[ArrayLike, " N"] | None = None,
+    anchors: Int[ArrayLike, " N"] | None = None,
+    mask: Bool[ArrayLike, " N"] | None = None,
     options: MixtureOptions = MixtureOptions(),
 ) -> MixtureParams:
     """Initial parameters from component centres (e.g. per-phase medians at spots).
@@ -790,6 +790,7 @@ __all__ = [
     "MixtureOptions",
     "MixtureParams",
     "MixtureResult",
+    "PixelBlocks",
     "SuffStats",
     "auto_chunk_size",
     "bic",
