@@ -1,8 +1,9 @@
 """Tests of the proximal group lasso kernel (jaxpetro.kernels.group_lasso).
 
 References: scikit-learn's MultiTaskLasso on the equivalent design (q = 1, per-element
-weights), the KKT conditions and the duality gap (general weights, sparse-group), and
-exact invariances of the problem.
+weights), the KKT conditions and the duality gap (general weights, sparse-group), exact
+invariances of the problem, central finite differences of the solution (implicit
+differentiation), and the compile cache (traced options do not recompile).
 """
 
 import jax
@@ -12,8 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.kernels import group_lasso as gl
+from jaxpetro.kernels._status import StatusCode
+
+
+def opts(alpha=0.0, **kw):
+    """Options with l1 share ``alpha`` (0: the plain group lasso)."""
+    return gl.LassoOptions(sparse_group=alpha > 0, l1_ratio=alpha if alpha > 0 else 0.5, **kw)
 
 
 def problem(seed=0, g=20, s=5, n_mobile=12, noise=0.1, uniform_rows=True):
@@ -56,9 +62,9 @@ def test_matches_multitask_lasso(method, frac):
     y, w = problem(1)
     c = np.random.default_rng(2).uniform(0.5, 2.0, y.shape[0])
     lam = frac * float(gl.lambda_max(y, w, c))
-    sol = gl.solve(y, w, lam, c, method=method, tol=1e-12)
+    sol = gl.solve(y, w, lam, opts(solver=method, tol=1e-12), c)
     ref = sklearn_reference(y, w[:, 0], c, lam)
-    assert bool(sol.converged)
+    assert bool(sol.status.converged) and int(sol.status.code) == StatusCode.SUCCESS
     # 1e-8 relative on the coefficients, and the same support.
     assert np.abs(np.asarray(sol.coef) - ref).max() <= 1e-8 * np.abs(ref).max()
     np.testing.assert_array_equal(np.linalg.norm(sol.coef, axis=1) > 0, np.linalg.norm(ref, axis=1) > 0)
@@ -74,13 +80,13 @@ def test_kkt_and_gap_general_weights(alpha, method):
     y, w = problem(3, uniform_rows=False)
     w[2, 1] = 0.0  # a missing observation
     lam = 0.3 * float(gl.lambda_max(y, w, jnp.ones(20), alpha))
-    sol = gl.solve(y, w, lam, alpha=alpha, method=method, tol=1e-11, max_iter=50000)
-    assert bool(sol.converged) and float(sol.kkt) <= 1e-11
+    sol = gl.solve(y, w, lam, opts(alpha, solver=method, tol=1e-11, max_iter=50000))
+    assert bool(sol.status.converged) and float(sol.kkt) <= 1e-11
     null = float(gl.objective(y, w, gl.profiled_intercept(y, w, jnp.zeros_like(y)), jnp.zeros_like(y), lam,
                               jnp.ones(20), alpha))
     assert -1e-12 * null <= float(sol.gap) <= 1e-8 * null
-    other = gl.solve(y, w, lam, alpha=alpha, method="fista" if method == "bcd" else "bcd", tol=1e-11,
-                     max_iter=50000)
+    other = gl.solve(y, w, lam, opts(alpha, solver="fista" if method == "bcd" else "bcd", tol=1e-11,
+                                     max_iter=50000))
     np.testing.assert_allclose(sol.coef, other.coef, atol=1e-8)
     # The solution beats random perturbations of itself (it is a minimum of a convex objective).
     rng = np.random.default_rng(0)
@@ -110,8 +116,8 @@ def test_kkt_residual_detects_a_wrong_point():
 def test_lambda_max_is_sharp(alpha):
     y, w = problem(5, uniform_rows=False)
     lmax = float(gl.lambda_max(y, w, jnp.ones(20), alpha))
-    above = gl.solve(y, w, 1.0001 * lmax, alpha=alpha)
-    below = gl.solve(y, w, 0.98 * lmax, alpha=alpha)
+    above = gl.solve(y, w, 1.0001 * lmax, opts(alpha))
+    below = gl.solve(y, w, 0.98 * lmax, opts(alpha))
     assert np.all(np.asarray(above.coef) == 0)
     assert np.count_nonzero(np.linalg.norm(below.coef, axis=1)) >= 1
 
@@ -138,9 +144,10 @@ def test_invariances(seed, shift, scale):
     """Adding a constant per sample moves only the intercepts; W * k with λ * k changes nothing."""
     y, w = problem(seed % 97, g=8, s=3, n_mobile=4)
     lam = 0.3 * float(gl.lambda_max(y, w, jnp.ones(8)))
-    base = gl.solve(y, w, lam, tol=1e-12)
-    shifted = gl.solve(y + shift * np.arange(1, 4), w, lam, tol=1e-12)
-    scaled = gl.solve(y, w * scale, lam * scale, tol=1e-12)
+    o = opts(tol=1e-12)
+    base = gl.solve(y, w, lam, o)
+    shifted = gl.solve(y + shift * np.arange(1, 4)[None, :], w, lam, o)
+    scaled = gl.solve(y, w * scale, lam * scale, o)
     np.testing.assert_allclose(shifted.coef, base.coef, atol=1e-9)
     np.testing.assert_allclose(shifted.intercept, base.intercept + shift * np.arange(1, 4), atol=1e-9)
     np.testing.assert_allclose(scaled.coef, base.coef, atol=1e-9)
@@ -149,16 +156,17 @@ def test_invariances(seed, shift, scale):
 def test_path_warm_start_equals_cold_solves_and_vmap():
     y, w = problem(6)
     lams = gl.lambda_grid(gl.lambda_max(y, w, jnp.ones(20)), 8, 0.05)
-    p = gl.path(y, w, lams, tol=1e-12)
-    cold = jax.vmap(lambda lam: gl.solve(y, w, lam, tol=1e-12))(lams)  # vmap over λ
+    o = opts(tol=1e-12)
+    p = gl.path(y, w, lams, o)
+    cold = jax.vmap(lambda lam: gl.solve(y, w, lam, o))(lams)  # vmap over λ
     np.testing.assert_allclose(p.coef, cold.coef, atol=1e-9)
     active = np.count_nonzero(np.linalg.norm(p.coef, axis=2), axis=1)
     assert active[0] == 0 and active[-1] > active[1]
     # vmap over replicates of the data equals solving them one by one.
     ys = jnp.stack([y, y[::-1], y * 1.1])
-    batch = jax.vmap(lambda yy: gl.solve(yy, w, lams[3], tol=1e-12))(ys)
+    batch = jax.vmap(lambda yy: gl.solve(yy, w, lams[3], o))(ys)
     for k in range(3):
-        one = gl.solve(ys[k], w, lams[3], tol=1e-12)
+        one = gl.solve(ys[k], w, lams[3], o)
         np.testing.assert_allclose(batch.coef[k], one.coef, atol=1e-10)
 
 
@@ -173,23 +181,112 @@ def test_reweighting_decreases_the_q_objective(q):
         r = y - a[None, :] - b
         return 0.5 * np.sum(w * r * r) + lam * np.sum(np.linalg.norm(b, axis=1) ** q)
 
-    first = gl.solve(y, w, lam, tol=1e-12)
-    rew = gl.solve_q(y, w, lam, q, eps=1e-3, n_reweight=8, tol=1e-12)
+    first = gl.solve(y, w, lam, opts(tol=1e-12))
+    rew = gl.solve_q(y, w, lam, opts(q=q, reweight_eps=1e-3, n_reweight=8, tol=1e-12, multistart=False))
     assert q_objective(rew) < q_objective(first)
     assert np.count_nonzero(np.linalg.norm(rew.coef, axis=1)) <= np.count_nonzero(np.linalg.norm(first.coef, axis=1))
-    same = gl.solve_q(y, w, lam, 1.0, tol=1e-12)
+    same = gl.solve_q(y, w, lam, opts(q=1.0, tol=1e-12))
     np.testing.assert_allclose(same.coef, first.coef, atol=1e-12)
 
 
 def test_gap_criterion_stops_on_the_relative_gap():
     y, w = problem(9, uniform_rows=False)
     lam = 0.3 * float(gl.lambda_max(y, w, jnp.ones(20)))
-    sol = gl.solve(y, w, lam, criterion="gap", tol=1e-11)
+    sol = gl.solve(y, w, lam, opts(stopping="gap", tol=1e-11))
     null = float(gl.objective(y, w, gl.profiled_intercept(y, w, jnp.zeros_like(y)), jnp.zeros_like(y), lam,
                               jnp.ones(20), 0.0))
-    assert bool(sol.converged) and float(sol.gap) <= 1e-11 * null
-    ref = gl.solve(y, w, lam, tol=1e-12)
+    assert bool(sol.status.converged) and float(sol.gap) <= 1e-11 * null
+    ref = gl.solve(y, w, lam, opts(tol=1e-12))
     np.testing.assert_allclose(sol.coef, ref.coef, atol=1e-5)
     # A too-small iteration budget is reported, not hidden.
-    short = gl.solve(y, w, lam, criterion="gap", tol=1e-14, max_iter=10)
-    assert not bool(short.converged) and int(short.n_iter) == 10
+    short = gl.solve(y, w, lam, opts(stopping="gap", tol=1e-14, max_iter=10))
+    assert not bool(short.status.converged) and int(short.status.iterations) == 10
+    assert int(short.status.code) == StatusCode.MAX_ITERATIONS
+
+
+@pytest.mark.parametrize("solver", ["bcd", "fista"])
+def test_init_and_step_are_the_loop_of_solve(solver):
+    """solve = init, then step until the measure is below tol (tested every check_every steps)."""
+    y, w = problem(10, uniform_rows=False)
+    lam = 0.3 * float(gl.lambda_max(y, w, jnp.ones(20)))
+    o = opts(solver=solver, tol=1e-10)
+    sol = gl.solve(y, w, lam, o)
+    state = gl.init(y, w, lam, o)
+    step = jax.jit(gl.step)
+    while True:
+        for _ in range(o.check_every):
+            state, info = step(state, y, w, lam, o)
+        if float(info.measure) <= o.tol or int(state.iterations) >= o.max_iter:
+            break
+    assert int(state.iterations) == int(sol.status.iterations)
+    np.testing.assert_allclose(state.coef, sol.coef, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(state.intercept, sol.intercept, rtol=0, atol=1e-14)
+
+
+def test_float_options_and_lambda_do_not_recompile():
+    """q, tol, reweight_eps and λ are traced: new values reuse the compiled program; a static option recompiles."""
+    y, w = problem(11, g=8, s=3, n_mobile=4)
+    lmax = float(gl.lambda_max(y, w, jnp.ones(8)))
+    o = opts(multistart=False, n_reweight=2)
+    gl.solve_q(y, w, 0.3 * lmax, o)
+    size = gl.solve_q._cache_size()
+    gl.solve_q(y, w, 0.2 * lmax, o.replace(q=0.5))
+    gl.solve_q(y, w, 0.25 * lmax, o.replace(q=0.7, tol=1e-9, reweight_eps=0.05))
+    assert gl.solve_q._cache_size() == size
+    gl.solve_q(y, w, 0.2 * lmax, o.replace(solver="fista"))
+    assert gl.solve_q._cache_size() == size + 1
+
+
+def _stacked(sol):
+    return jnp.concatenate([sol.coef.ravel(), sol.intercept])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_gradient_of_the_solution_matches_finite_differences(alpha):
+    """Implicit differentiation of (B, a) w.r.t. y, w and λ against central differences (stable active set)."""
+    y, w = problem(12, g=10, s=4, n_mobile=5, uniform_rows=False)
+    y, w = jnp.asarray(y), jnp.asarray(w)
+    o = opts(alpha, tol=1e-14, max_iter=200000)
+    lam = 0.3 * float(gl.lambda_max(y, w, jnp.ones(10), o.alpha))
+
+    def f(y_, w_, lam_):
+        return _stacked(gl.solve(y_, w_, lam_, o))
+
+    sol = gl.solve(y, w, lam, o)
+    active = np.linalg.norm(sol.coef, axis=1) > 0
+    assert 0 < active.sum() < 10
+    jy, jw, jl = jax.jacrev(f, argnums=(0, 1, 2))(y, w, lam)
+    for i, j in ((int(np.flatnonzero(active)[0]), 1), (int(np.flatnonzero(~active)[0]), 2)):
+        h = 1e-6
+        e = jnp.zeros_like(y).at[i, j].set(h)
+        fd = (f(y + e, w, lam) - f(y - e, w, lam)) / (2 * h)
+        np.testing.assert_allclose(jy[:, i, j], fd, rtol=0, atol=1e-8 * max(1.0, float(jnp.abs(fd).max())))
+        hw = 1e-5 * float(w[i, j])
+        e = jnp.zeros_like(w).at[i, j].set(hw)
+        fd = (f(y, w + e, lam) - f(y, w - e, lam)) / (2 * hw)
+        np.testing.assert_allclose(jw[:, i, j], fd, rtol=1e-5, atol=1e-10)
+    hl = 1e-6 * lam
+    fd = (f(y, w, lam + hl) - f(y, w, lam - hl)) / (2 * hl)
+    np.testing.assert_allclose(jl, fd, rtol=1e-5, atol=1e-10)
+    # Forward mode gives the same derivative; zero entries of B have zero derivative.
+    np.testing.assert_allclose(jax.jvp(lambda l: f(y, w, l), (lam,), (1.0,))[1], jl, rtol=1e-10, atol=1e-14)
+    assert np.all(np.asarray(jl[: 40]).reshape(10, 4)[np.asarray(sol.coef) == 0] == 0)
+
+
+def test_gradient_through_the_path():
+    """jax.grad of a scalar of the whole warm-started path (q = 1) against a central difference."""
+    y, w = problem(13, g=10, s=4, n_mobile=5)
+    y, w = jnp.asarray(y), jnp.asarray(w)
+    # Below λ_max: at λ_max itself the first group sits on the edge of its activation (one-sided derivative).
+    lams = gl.lambda_grid(0.9 * gl.lambda_max(y, w, jnp.ones(10)), 4, 0.2)
+    o = opts(tol=1e-14, max_iter=200000)
+    direction = jnp.asarray(np.random.default_rng(0).normal(size=y.shape))
+
+    def f(y_):
+        p = gl.path(y_, w, lams, o)
+        return jnp.sum(p.coef**2) + jnp.sum(p.intercept)
+
+    g = jax.grad(f)(y)
+    h = 1e-6
+    fd = (f(y + h * direction) - f(y - h * direction)) / (2 * h)
+    np.testing.assert_allclose(jnp.sum(g * direction), fd, rtol=1e-6)
