@@ -10,7 +10,7 @@ import pytest
 from jaxpetro.cli import main
 from jaxpetro.io.results import read_hdf5
 from jaxpetro.models import xray
-from jaxpetro.models.clustering import cluster_map
+from jaxpetro.models.clustering import ClusteringOptions, cluster_map
 from jaxpetro.kernels.unmixing import UnmixOptions, unmix
 from jaxpetro.synthetic import make_thin_section
 from jaxpetro.synthetic.jeol import write_jeol
@@ -222,7 +222,8 @@ def test_mixing_fractions_quantify_boundary_pixels_better_without_noise(section)
     x = counts.reshape(-1, 9)
     exposure = np.float64(sec.exposure.mean())
     res = cluster_map(np.concatenate([counts, sec.counts[..., 9:]], -1), None, phases=sec.phases,
-                      anchors=sec.anchor_labels(), electron_channels=[9], use_electron=False)
+                      anchors=sec.anchor_labels(), electron_channels=[9],
+                      options=ClusteringOptions(use_bse=False))
     p = res.memberships.reshape(-1, 6)
     lam = (p.T.astype(np.float64) @ x) / p.sum(0)[:, None]
     f = np.asarray(unmix(x, lam, options=UnmixOptions(n_active=3, max_iter=200)).fractions)

@@ -227,7 +227,7 @@ def _summary(results: qmap.QmapResults, s: Score) -> dict:
     clustering, agreement = results.phases.result, results.phases.agreement
     return {
         "accuracy": s.accuracy, "accuracy_pure": s.accuracy_pure, "adjusted_rand_index": s.adjusted_rand_index,
-        "n_iter": clustering.n_iter, "converged": clustering.converged,
+        "n_iter": int(clustering.status.iterations), "converged": bool(clustering.status.converged),
         "modal": s.modal, "modal_truth": s.modal_truth, "oxides": s.oxides,
         "rmse": {k: {w: dict(zip(s.oxides, v.tolist())) for w, v in r.items()} for k, r in s.rmse.items()},
         "spot_agreement": None if agreement is None else agreement[0] / max(agreement[1], 1),

@@ -44,7 +44,7 @@ from jaxpetro.io.results import atomic_write, prepare_out_dir, run_attrs, write_
 from jaxpetro.kernels.unmixing import UnmixOptions
 from jaxpetro.models import spots as spot_model
 from jaxpetro.models import summaries
-from jaxpetro.models.clustering import ClusterResult, cluster_map
+from jaxpetro.models.clustering import ClusteringOptions, ClusterResult, cluster_map
 from jaxpetro.models.mixing import Mixing, fit_mixing
 from jaxpetro.models.oxides import GARNET_OXIDES, garnet_end_members, garnet_end_members_with_sd
 from jaxpetro.models.xray import (
@@ -186,9 +186,9 @@ def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
     with stages.stage("writing"):
         summary = write_outputs(config, out, results)
     stages.close()
-    clustering = results.phases.result
-    if not clustering.converged:
-        _warn(f"EM stopped after {clustering.n_iter} iterations without reaching clustering.tol="
+    status = results.phases.result.status
+    if not bool(status.converged):
+        _warn(f"EM stopped after {int(status.iterations)} iterations without reaching clustering.tol="
               f"{config.clustering.tol:g}; raise clustering.max_iter.")
     if not results.calibration.quantified and results.input.spots is not None:
         _warn("the spot table has no wt% columns for mapped elements: phases only, no wt% maps.")
@@ -312,9 +312,8 @@ def cluster(corrected: Corrected, anchoring: Anchoring, spots: SpotSet | None, c
     cl = config.clustering
     result = cluster_map(
         corrected.counts, None, phases=anchoring.anchored_names, anchors=anchoring.anchors,
-        model=cl.model, covariance=cl.covariance, transform=cl.transform, init=cl.init,
-        extra_components=anchoring.extra, electron_channels=corrected.electron, use_electron=cl.use_bse,
-        seed=config.seed, max_iter=cl.max_iter, tol=cl.tol, reg_covar=cl.reg_covar, chunk_size=cl.chunk_size,
+        electron_channels=corrected.electron, seed=config.seed,
+        options=ClusteringOptions.from_config(cl, extra_components=anchoring.extra),
     )
     names = tuple(result.names)
     labels = anchoring.labels
@@ -527,14 +526,15 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
     write_hdf5(out / "qmap.h5", datasets, run_attrs(config_to_yaml(config), config.seed))
     if config.output.plots:
         dpi = config.output.dpi
-        phase_map_figure(out / "phases.png", phase_map, names, modal=modal, step_um=step,
+        phase_map_figure(out / "phases.png", phase_map, names, modal=modal.tolist(), step_um=step,
                          title=f"most likely phase ({result.family} EM)", dpi=dpi)
         if quant is not None:
             for j, o in enumerate(oxides):
                 scalar_map_figure(out / f"{o}.png", quant.wt[..., j], title=f"{o} (wt%)", step_um=step, dpi=dpi)
             scalar_map_figure(out / "total.png", quant.wt.sum(-1), title="analytical total (wt%)", step_um=step,
                               dpi=dpi, cmap="magma")
-    summary.update(n_iter=result.n_iter, converged=result.converged, phases=names, checks=checks)
+    summary.update(n_iter=int(result.status.iterations), converged=bool(result.status.converged), phases=names,
+                   checks=checks)
     return summary
 
 
