@@ -7,7 +7,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import jaxpetro  # noqa: F401  (enables float64)
 from jaxpetro.models import massbalance as mb
 from jaxpetro.synthetic.wholerock import make_wholerock
 
@@ -17,9 +16,7 @@ def log_data(d, rel=None):
     rel = d.noise if rel is None else rel
     ref_idx = [d.samples.index(r) for r in d.reference]
     alt_idx = [d.samples.index(a) for a in d.altered]
-    sd = np.full(d.values.shape, rel)
-    mean, sd_ref = mb.reference_composition(d.values[ref_idx], sd[ref_idx])
-    return mb.LogData(jnp.log(d.values[alt_idx]), jnp.log(mean), jnp.asarray(sd[alt_idx]), jnp.asarray(sd_ref)), mean
+    return mb.log_data(d.values, np.full(d.values.shape, rel), ref_idx, alt_idx)
 
 
 def test_gresens_quantities_by_hand():
@@ -44,7 +41,7 @@ def test_noise_free_recovery_is_exact():
     d = make_wholerock(3, noise=1e-7)
     data, _ = log_data(d, rel=0.01)
     y, w = mb.log_ratios(data)
-    sel = mb.select(y, w, tol=1e-12)
+    sel = mb.select(y, w, mb.SparseOptions(tol=1e-12))
     np.testing.assert_array_equal(np.asarray(sel.immobile[:, 0]), d.immobile)
     np.testing.assert_allclose(mb.mass_ratio(sel.intercept), d.mass_ratio, rtol=1e-5)
     rel = mb.relative_change(y, sel.intercept)
@@ -56,7 +53,7 @@ def test_recovery_with_noise_and_sparse_group():
     d = make_wholerock(11, partial=0.3, mobility_range=(0.4, 1.0), noise=0.02)
     data, _ = log_data(d)
     y, w = mb.log_ratios(data)
-    sel = mb.select(y, w, alpha=0.5)
+    sel = mb.select(y, w, mb.SparseOptions(sparse_group=True, l1_ratio=0.5))
     truth = d.mobility == 0
     est = np.asarray(sel.immobile)
     # Entry-wise selection: most immobile entries of mobile elements are found.
@@ -127,8 +124,8 @@ def test_jacobian_matches_finite_differences():
     dn[j, i] -= h
     np.testing.assert_allclose(d_alt[:, j, i], (mr(up, mean) - mr(dn, mean)) / (2 * h), rtol=1e-6, atol=1e-12)
     hr = 1e-6 * mean[i]
-    np.testing.assert_allclose(d_ref[:, i], (mr(alt, mean + hr * (np.arange(20) == i)) -
-                                             mr(alt, mean - hr * (np.arange(20) == i))) / (2 * hr), rtol=1e-6)
+    e = hr * (np.arange(20) == i)
+    np.testing.assert_allclose(d_ref[:, i], (mr(alt, mean + e) - mr(alt, mean - e)) / (2 * hr), rtol=1e-6)
     # Mobile elements do not move the mass ratios.
     assert np.all(np.asarray(d_alt)[:, :, ~d.immobile] == 0)
 
@@ -201,3 +198,22 @@ def test_refine_descends_the_criterion_to_the_true_set():
     np.testing.assert_array_equal(np.asarray(mb.refine(y, w, jnp.asarray(out), "bic", 3)), out)
     multi = mb.refine_multistart(y, w, jnp.asarray(start), "bic", 3)
     assert float(mb.set_criterion(y, w, multi, "bic")) <= float(mb.set_criterion(y, w, jnp.asarray(out), "bic")) + 1e-9
+
+
+def test_options_from_config_and_retrace():
+    """SparseOptions is the sparse config section, key for key; traced options and λ do not recompile select."""
+    from jaxpetro.config.isocon import SparseConfig
+
+    cfg = SparseConfig(q=0.5, criterion="aic", solver="fista", reweight_eps=0.02, refine_steps=7, sparse_group=True)
+    o = mb.SparseOptions.from_config(cfg)
+    assert (o.q, o.criterion, o.solver, o.reweight_eps, o.refine_steps, o.alpha) == (0.5, "aic", "fista", 0.02, 7, 0.5)
+    default = mb.SparseOptions.from_config(SparseConfig())
+    assert default == mb.SparseOptions()  # one set of defaults
+    d = make_wholerock(2)
+    data, _ = log_data(d)
+    y, w = mb.log_ratios(data)
+    small = mb.SparseOptions(n_lambda=5, multistart=False, n_reweight=2)
+    mb.select(y, w, small)
+    size = mb.select._cache_size()
+    mb.select(y, w, small.replace(q=0.6, tol=1e-9, lambda_min_ratio=0.05))
+    assert mb.select._cache_size() == size

@@ -26,6 +26,7 @@ class SparseConfig:
     l1_ratio: float = option(0.5, "share of the ℓ1 penalty in the sparse-group variant", gt=0, lt=1)
     refine: bool = option(True, "after the path, move elements across the isocon while that lowers the "
                                 "criterion (bic/aic, group lasso only; not with criterion: fixed): fewer wrong immobile sets")
+    refine_steps: int = option(50, "iterations of that refinement (it stops earlier at a fixed point)", ge=1)
     min_immobile: int = option(3, "fewest immobile elements per sample for a model to be accepted", ge=1)
     fit_p_min: float = option(1e-3, "reject a selection whose immobile elements scatter about the isocon more "
                                     "than the analytical errors allow (chi-square p-value below this; 0 = off)",

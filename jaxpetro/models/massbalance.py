@@ -1,4 +1,8 @@
-"""Mass balance of alteration: Gresens/Grant isocon and the sparse isocon (SCIENCE.md section C).
+"""Mass balance of alteration: the Gresens/Grant isocon and the sparse isocon.
+
+References: Grant 1986 (Econ. Geol. 81:1976), Grant 2005 (Geol. Soc. Spec. Publ.), and for
+the sparse isocon Kuwatani et al. 2020 (Chem. Geol. 532:119345); the equations are in
+docs/science.md.
 
 Notation: G elements (rows), S altered samples (columns), the protolith O (one composition,
 the mean of the reference samples). In log-ratio form ``y_ij = log(C_ij^A / C_i^O) = a_j + b_ij + e_ij``
@@ -14,9 +18,11 @@ Classical isocon (Grant): ``a_j`` is the weighted mean of ``y_ij`` over user-nam
 elements (the least-squares isocon through the origin in log space, unit-free, so wt% and
 ppm need no scaling). Sparse isocon: the group lasso of :mod:`jaxpetro.kernels.group_lasso`
 along a λ path, λ chosen by an information criterion, the selected set optionally refined
-by a local descent of the same criterion (:func:`refine`), then ``a_j`` refitted on it. Uncertainty: Monte-Carlo over analytical errors (vmapped replicates, each
-re-solved at the chosen λ and refitted). Everything here is JAX except :func:`impute`
-(table preprocessing, numpy).
+by a local descent of the same criterion (:func:`refine`), then ``a_j`` refitted on it;
+its settings are one :class:`SparseOptions` (the ``sparse`` config section). Uncertainty:
+Monte-Carlo over analytical errors (vmapped replicates, each re-solved at the chosen λ
+and refitted). Everything here is JAX except :func:`impute`, :func:`reference_composition`,
+:func:`log_data` (table preprocessing, numpy) and :func:`interval`.
 """
 
 from __future__ import annotations
@@ -24,15 +30,70 @@ from __future__ import annotations
 import functools
 from typing import Literal, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaincc
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Key, Shaped
 
 from jaxpetro.kernels import group_lasso as gl
+from jaxpetro.kernels._options import static
+
+__all__ = ["Imputed", "LogData", "Replicates", "Selection", "SparseOptions", "Summary", "chi2_fit", "fitted",
+           "impute", "information_criterion", "interval", "log_data", "log_ratios", "mass_ratio",
+           "mass_ratio_jacobian", "montecarlo_fixed", "montecarlo_sparse", "perturb", "reference_composition",
+           "refine", "refine_multistart", "refit_intercept", "relative_change", "select", "set_criterion",
+           "summarize"]
 
 Criterion = Literal["bic", "aic", "bic_unknown"]
+
+_BOOTSTRAP_TOL = 1e-9  # loosest solver tolerance of the bootstrap replicates (they are refitted anyway)
+
+
+def _as_float(value):
+    """Python numbers become floats (an int from a config file must not compile a second program)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class SparseOptions(gl.LassoOptions):
+    """Settings of the sparse isocon: the keys of the ``sparse`` config section
+    (``SparseOptions.from_config(config.sparse)``): the solver's (:class:`LassoOptions
+    <jaxpetro.kernels.group_lasso.LassoOptions>`, inherited) and the selection's.
+
+    Attributes:
+        criterion: how λ is chosen on the path: ``"bic"``, ``"aic"``, ``"bic_unknown"``
+            (:func:`information_criterion`) or ``"fixed"`` (``lambda_fraction``; the path
+            and its BIC are still computed, for the record) (static).
+        lambda_fraction: λ / λ_max for ``criterion="fixed"`` (traced).
+        n_lambda: λ values on the path (static).
+        lambda_min_ratio: smallest λ of the path over λ_max (traced).
+        refine: follow the selection by :func:`refine` (bic/aic, group lasso only) (static).
+        refine_steps: iterations of :func:`refine` (static).
+        min_immobile: fewest immobile elements per sample for a candidate model (at most
+            G - 1 are asked for) (static).
+        refine_multistart: refine with :func:`refine_multistart` (static; not a config key).
+    """
+
+    criterion: Literal["bic", "aic", "bic_unknown", "fixed"] = static("bic")
+    lambda_fraction: float | Float[Array, ""] | None = eqx.field(default=None, converter=_as_float)
+    n_lambda: int = static(40)
+    lambda_min_ratio: float | Float[Array, ""] = eqx.field(default=0.01, converter=_as_float)
+    refine: bool = static(True)
+    refine_steps: int = static(50)
+    min_immobile: int = static(3)
+    refine_multistart: bool = static(False)
+
+    @property
+    def selection_criterion(self) -> Criterion:
+        """The information criterion evaluated on the path (bic for ``criterion="fixed"``)."""
+        return "bic" if self.criterion == "fixed" else self.criterion
+
+    @property
+    def refines(self) -> bool:
+        """Whether :func:`refine` follows the selection (known-noise criteria, group lasso only)."""
+        return (self.refine and self.refine_steps > 0 and not self.sparse_group
+                and self.criterion in ("bic", "aic"))
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -52,7 +113,9 @@ class Imputed(NamedTuple):
     imputed: np.ndarray
 
 
-def impute(values, status, limit, sd, relative_error: float, bdl_sd_log: float, missing_sd_log: float = 1e3) -> Imputed:
+def impute(values: Float[ArrayLike, "n G"], status: Shaped[ArrayLike, "n G"], limit: Float[ArrayLike, "n G"],
+           sd: Float[ArrayLike, "n G"], relative_error: float, bdl_sd_log: float, missing_sd_log: float = 1e3
+           ) -> Imputed:
     """Fill entries that must not reach the logarithm and assign log-space errors.
 
     * below a given detection limit: half the limit, sd_log ``bdl_sd_log``;
@@ -66,12 +129,13 @@ def impute(values, status, limit, sd, relative_error: float, bdl_sd_log: float, 
         values, status, limit, sd: as in :class:`jaxpetro.io.wholerock.WholeRockTable` (n, G).
         relative_error: default relative 1-sigma analytical error.
         bdl_sd_log: log-space sd of an imputed below-detection value.
+        missing_sd_log: log-space sd of an imputed missing value (no weight).
 
     Returns:
         :class:`Imputed`. Raises ValueError for a column without any measured value
         (the caller names the column).
     """
-    values = np.asarray(values, float)
+    values, status, limit, sd = np.asarray(values, float), np.asarray(status), np.asarray(limit), np.asarray(sd)
     measured = status == 0
     out = values.copy()
     sd_log = np.where(np.isfinite(sd) & measured, sd / np.where(measured, values, 1.0), relative_error)
@@ -107,7 +171,8 @@ class LogData(NamedTuple):
     sd_ref: Float[Array, " G"]
 
 
-def reference_composition(ref_values, ref_sd_log) -> tuple[np.ndarray, np.ndarray]:
+def reference_composition(ref_values: Float[ArrayLike, "R G"], ref_sd_log: Float[ArrayLike, "R G"]
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Protolith composition from R >= 1 reference analyses: the mean and its log-space sd.
 
     The sd combines the analytical errors of the mean (``sqrt(sum sd^2) / R``) with the
@@ -122,6 +187,17 @@ def reference_composition(ref_values, ref_sd_log) -> tuple[np.ndarray, np.ndarra
     return mean, np.sqrt(var)
 
 
+def log_data(values: Float[ArrayLike, "n G"], sd_log: Float[ArrayLike, "n G"], reference: list[int],
+             altered: list[int]) -> tuple[LogData, np.ndarray]:
+    """The isocon inputs from imputed analyses (ppm, log-space sd): the altered samples
+    (rows ``altered``) against the protolith, the mean of the rows ``reference``
+    (:func:`reference_composition`). Returns (LogData, protolith composition (G,) in ppm)."""
+    values, sd_log = np.asarray(values, float), np.asarray(sd_log, float)
+    ref_values, ref_sd = reference_composition(values[reference], sd_log[reference])
+    data = LogData(jnp.log(values[altered]), jnp.log(ref_values), jnp.asarray(sd_log[altered]), jnp.asarray(ref_sd))
+    return data, ref_values
+
+
 def log_ratios(data: LogData) -> tuple[Float[Array, "G S"], Float[Array, "G S"]]:
     """(y, w): log ratios y_ij = log C^A_ij - log C^O_i and weights 1 / (sd_A^2 + sd_O^2)."""
     y = data.log_alt.T - data.log_ref[:, None]
@@ -132,32 +208,47 @@ def log_ratios(data: LogData) -> tuple[Float[Array, "G S"], Float[Array, "G S"]]
 # --------------------------------------------------------------------------- fits
 
 
-def refit_intercept(y, w, immobile: Bool[Array, "G S"]) -> Float[Array, " S"]:
+def refit_intercept(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], immobile: Bool[ArrayLike, "G S"]
+                    ) -> Float[Array, " S"]:
     """Weighted least-squares log isocon slope per sample on the immobile entries (NaN if none)."""
+    y, w = jnp.asarray(y, jnp.float64), jnp.asarray(w, jnp.float64)
     wm = jnp.where(immobile, w, 0.0)
     return jnp.sum(wm * y, axis=0) / jnp.sum(wm, axis=0)
 
 
-def mass_ratio(a) -> Array:
+def mass_ratio(a: Float[Array, "*n S"]) -> Float[Array, "*n S"]:
     """M^A / M^O = 1 / s = exp(-a)."""
     return jnp.exp(-a)
 
 
-def relative_change(y, a) -> Array:
+def relative_change(y: Float[Array, "G S"], a: Float[Array, " S"]) -> Float[Array, "G S"]:
     """ΔC_i / C_i^O = (C^A / C^O) / s - 1 = exp(y - a) - 1, (G, S)."""
     return jnp.expm1(y - a[None, :])
 
 
-def chi2_fit(y, w, immobile, a) -> tuple[Array, Array, Array]:
+def chi2_fit(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, "G S"], a: Float[Array, " S"]
+             ) -> tuple[Float[Array, ""], Int[Array, ""], Float[Array, ""]]:
     """(chi2, dof, p-value) of the immobile entries about their isocons with the analytical weights."""
     r = jnp.where(immobile, y - a[None, :], 0.0)
     chi2 = jnp.sum(w * r * r)
     dof = jnp.sum(immobile) - y.shape[1]
-    p = gammaincc(jnp.maximum(dof, 1) / 2.0, chi2 / 2.0)
+    p = gammaincc(jnp.maximum(dof, 1).astype(chi2.dtype) / 2.0, chi2 / 2.0)
     return chi2, dof, jnp.where(dof > 0, p, 1.0)
 
 
-def information_criterion(y, w, coefs: Float[Array, "L G S"], kind: Criterion, min_immobile: int) -> Float[Array, " L"]:
+def _n_obs(w: Float[Array, "G S"]) -> Float[Array, ""]:
+    """Number of observations (entries with a positive weight), as a float."""
+    return jnp.sum(w > 0).astype(w.dtype)
+
+
+def _tau(w: Float[Array, "G S"], kind: Criterion) -> Float[Array, ""]:
+    """Cost of one mobile element in the known-noise criteria: ``S log n`` (bic) or ``2 S`` (aic)."""
+    s = w.shape[1]
+    return s * jnp.log(_n_obs(w)) if kind == "bic" else jnp.asarray(2.0 * s, w.dtype)
+
+
+def information_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], coefs: Float[Array, "L G S"],
+                          kind: Criterion, min_immobile: int) -> Float[Array, " L"]:
     """Criterion of each path point after the refit on its immobile set (lower is better).
 
     Mobile entries fit exactly after the refit, so the residual sum is over immobile
@@ -166,26 +257,30 @@ def information_criterion(y, w, coefs: Float[Array, "L G S"], kind: Criterion, m
     errors), ``bic``: ``RSS + df log n`` and ``aic``: ``RSS + 2 df`` (Mallows' Cp); with the
     noise scale estimated from the fit, ``bic_unknown``: ``n log(RSS / n) + df log n``
     (measured to select too few immobile elements on the synthetic benchmark: mobile
-    entries fit exactly, so removing an element always lowers log RSS). A point with fewer than ``min_immobile`` immobile elements in some
-    sample is not a candidate (+inf).
+    entries fit exactly, so removing an element always lowers log RSS). A point with
+    fewer than ``min_immobile`` immobile elements in some sample is not a candidate (+inf).
     """
-    n = jnp.sum(w > 0)
+    n = _n_obs(w)
 
     def one(coef):
         imm = coef == 0
         a = refit_intercept(y, w, imm)
         rss = jnp.sum(jnp.where(imm, w * (y - a[None, :]) ** 2, 0.0))
-        df = y.shape[1] + jnp.sum(~imm)
-        log_rss = jnp.log(jnp.maximum(rss, 1e-300) / n)
-        value = {"bic": rss + df * jnp.log(n), "aic": rss + 2.0 * df,
-                 "bic_unknown": n * log_rss + df * jnp.log(n)}[kind]
+        df = (y.shape[1] + jnp.sum(~imm)).astype(y.dtype)
+        if kind == "bic":
+            value = rss + df * jnp.log(n)
+        elif kind == "aic":
+            value = rss + 2.0 * df
+        else:
+            value = n * jnp.log(jnp.maximum(rss, 1e-300) / n) + df * jnp.log(n)
         ok = jnp.all(jnp.sum(imm, axis=0) >= min_immobile) & (jnp.sum(imm) - y.shape[1] > 0)
         return jnp.where(ok, value, jnp.inf)
 
     return jax.vmap(one)(coefs)
 
 
-def refine(y, w, immobile: Bool[Array, " G"], kind: Criterion, min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
+def refine(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion,
+           min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
     """Local descent of the information criterion over immobile sets, from ``immobile``.
 
     With known noise the criterion of an immobile set I is ``sum_{i in I} r_i(a) + tau |not I|``
@@ -195,9 +290,7 @@ def refine(y, w, immobile: Bool[Array, " G"], kind: Criterion, min_immobile: int
     never increases it, and stops at a fixed point: elements the path left on the wrong
     side of the isocon move across. (The l0 / q -> 0 limit of the group penalty.)
     """
-    g, s = y.shape
-    n = jnp.sum(w > 0)
-    tau = s * jnp.log(n) if kind == "bic" else 2.0 * s
+    tau = _tau(w, kind)
 
     def step(_, imm):
         a = refit_intercept(y, w, jnp.broadcast_to(imm[:, None], y.shape))
@@ -208,25 +301,38 @@ def refine(y, w, immobile: Bool[Array, " G"], kind: Criterion, min_immobile: int
     return jax.lax.fori_loop(0, n_steps, step, immobile)
 
 
-def set_criterion(y, w, immobile: Bool[Array, " G"], kind: Criterion) -> Float[Array, ""]:
+def set_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion
+                  ) -> Float[Array, ""]:
     """Known-noise criterion of a group immobile set: ``sum_{i in I} r_i(a_I) + tau |not I|``."""
-    g, s = y.shape
-    tau = s * jnp.log(jnp.sum(w > 0)) if kind == "bic" else 2.0 * s
     a = refit_intercept(y, w, jnp.broadcast_to(immobile[:, None], y.shape))
     r = jnp.sum(w * (y - a[None, :]) ** 2, axis=1)
-    return jnp.sum(jnp.where(immobile, r, tau))
+    return jnp.sum(jnp.where(immobile, r, _tau(w, kind)))
 
 
-def refine_multistart(y, w, immobile, kind: Criterion, min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
+def refine_multistart(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion,
+                      min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
     """:func:`refine` from ``immobile`` and from the isocon through each element; the best set by criterion."""
-    g, s = y.shape
-    tau = s * jnp.log(jnp.sum(w > 0)) if kind == "bic" else 2.0 * s
     # Start k: the elements within tau of the isocon through element k (a = y_k).
     r0 = jnp.sum(w[None] * (y[None] - y[:, None, :]) ** 2, axis=2)  # (start, element)
-    starts = jnp.concatenate([immobile[None], r0 <= tau], axis=0)
+    starts = jnp.concatenate([immobile[None], r0 <= _tau(w, kind)], axis=0)
     sets = jax.vmap(lambda m: refine(y, w, m, kind, min_immobile, n_steps))(starts)
     scores = jax.vmap(lambda m: set_criterion(y, w, m, kind))(sets)
     return sets[jnp.argmin(scores)]
+
+
+def _refined(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, "G S"],
+             options: SparseOptions) -> Bool[Array, "G S"]:
+    """The immobile set after :func:`refine` (or :func:`refine_multistart`) where ``options`` asks for it."""
+    if not options.refines:
+        return immobile
+    fn = refine_multistart if options.refine_multistart else refine
+    group = fn(y, w, immobile[:, 0], options.criterion, _min_immobile(options, y), options.refine_steps)
+    return jnp.broadcast_to(group[:, None], y.shape)
+
+
+def _min_immobile(options: SparseOptions, y: Float[Array, "G S"]) -> int:
+    """``min_immobile``, at most G - 1 (one element must be able to move)."""
+    return min(options.min_immobile, y.shape[0] - 1)
 
 
 class Selection(NamedTuple):
@@ -239,7 +345,7 @@ class Selection(NamedTuple):
         index: chosen path index (-1 when λ was fixed).
         lam: chosen λ.
         solution: the solution at the chosen λ.
-        immobile: (G, S) selected immobile entries (B == 0).
+        immobile: (G, S) selected immobile entries (B == 0, then refined).
         intercept: refitted log isocon slopes (S,).
     """
 
@@ -253,49 +359,34 @@ class Selection(NamedTuple):
     intercept: Float[Array, " S"]
 
 
-@functools.partial(jax.jit, static_argnames=("q", "alpha", "n_lambda", "criterion", "min_immobile", "method", "max_iter",
-                                             "n_reweight", "multistart", "refine_steps",
-                                             "refine_multistart"))
-def select(
-    y, w, *, q=1.0, alpha=0.0, n_lambda: int = 40, min_ratio: float = 0.01, criterion: Criterion = "bic",
-    min_immobile: int = 3, fixed_fraction=None, method="bcd", tol: float = 1e-10, max_iter: int = 20000,
-    eps: float = 1e-2, n_reweight: int = 5, multistart: bool = True, refine_steps: int = 50,
-    refine_multistart: bool = False,
-) -> Selection:
-    """Sparse isocon: warm-started λ path, choice of λ by ``criterion``, refit of the slopes.
+@jax.jit
+def select(y: Float[Array, "G S"], w: Float[Array, "G S"], options: SparseOptions = SparseOptions()) -> Selection:
+    """Sparse isocon: warm-started λ path, choice of λ by ``options.criterion``, refit of the slopes.
 
     Args:
         y, w: log ratios and weights (G, S) from :func:`log_ratios`.
-        q: exponent of the group penalty (0 < q <= 1).
-        alpha: l1 share (sparse-group variant; 0 = an element is immobile in all samples or none).
-        n_lambda, min_ratio: path of ``n_lambda`` λ from λ_max down to ``min_ratio`` λ_max.
-        criterion: see :func:`information_criterion`.
-        min_immobile: fewest immobile elements per sample for a candidate model.
-        fixed_fraction: use λ = fixed_fraction * λ_max instead of choosing one by the
-            criterion (the path is still computed, for the record).
-        multistart: for q < 1, also start the reweighting from the isocon through each
-            element (:func:`jaxpetro.kernels.group_lasso.solve_q`); ignored for q = 1.
-        refine_steps: > 0 (default 50, as the workflow): follow the selection by :func:`refine` (group lasso, known-noise
-            criteria only); the path and solution are kept, ``immobile`` is refined.
+        options: :class:`SparseOptions`: the path has ``n_lambda`` λ from λ_max down to
+            ``lambda_min_ratio`` λ_max; λ is the path point of lowest
+            :func:`information_criterion` (candidates keep ``min_immobile`` elements in every
+            sample), or ``lambda_fraction`` λ_max for ``criterion="fixed"`` (solved anew; the
+            path is still computed, for the record); for q < 1 with ``multistart`` the
+            reweighting also starts from the isocon through each element
+            (:func:`jaxpetro.kernels.group_lasso.solve_q`); with ``refine`` the selected set is
+            refined by :func:`refine` (the path and solution are kept, ``immobile`` is refined).
     """
-    lmax = gl.lambda_max(y, w, jnp.ones(y.shape[0]), alpha)
-    lams = gl.lambda_grid(lmax, n_lambda, min_ratio)
-    kw = dict(method=method, tol=tol, max_iter=max_iter, eps=eps, n_reweight=n_reweight, multistart=multistart)
-    sols = gl.path(y, w, lams, q, alpha, **kw)
-    ic = information_criterion(y, w, sols.coef, criterion, min_immobile)
-    if fixed_fraction is None:
+    lmax = gl.lambda_max(y, w, jnp.ones(y.shape[0], y.dtype), options.alpha)
+    lams = gl.lambda_grid(lmax, options.n_lambda, options.lambda_min_ratio)
+    sols = gl.path(y, w, lams, options)
+    ic = information_criterion(y, w, sols.coef, options.selection_criterion, _min_immobile(options, y))
+    if options.criterion == "fixed":
+        index = jnp.asarray(-1)
+        lam = lmax * options.lambda_fraction
+        sol = gl.solve_q(y, w, lam, options)
+    else:
         index = jnp.argmin(ic)
         sol = jax.tree.map(lambda x: x[index], sols)
         lam = lams[index]
-    else:
-        index = jnp.asarray(-1)
-        lam = lmax * fixed_fraction
-        sol = gl.solve_q(y, w, lam, q, alpha, **kw)
-    immobile = sol.coef == 0
-    if refine_steps > 0 and alpha == 0 and criterion in ("bic", "aic"):
-        fn = refine_multistart if refine_multistart else refine
-        immobile = jnp.broadcast_to(fn(y, w, immobile[:, 0], criterion, min_immobile, refine_steps)[:, None],
-                                    y.shape)
+    immobile = _refined(y, w, sol.coef == 0, options)
     return Selection(lams, sols, ic, index, lam, sol, immobile, refit_intercept(y, w, immobile))
 
 
@@ -320,12 +411,13 @@ class Replicates(NamedTuple):
     y: Float[Array, "n G S"]
 
 
-def fitted(y, immobile, a) -> Float[Array, "G S"]:
+def fitted(y: Float[Array, "G S"], immobile: Bool[Array, "G S"], a: Float[Array, " S"]) -> Float[Array, "G S"]:
     """Fitted log ratios: the isocon ``a_j`` on immobile entries, the data on mobile ones (exact fit)."""
     return jnp.where(immobile, a[None, :], y)
 
 
-def perturb(key, yhat, data: LogData, n: int) -> Float[Array, "n G S"]:
+def perturb(key: Key[Array, ""] | Shaped[Array, " 2"], yhat: Float[Array, "G S"], data: LogData, n: int
+            ) -> Float[Array, "n G S"]:
     """``n`` parametric-bootstrap replicates of the log ratios about the fitted values ``yhat``.
 
     Each altered analysis gets its own analytical error; the protolith error is drawn
@@ -334,50 +426,46 @@ def perturb(key, yhat, data: LogData, n: int) -> Float[Array, "n G S"]:
     the data's level.
     """
     k1, k2 = jax.random.split(key)
-    e_alt = data.sd_alt.T * jax.random.normal(k1, (n, *yhat.shape))
-    e_ref = data.sd_ref[:, None] * jax.random.normal(k2, (n, yhat.shape[0], 1))
-    return yhat + e_alt - e_ref
+    e_alt = data.sd_alt.T[None] * jax.random.normal(k1, (n, *yhat.shape), yhat.dtype)
+    e_ref = data.sd_ref[None, :, None] * jax.random.normal(k2, (n, yhat.shape[0], 1), yhat.dtype)
+    return yhat[None] + e_alt - e_ref
 
 
-@functools.partial(jax.jit, static_argnames=("n", "q", "alpha", "method", "max_iter", "n_reweight", "refine_steps",
-                                             "criterion", "min_immobile"))
-def montecarlo_sparse(
-    key, data: LogData, lam, init, immobile_point, *, n: int, q=1.0, alpha=0.0, method="bcd", tol: float = 1e-9,
-    max_iter: int = 20000, eps: float = 1e-2, n_reweight: int = 5, refine_steps: int = 50,
-    criterion: Criterion = "bic", min_immobile: int = 3,
-) -> Replicates:
+@functools.partial(jax.jit, static_argnames=("n",))
+def montecarlo_sparse(key: Key[Array, ""] | Shaped[Array, " 2"], data: LogData, lam: Float[ArrayLike, ""],
+                      b0: Float[Array, "G S"], immobile_point: Bool[Array, "G S"], *, n: int,
+                      options: SparseOptions = SparseOptions()) -> Replicates:
     """Parametric bootstrap of the sparse isocon at a fixed λ: re-solve (vmapped, warm-started), reselect, refit.
 
-    Replicates are drawn about the point fit (:func:`fitted`, :func:`perturb`); each
-    replicate's selection is refined like the point estimate's (``refine_steps``). A replicate whose selection leaves a sample without immobile elements uses the point
-    estimate's immobile set for that sample.
+    Replicates are drawn about the point fit (:func:`fitted`, :func:`perturb`); each is
+    solved with :func:`~jaxpetro.kernels.group_lasso.solve_q` warm-started from the point
+    estimate's B ``b0`` (no isocon multistart) at tolerance ``max(options.tol, 1e-9)``, and
+    its selection refined like the point estimate's. A replicate whose selection leaves a
+    sample without immobile elements uses the point estimate's immobile set for that sample.
     """
     y0, w = log_ratios(data)
     ys = perturb(key, fitted(y0, immobile_point, refit_intercept(y0, w, immobile_point)), data, n)
+    solver = options.replace(multistart=False, tol=jnp.maximum(options.tol, _BOOTSTRAP_TOL))
 
     def one(y):
-        sol = gl.solve_q(y, w, lam, q, alpha, init, method=method, tol=tol, max_iter=max_iter, eps=eps,
-                         n_reweight=n_reweight)
-        imm = sol.coef == 0
-        if refine_steps > 0 and alpha == 0 and criterion in ("bic", "aic"):  # as :func:`select` does
-            imm = jnp.broadcast_to(refine(y, w, imm[:, 0], criterion, min_immobile, refine_steps)[:, None], y.shape)
+        imm = _refined(y, w, gl.solve_q(y, w, lam, solver, b0).coef == 0, options)
         empty = jnp.sum(imm, axis=0) == 0
-        imm = jnp.where(empty[None, :], immobile_point, imm)
-        return imm
+        return jnp.where(empty[None, :], immobile_point, imm)
 
     immobile = jax.vmap(one)(ys)
     return _replicates(ys, w, immobile)
 
 
 @functools.partial(jax.jit, static_argnames=("n",))
-def montecarlo_fixed(key, data: LogData, immobile: Bool[Array, "G S"], *, n: int) -> Replicates:
+def montecarlo_fixed(key: Key[Array, ""] | Shaped[Array, " 2"], data: LogData, immobile: Bool[Array, "G S"], *,
+                     n: int) -> Replicates:
     """Parametric bootstrap of the classical isocon: the immobile set is fixed, only the data move."""
     y0, w = log_ratios(data)
     ys = perturb(key, fitted(y0, immobile, refit_intercept(y0, w, immobile)), data, n)
     return _replicates(ys, w, jnp.broadcast_to(immobile, ys.shape))
 
 
-def _replicates(ys, w, immobile) -> Replicates:
+def _replicates(ys: Float[Array, "n G S"], w: Float[Array, "G S"], immobile: Bool[Array, "n G S"]) -> Replicates:
     a = jax.vmap(lambda y, m: refit_intercept(y, w, m))(ys, immobile)
     rel = jax.vmap(relative_change)(ys, a)
     return Replicates(a, mass_ratio(a), rel, immobile, ys)
@@ -386,7 +474,8 @@ def _replicates(ys, w, immobile) -> Replicates:
 # --------------------------------------------------------------------------- sensitivity
 
 
-def mass_ratio_jacobian(alt_ppm, ref_ppm, w, immobile) -> tuple[Array, Array]:
+def mass_ratio_jacobian(alt_ppm: Float[ArrayLike, "S G"], ref_ppm: Float[ArrayLike, " G"], w: Float[Array, "G S"],
+                        immobile: Bool[Array, "G S"]) -> tuple[Float[Array, "S S G"], Float[Array, "S G"]]:
     """Jacobian of the mass ratios M^A/M^O (S,) with respect to the input concentrations.
 
     The immobile set and the weights are held at their selected values (the selection is
@@ -415,7 +504,8 @@ class Summary(NamedTuple):
 
 
 @jax.jit
-def summarize(y, w, immobile, alt_ppm, ref_ppm) -> Summary:
+def summarize(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, "G S"],
+              alt_ppm: Float[ArrayLike, "S G"], ref_ppm: Float[ArrayLike, " G"]) -> Summary:
     """Refit, mass ratios, relative changes, chi-square of the fit and the sensitivity, in one compiled call."""
     a = refit_intercept(y, w, immobile)
     chi2, dof, p = chi2_fit(y, w, immobile, a)
@@ -423,7 +513,7 @@ def summarize(y, w, immobile, alt_ppm, ref_ppm) -> Summary:
     return Summary(a, mass_ratio(a), relative_change(y, a), chi2, dof, p, d_alt, d_ref)
 
 
-def interval(samples, level: float, axis: int = 0):
+def interval(samples: Float[ArrayLike, "n *shape"], level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Central ``level`` percentile interval (lo, hi) of Monte-Carlo samples along ``axis``."""
     lo, hi = 50 * (1 - level), 50 * (1 + level)
     return np.nanpercentile(samples, lo, axis=axis), np.nanpercentile(samples, hi, axis=axis)

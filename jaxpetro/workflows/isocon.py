@@ -2,9 +2,10 @@
 
 Reads a whole-rock CSV (:mod:`jaxpetro.io.wholerock`), builds the log-ratio data of every
 altered sample against the protolith (the mean of the ``reference`` samples), then either
-uses the named immobile elements (``method: classical``) or selects them with the sparse
-isocon (:func:`jaxpetro.models.massbalance.select`), refits the isocon slopes, and draws
-Monte-Carlo intervals over the analytical errors. Writes:
+uses the named immobile elements (``method: classical``, Grant 1986) or selects them with the
+sparse isocon (:func:`jaxpetro.models.massbalance.select`, Kuwatani et al. 2020), refits the
+isocon slopes, and draws Monte-Carlo intervals over the analytical errors (docs/science.md).
+Writes:
 
 * ``isocon.csv``: sample, mass_ratio, mass_ratio_lo, mass_ratio_hi, n_immobile, mass_change,
   chi2_p (and volume_ratio when densities are given);
@@ -20,22 +21,66 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
+from jaxpetro._precision import float64
 from jaxpetro.config import config_to_yaml
 from jaxpetro.config.isocon import IsoconConfig
 from jaxpetro.errors import ConvergenceError, InputError
 from jaxpetro.io.results import prepare_out_dir, run_attrs, write_csv, write_hdf5
-from jaxpetro.io.wholerock import STATUS_NAMES, read_wholerock
+from jaxpetro.io.wholerock import STATUS_NAMES, WholeRockTable, read_wholerock
 from jaxpetro.models import massbalance as mb
+from jaxpetro.workflows.stages import Stages
+
+__all__ = ["run", "run_demo"]
 
 
-def _prepare(config: IsoconConfig):
-    """Read, check and impute the table; returns (table, imputed, reference idx, altered idx, LogData)."""
+class Inputs(NamedTuple):
+    """The read stage: the table, its imputed values and the log-ratio data.
+
+    Attributes:
+        table: the validated whole-rock table (ppm).
+        imputed: values ready for the logarithm and their log-space errors (all samples).
+        reference: row indices of the protolith samples.
+        altered: row indices of the altered samples.
+        data: log concentrations of the altered samples and the protolith.
+        protolith: protolith composition (G,), ppm.
+        y: log ratios (G, S).
+        w: their weights (G, S).
+    """
+
+    table: WholeRockTable
+    imputed: mb.Imputed
+    reference: list[int]
+    altered: list[int]
+    data: mb.LogData
+    protolith: np.ndarray
+    y: jax.Array
+    w: jax.Array
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return self.table.elements
+
+    @property
+    def altered_names(self) -> list[str]:
+        return [self.table.samples[i] for i in self.altered]
+
+
+class Fit(NamedTuple):
+    """The fit stage: the immobile set, the sparse selection (None for classical), the point results."""
+
+    immobile: jax.Array
+    selection: mb.Selection | None
+    summary: mb.Summary
+
+
+def _read(config: IsoconConfig) -> Inputs:
+    """Read, check and impute the table; build the log-ratio data."""
     table = read_wholerock(config.data, config.units, config.exclude)
     where = f"{table.path}"
     unknown = [r for r in config.reference if r not in table.samples]
@@ -59,28 +104,16 @@ def _prepare(config: IsoconConfig):
         col = table.elements[err.args[0]]
         raise InputError(f"{where}: column '{col}' has no measured value in any sample; exclude it "
                          f"('exclude: [{col}]').") from None
-    ref_vals, ref_sd = mb.reference_composition(imp.values[ref_idx], imp.sd_log[ref_idx])
-    data = mb.LogData(jnp.log(imp.values[alt_idx]), jnp.log(ref_vals), jnp.asarray(imp.sd_log[alt_idx]),
-                      jnp.asarray(ref_sd))
-    return table, imp, ref_idx, alt_idx, data, ref_vals
-
-
-def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
-    """Run the workflow; returns a summary dict (mass ratios, immobile elements per sample)."""
-    out = prepare_out_dir(out_dir)
-    progress = tqdm(total=4, desc="isocon", disable=quiet, unit="stage")
-    progress.set_postfix_str("reading")
-    table, imp, ref_idx, alt_idx, data, ref_vals = _prepare(config)
-    elements, altered = table.elements, [table.samples[i] for i in alt_idx]
-    g, s = len(elements), len(altered)
+    data, ref_vals = mb.log_data(imp.values, imp.sd_log, ref_idx, alt_idx)
     y, w = mb.log_ratios(data)
-    progress.update()
+    return Inputs(table, imp, ref_idx, alt_idx, data, ref_vals, y, w)
 
-    progress.set_postfix_str("fitting")
+
+def _fit(config: IsoconConfig, inputs: Inputs) -> Fit:
+    """The immobile set (named, or selected by the sparse isocon), checked, and the point results."""
+    table, elements, altered = inputs.table, inputs.elements, inputs.altered_names
+    g, s = len(elements), len(altered)
     sp = config.sparse
-    alpha = sp.l1_ratio if sp.sparse_group else 0.0
-    solver_kw = dict(method=sp.solver, tol=sp.tol, max_iter=sp.max_iter, eps=sp.reweight_eps,
-                     n_reweight=sp.n_reweight)
     selection = None
     if config.method == "classical":
         unknown = [e for e in config.immobile if e not in elements]
@@ -93,13 +126,8 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
         if g < 4:
             raise InputError(f"{table.path}: {g} elements; the sparse isocon needs at least 4 (better > 8). "
                              f"Use method: classical with named immobile elements.")
-        selection = mb.select(
-            y, w, q=sp.q, alpha=alpha, n_lambda=sp.n_lambda, min_ratio=sp.lambda_min_ratio,
-            criterion="bic" if sp.criterion == "fixed" else sp.criterion,
-            min_immobile=min(sp.min_immobile, g - 1),
-            fixed_fraction=sp.lambda_fraction if sp.criterion == "fixed" else None, multistart=sp.multistart,
-            refine_steps=50 if sp.refine and sp.criterion != "fixed" else 0, **solver_kw)
-        if not bool(np.all(np.asarray(selection.path.converged))):
+        selection = mb.select(inputs.y, inputs.w, mb.SparseOptions.from_config(sp))
+        if not bool(np.all(np.asarray(selection.path.status.converged))):
             print(f"jaxpetro: warning: the solver did not reach sparse.tol={sp.tol:g} at every λ of the path "
                   f"within sparse.max_iter={sp.max_iter}; raise sparse.max_iter.", file=sys.stderr)
         if sp.criterion != "fixed" and not np.isfinite(float(selection.criterion[selection.index])):
@@ -108,8 +136,7 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
                 f"{sp.min_immobile} or more elements on a common isocon in every sample (all elements appear "
                 f"mobile). Check the reference sample, or use method: classical with known immobile elements.")
         immobile = selection.immobile
-    summary = mb.summarize(y, w, immobile, imp.values[alt_idx], ref_vals)
-    a = np.asarray(summary.intercept)
+    summary = mb.summarize(inputs.y, inputs.w, immobile, inputs.imputed.values[inputs.altered], inputs.protolith)
     n_imm = np.asarray(jnp.sum(immobile, axis=0))
     thr = min(sp.min_immobile, g - 1)
     if config.method == "sparse" and np.any(n_imm < thr):
@@ -125,29 +152,57 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
             f"of freedom, p = {pval:.2g} < sparse.fit_p_min={sp.fit_p_min:g}), so no element set is immobile "
             f"within error. If the errors are underestimated, raise 'relative_error' (or the '_sd' columns); "
             f"otherwise the samples share no immobile elements.")
-    if not np.all(np.isfinite(np.asarray(a))):
+    if not np.all(np.isfinite(np.asarray(summary.intercept))):
         raise ConvergenceError("the isocon slopes are not finite; check the data for extreme values.")
-    progress.update()
+    return Fit(immobile, selection, summary)
 
-    progress.set_postfix_str("uncertainty")
-    key = jax.random.PRNGKey(config.seed)
+
+def _uncertainty(config: IsoconConfig, inputs: Inputs, fit: Fit) -> mb.Replicates | None:
+    """Monte-Carlo replicates over the analytical errors (None with ``replicates: 0``)."""
     n_rep = config.uncertainty.replicates
-    reps = None
-    if n_rep > 0:
-        if config.method == "classical":
-            reps = mb.montecarlo_fixed(key, data, immobile, n=n_rep)
-        else:
-            crit = "bic" if sp.criterion == "fixed" else sp.criterion
-            reps = mb.montecarlo_sparse(
-                key, data, selection.lam, selection.solution.coef, immobile, n=n_rep, q=sp.q, alpha=alpha,
-                refine_steps=50 if sp.refine and sp.criterion != "fixed" else 0, criterion=crit,
-                min_immobile=min(sp.min_immobile, g - 1), **{**solver_kw, "tol": max(sp.tol, 1e-9)})
-    progress.update()
+    if n_rep == 0:
+        return None
+    key = jax.random.PRNGKey(config.seed)
+    if fit.selection is None:
+        return mb.montecarlo_fixed(key, inputs.data, fit.immobile, n=n_rep)
+    return mb.montecarlo_sparse(key, inputs.data, fit.selection.lam, fit.selection.solution.coef, fit.immobile,
+                                n=n_rep, options=mb.SparseOptions.from_config(config.sparse))
 
-    progress.set_postfix_str("writing")
-    level = config.uncertainty.level
+
+@float64
+def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
+    """Run the workflow; returns a summary dict (mass ratios, immobile elements per sample, chi2_p, λ)."""
+    out = prepare_out_dir(out_dir)
+    stages = Stages(total=4, desc="isocon", quiet=quiet)
+    with stages.stage("read", "reading"):
+        inputs = _read(config)
+    with stages.stage("fit", "fitting"):
+        fit = _fit(config, inputs)
+    with stages.stage("uncertainty"):
+        reps = _uncertainty(config, inputs, fit)
+    with stages.stage("write", "writing"):
+        _write(out, config, inputs, fit, reps, quiet)
+    stages.close()
+    altered, elements, imm = inputs.altered_names, inputs.elements, np.asarray(fit.immobile)
+    return {"mass_ratio": dict(zip(altered, np.asarray(fit.summary.mass_ratio).tolist())),
+            "immobile": {name: [e for i, e in enumerate(elements) if imm[i, j]] for j, name in enumerate(altered)},
+            "chi2_p": float(fit.summary.p_value),
+            "lambda": None if fit.selection is None else float(fit.selection.lam)}
+
+
+def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.Replicates | None, quiet: bool) -> None:
+    """Every output file, from the stage results."""
+    table, imp, selection, summary = inputs.table, inputs.imputed, fit.selection, fit.summary
+    elements, altered = inputs.elements, inputs.altered_names
+    ref_idx = inputs.reference
+    g, s = len(elements), len(altered)
+    a = np.asarray(summary.intercept)
     mr = np.asarray(summary.mass_ratio)
     rel = np.asarray(summary.relative_change)  # (G, S)
+    chi2, dof, pval = float(summary.chi2), int(summary.dof), float(summary.p_value)
+    imm_np = np.asarray(fit.immobile)
+    n_imm = imm_np.sum(axis=0)
+    level = config.uncertainty.level
     if reps is not None:
         mr_lo, mr_hi = mb.interval(np.asarray(reps.mass_ratio), level)
         rel_lo, rel_hi = mb.interval(np.asarray(reps.relative_change), level)
@@ -155,23 +210,18 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
     else:
         mr_lo = mr_hi = np.full(s, np.nan)
         rel_lo = rel_hi = np.full((g, s), np.nan)
-        frequency = np.asarray(immobile, float)
-    d_alt, d_ref = summary.d_mass_ratio_d_altered, summary.d_mass_ratio_d_reference
-    imm_np = np.asarray(immobile)
-    delta_c = rel * (ref_vals / table.to_ppm)[:, None]  # in each column's unit, per mass of protolith
-    rho = None
-    if config.densities:
-        rho_ref = np.mean([config.densities[table.samples[i]] for i in ref_idx])
-        rho = np.array([config.densities[n] for n in altered])
-        vol = mr * rho_ref / rho
+        frequency = imm_np.astype(float)
+    delta_c = rel * (inputs.protolith / table.to_ppm)[:, None]  # in each column's unit, per mass of protolith
 
     header = ["sample", "mass_ratio", "mass_ratio_lo", "mass_ratio_hi", "n_immobile", "mass_change", "chi2_p"]
     rows = [[altered[j], mr[j], mr_lo[j], mr_hi[j], int(n_imm[j]), mr[j] - 1.0, pval] for j in range(s)]
-    if rho is not None:
+    if config.densities:
+        rho_ref = np.mean([config.densities[table.samples[i]] for i in ref_idx])
+        vol = mr * rho_ref / np.array([config.densities[n] for n in altered])  # V^A/V^O = (M^A/M^O) ρ^O/ρ^A
         header += ["volume_ratio", "volume_change"]
         rows = [r + [vol[j], vol[j] - 1.0] for j, r in enumerate(rows)]
     write_csv(out / "isocon.csv", header, rows)
-    imputed_alt = imp.imputed[alt_idx]
+    imputed_alt = imp.imputed[inputs.altered]
     write_csv(
         out / "transfer.csv",
         ["sample", "element", "relative_change", "relative_change_lo", "relative_change_hi", "immobile",
@@ -193,18 +243,19 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
         "units": list(table.units),
         "input": {"concentration_ppm": imp.values, "sd_log": imp.sd_log, "imputed": imp.imputed.astype(np.int8),
                   "status": table.status, "all_samples": list(table.samples)},
-        "log_ratio": np.asarray(y), "weight": np.asarray(w), "protolith_ppm": ref_vals,
-        "fit": {"intercept": np.asarray(a), "mass_ratio": mr, "relative_change": rel,
+        "log_ratio": np.asarray(inputs.y), "weight": np.asarray(inputs.w), "protolith_ppm": inputs.protolith,
+        "fit": {"intercept": a, "mass_ratio": mr, "relative_change": rel,
                 "immobile": imm_np.astype(np.int8), "chi2": chi2, "dof": dof, "chi2_p": pval},
     }
     if config.sensitivity:
-        h5["sensitivity"] = {"d_mass_ratio_d_altered_ppm": np.asarray(d_alt),
-                             "d_mass_ratio_d_reference_ppm": np.asarray(d_ref)}
+        h5["sensitivity"] = {"d_mass_ratio_d_altered_ppm": np.asarray(summary.d_mass_ratio_d_altered),
+                             "d_mass_ratio_d_reference_ppm": np.asarray(summary.d_mass_ratio_d_reference)}
     if selection is not None:
-        h5["path"] = {"lambda": np.asarray(selection.lambdas), "coef": np.asarray(selection.path.coef),
-                      "intercept": np.asarray(selection.path.intercept), "criterion": np.asarray(selection.criterion),
-                      "kkt": np.asarray(selection.path.kkt), "gap": np.asarray(selection.path.gap),
-                      "n_iter": np.asarray(selection.path.n_iter), "converged": np.asarray(selection.path.converged)}
+        path = selection.path
+        h5["path"] = {"lambda": np.asarray(selection.lambdas), "coef": np.asarray(path.coef),
+                      "intercept": np.asarray(path.intercept), "criterion": np.asarray(selection.criterion),
+                      "kkt": np.asarray(path.kkt), "gap": np.asarray(path.gap),
+                      "n_iter": np.asarray(path.status.iterations), "converged": np.asarray(path.status.converged)}
         h5["selection"] = {"lambda": float(selection.lam), "index": int(selection.index),
                            "coef": np.asarray(selection.solution.coef), "kkt": float(selection.solution.kkt),
                            "gap": float(selection.solution.gap)}
@@ -215,12 +266,7 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
     write_hdf5(out / "isocon.h5", h5, run_attrs(config_to_yaml(config), config.seed))
 
     if config.output.plots:
-        _figures(out, config, elements, altered, data, a, imm_np, selection, rel, rel_lo, rel_hi)
-    progress.update()
-    progress.close()
-    immobile_names = {altered[j]: [elements[i] for i in range(g) if imm_np[i, j]] for j in range(s)}
-    return {"mass_ratio": dict(zip(altered, mr.tolist())), "immobile": immobile_names, "chi2_p": pval,
-            "lambda": None if selection is None else float(selection.lam)}
+        _figures(out, config, elements, altered, inputs.data, a, imm_np, selection, rel, rel_lo, rel_hi)
 
 
 # --------------------------------------------------------------------------- figures
@@ -311,6 +357,7 @@ def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_l
 # --------------------------------------------------------------------------- demo
 
 
+@float64
 def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     """Synthetic whole-rock set -> ``out_dir/wholerock.csv`` -> sparse isocon with default settings.
 
@@ -330,8 +377,8 @@ def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     config = load_config({"data": str(csv_path), "reference": list(truth.reference), "seed": seed,
                           "relative_error": truth.noise}, IsoconConfig)
     a_true = -np.log(truth.mass_ratio)
-    _, _, ref_idx, _, data, _ = _prepare(config)
-    y, w = (np.asarray(v) for v in mb.log_ratios(data))
+    inputs = _read(config)
+    y, w = np.asarray(inputs.y), np.asarray(inputs.w)
     imm_true = np.repeat(truth.immobile[:, None], y.shape[1], axis=1)
     oracle = np.sum(w * y * imm_true, 0) / np.sum(w * imm_true, 0)
     head = {"rmse_median": float(np.sqrt(np.mean((np.median(y, axis=0) - a_true) ** 2))),
