@@ -1,6 +1,6 @@
 """The instrument-neutral input: a map stack file plus a spot table CSV.
 
-Map stack (``.npz`` or ``.h5``/``.hdf5``; see also ``docs/jeol.md``):
+Map stack (``.npz`` or ``.h5``/``.hdf5``):
 
 =============  =====================  ==========================================
 key            shape                  meaning

@@ -86,7 +86,7 @@ _GRT_RIM = {"MnO": 0.9, "CaO": 1.7, "MgO": 3.6}
 _GRT_TOTAL = 100.3
 
 
-def _zoning_shape(rho: np.ndarray) -> dict[str, np.ndarray]:
+def _zoning_shape(rho: np.ndarray | float) -> dict[str, np.ndarray | float]:
     """Fraction (0 at the core, 1 at the rim) of the core->rim change, per zoned oxide.
 
     All three are strictly increasing on (0, 1): MnO has the bell shape of Rayleigh
@@ -824,10 +824,10 @@ def make_thin_section(
     cols: int = 256,
     n_spots: int = 40,
     seed: int = 0,
-    dwell_ms: float = 20.0,
-    current_nA: float = 100.0,
-    step_um: float = 2.0,
-    intensity_scale: float = 1.0,
+    dwell_ms: float | int = 20.0,
+    current_nA: float | int = 100.0,
+    step_um: float | int = 2.0,
+    intensity_scale: float | int = 1.0,
 ) -> ThinSection:
     """Simulate an EPMA map dataset of a garnet-biotite-muscovite-plagioclase-quartz
     schist (with accessory ilmenite) and its ground truth.

@@ -36,6 +36,7 @@ import numpy as np
 from jaxpetro._precision import float64
 from jaxpetro.chemistry import GARNET_END_MEMBERS, is_electron, oxide_of
 from jaxpetro.config import QmapConfig, config_to_yaml
+from jaxpetro.config.qmap import QmapInputConfig, QuantifyConfig
 from jaxpetro.errors import InputError
 from jaxpetro.io.generic import MapStack, SpotSet, read_map_stack, read_spot_set
 from jaxpetro.io.parameters import read_parameters, write_parameters
@@ -222,7 +223,7 @@ def analyse(config: QmapConfig, stages: Stages) -> QmapResults:
 # ----------------------------------------------------------------------------- stages
 
 
-def read_input(cfg) -> QmapInput:
+def read_input(cfg: QmapInputConfig) -> QmapInput:
     """Maps and spots (with pixels) of the ``input`` config section."""
     if cfg.format == "jeol":
         from jaxpetro.io.jeol import detect_dialect, read_jeol, spot_pixels
@@ -383,7 +384,7 @@ def calibration(spots: SpotSet | None, channels: tuple[str, ...], corrected: Cor
 
 
 def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], corrected: Corrected,
-                          memberships: np.ndarray, anchoring: Anchoring, q) -> Calibration:
+                          memberships: np.ndarray, anchoring: Anchoring, q: QuantifyConfig) -> Calibration:
     """alpha, beta, gamma from the spots (see :func:`jaxpetro.models.xray.calibrate`)."""
     options = QuantifyOptions.from_config(q)
     counts, exposure = corrected.counts, corrected.exposure
@@ -412,7 +413,8 @@ def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], co
     return jax.tree_util.tree_map(np.asarray, cal)
 
 
-def quantification(corrected: Corrected, stage: CalibrationStage, weights: np.ndarray, q) -> Quantified | None:
+def quantification(corrected: Corrected, stage: CalibrationStage, weights: np.ndarray,
+                   q: QuantifyConfig) -> Quantified | None:
     """wt%, standard error and detection limit (rows, cols, J) float32, or None."""
     cal = stage.cal
     if cal is None:
