@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import jaxpetro  # noqa: F401
 from jaxpetro.cli import main
 from jaxpetro.config import load_config
 from jaxpetro.config.isocon import IsoconConfig

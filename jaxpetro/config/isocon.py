@@ -59,13 +59,13 @@ class IsoconConfig:
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
     data: str = option(help="whole-rock CSV: a 'sample' column, then one column per element/oxide "
                             "(optional '<element>_sd' error columns)")
-    reference: list[str] = option(help="protolith sample name(s), e.g. [ref1]; several are averaged")
+    reference: tuple[str, ...] = option(help="protolith sample name(s), e.g. [ref1]; several are averaged")
     units: dict[str, str] = option({"default": "auto"}, "unit per column (wt%, ppm, ppb...), 'default' for the "
                                                         "rest; auto = wt% for oxides, ppm for elements")
-    exclude: list[str] = option([], "columns that are not elements (e.g. LOI, Total, lithology)")
+    exclude: tuple[str, ...] = option([], "columns that are not elements (e.g. LOI, Total, lithology)")
     method: Literal["sparse", "classical"] = option("sparse", "sparse: immobile elements chosen from the data; "
                                                               "classical: named in 'immobile'")
-    immobile: list[str] = option([], "immobile elements for method: classical (e.g. [TiO2, Zr, Al2O3])")
+    immobile: tuple[str, ...] = option([], "immobile elements for method: classical (e.g. [TiO2, Zr, Al2O3])")
     relative_error: float = option(0.05, "relative 1-sigma analytical error where no '<element>_sd' column",
                                    gt=0, lt=1)
     below_detection_sd: float = option(1.0, "log-space 1-sigma given to imputed below-detection values", gt=0)
