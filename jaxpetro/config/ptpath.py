@@ -63,7 +63,8 @@ class GrowthConfig:
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """Ensemble Kalman smoother along radius."""
+    """Ensemble Kalman smoother along radius: the fields of
+    :class:`jaxpetro.kernels.enks.SmootherOptions` (same names, same defaults; tested)."""
 
     # Fewer than ~10 members collapse the ensemble spread (bands of ~1e-12 kbar, checked):
     # refuse them rather than return a confident wrong path.
@@ -78,7 +79,9 @@ class EnsembleConfig:
 
 @dataclass(frozen=True)
 class HyperConfig:
-    """Noise scales; an empty value is estimated by maximising the marginal likelihood."""
+    """Noise scales; an empty value is estimated by maximising the marginal likelihood
+    (``steps`` and ``learning_rate`` are :class:`jaxpetro.kernels.enks.MaximiseOptions`, same
+    defaults; ``members`` is the size of the likelihood's ensemble)."""
 
     q_P: float | None = option(None, "process noise of P per unit radius (kbar/sqrt(µm)); empty = estimate", gt=0)
     q_T: float | None = option(None, "process noise of T per unit radius (°C/sqrt(µm)); empty = estimate", gt=0)

@@ -11,11 +11,11 @@ are carried by state augmentation: components of x with zero process noise.
 Every analysis is written as a left multiplication ``X <- X + Lf (Rf^T X)`` with two thin
 (N, k) factors whose ``Rf`` columns sum to zero (so the update only sees anomalies).
 The same multiplication applied to the stored ensembles of earlier steps is the
-ensemble Kalman smoother (EnKS; Evensen 2003, 2009): with ``lag = None`` every earlier
+ensemble Kalman smoother (EnKS; Evensen & van Leeuwen 2000; Evensen 2003, 2009): with ``lag = None`` every earlier
 step is updated (full EnKS), with ``lag = L`` only the last L. Two analysis variants:
 
-* ``"stochastic"``: perturbed observations, ``X + (y + eps - h(X)) S^-1 C_hx``;
-* ``"sqrt"``: deterministic square root (ETKF written in observation space): the mean is
+* ``"stochastic"``: perturbed observations (Burgers et al. 1998), ``X + (y + eps - h(X)) S^-1 C_hx``;
+* ``"sqrt"``: deterministic square root (ETKF, Bishop et al. 2001, written in observation space): the mean is
   moved by the Kalman gain and the anomalies by the symmetric square root
   ``(I + V R^-1 V^T / (N-1))^-1/2``, computed from a p x p eigendecomposition.
 

@@ -1,7 +1,7 @@
 """Forward models of garnet zoning: composition as a function of (P, T) along radius.
 
 State of a shell: ``x = (P [kbar], T [°C])``. Observation of a shell (docs/science.md;
-the data-assimilation view of garnet zoning of Kuwatani et al. 2018):
+Kuwatani et al. 2012, 2018):
 ``y = (X_alm, X_prp, X_grs, X_sps, P_incl, T_incl)`` -- the four end-member fractions
 of the garnet and, where an inclusion thermobarometer was measured, a direct
 observation of the state. The inclusion components are masked at shells without one.

@@ -1,7 +1,8 @@
 """State-space model of a garnet P–T path along radius (the model behind ``jaxpetro ptpath``).
 
-Radius is pseudo-time (the non-time-series data assimilation of garnet zoning of Kuwatani
-et al. 2018; the Gaussian Markov random field smoothness prior of Kuwatani et al. 2012):
+Radius is pseudo-time (the Bayesian P–T path reconstruction from zoned garnet of Kuwatani
+et al. 2012, 2018, with its Gaussian Markov random field smoothness prior, solved here
+sequentially by Kalman smoothing):
 the state x_n = (P kbar, T °C) of step n follows a random walk along radius,
 
     x_n = x_{n-1} + w_n,   w_n ~ N(0, dr_n diag(q_P^2, q_T^2)),

@@ -537,6 +537,7 @@ __all__ = [
     "GrowthTimes",
     "Inversion",
     "Predicted",
+    "Problem",
     "PtpathRun",
     "Sensitivity",
     "build_problem",
