@@ -160,5 +160,5 @@ def test_mixing_model_rates_screening_and_fractions():
     res = fit_mixing(x, member, opts)
     assert res.fractions.shape == (n, 4) and res.fractions.dtype == np.float32
     np.testing.assert_allclose(res.fractions.sum(1), 1.0, atol=1e-6)
-    assert 0.03 < res.unmixed_share < 0.2 and res.gap_p99 >= 0
+    assert res.unmixed_share >= mixed.mean() and res.gap_p99 >= 0
     assert np.mean(np.argmax(res.fractions[~mixed], 1) == k[~mixed]) > 0.99
