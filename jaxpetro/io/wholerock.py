@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from jaxpetro.errors import InputError
+from jaxpetro.io._numbers import is_number, parse_number
 
-__all__ = ["MEASURED", "BELOW_LIMIT", "BELOW_UNKNOWN", "MISSING", "UNIT_TO_PPM", "WholeRockTable",
-           "default_unit", "read_wholerock"]
+__all__ = ["BELOW_LIMIT", "BELOW_UNKNOWN", "MEASURED", "MISSING", "STATUS_NAMES", "UNIT_TO_PPM", "Analyses",
+           "WholeRockTable", "default_unit", "read_wholerock"]
 
 #: cell status codes
 MEASURED, BELOW_LIMIT, BELOW_UNKNOWN, MISSING = 0, 1, 2, 3
@@ -59,27 +60,37 @@ def default_unit(column: str) -> str:
 
 
 @dataclass(frozen=True)
-class WholeRockTable:
-    """A validated whole-rock table, every value in ppm.
+class Analyses:
+    """Whole-rock analyses: one row per sample, one column per element or oxide.
 
     Attributes:
-        path: the file read.
         samples: sample names (n,).
         elements: element/oxide column names (G,).
         units: unit of each column as written in the file/config (G,).
+        values: concentrations (n, G): ppm in a :class:`WholeRockTable`, the column units
+            in a synthetic set.
+    """
+
+    samples: tuple[str, ...]
+    elements: tuple[str, ...]
+    units: tuple[str, ...]
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class WholeRockTable(Analyses):
+    """A validated whole-rock table, every value in ppm (NaN where not measured, see ``status``).
+
+    Attributes (besides those of :class:`Analyses`):
+        path: the file read.
         to_ppm: factor from each column's unit to ppm (G,).
-        values: concentrations in ppm (n, G); NaN where not measured (see ``status``).
         sd: 1-sigma analytical errors in ppm (n, G); NaN where no ``_sd`` column/value.
         status: (n, G) int, MEASURED / BELOW_LIMIT / BELOW_UNKNOWN / MISSING.
         limit: detection limits in ppm (n, G) where given (``<x``), else NaN.
     """
 
     path: str
-    samples: tuple[str, ...]
-    elements: tuple[str, ...]
-    units: tuple[str, ...]
     to_ppm: np.ndarray
-    values: np.ndarray
     sd: np.ndarray
     status: np.ndarray
     limit: np.ndarray
@@ -93,35 +104,18 @@ def _parse(cell: str, path: str, row: int, column: str, sample: str) -> tuple[fl
         return math.nan, BELOW_UNKNOWN, math.nan
     if low in _MISSING:
         return math.nan, MISSING, math.nan
+    where = f"{path}: row {row} (sample '{sample}'), column '{column}'"
     if text.startswith("<"):
-        try:
-            limit = float(text[1:].strip())
-        except ValueError:
-            limit = math.nan
+        limit = float(text[1:]) if is_number(text[1:]) else math.nan
         if not (limit > 0 and math.isfinite(limit)):
-            raise InputError(
-                f"{path}: row {row} (sample '{sample}'), column '{column}': '{text}' is not a detection "
-                f"limit; write '<' followed by a positive number (e.g. '<0.01') or 'bdl'."
-            )
+            raise InputError(f"{where}: '{text}' is not a detection limit; write '<' followed by a positive number "
+                             f"(e.g. '<0.01') or 'bdl'.")
         return math.nan, BELOW_LIMIT, limit
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(
-            f"{path}: row {row} (sample '{sample}'), column '{column}': '{text}' is not a number. "
-            f"Write a concentration, '<limit', 'bdl' or 'na', or list the column under 'exclude' in the "
-            f"config if it is not an element."
-        ) from None
-    if not math.isfinite(value):
-        raise InputError(
-            f"{path}: row {row} (sample '{sample}'), column '{column}': '{text}' is not a finite number. "
-            f"Write a concentration, '<limit', 'bdl' or 'na'."
-        )
+    value = parse_number(text, where, missing=None, hint=". Write a concentration, '<limit', 'bdl' or 'na', or list "
+                         "the column under 'exclude' in the config if it is not an element")
     if value < 0:
-        raise InputError(
-            f"{path}: row {row} (sample '{sample}'), column '{column}': negative concentration {value:g}. "
-            f"Concentrations must be >= 0; write a value below detection as '<limit' or 'bdl'."
-        )
+        raise InputError(f"{where}: negative concentration {value:g}. Concentrations must be >= 0; write a value "
+                         f"below detection as '<limit' or 'bdl'.")
     if value == 0:
         return math.nan, BELOW_UNKNOWN, math.nan
     return value, MEASURED, math.nan
@@ -218,10 +212,7 @@ def read_wholerock(
             if elements[j] in sd_cols:
                 text = row[sd_cols[elements[j]]].strip()
                 if text and text.lower() not in _MISSING:
-                    try:
-                        e = float(text)
-                    except ValueError:
-                        e = math.nan
+                    e = float(text) if is_number(text) else math.nan
                     # sd = 0 would give that element an infinite weight: it would fix the isocon alone.
                     if not (e > 0 and math.isfinite(e)):
                         raise InputError(f"{label}: row {line} (sample '{name}'), column '{elements[j]}_sd': "
@@ -232,5 +223,5 @@ def read_wholerock(
     if dup:
         raise InputError(f"{label}: sample name(s) {', '.join(dup)} appear in more than one row; make them unique.")
     factor = to_ppm[None, :]
-    return WholeRockTable(label, tuple(samples), elements, tuple(col_units), to_ppm, values * factor, sd * factor,
-                          status, limit * factor)
+    return WholeRockTable(samples=tuple(samples), elements=elements, units=tuple(col_units), values=values * factor,
+                          path=label, to_ppm=to_ppm, sd=sd * factor, status=status, limit=limit * factor)

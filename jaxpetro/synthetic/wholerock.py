@@ -1,4 +1,4 @@
-"""Synthetic whole-rock data with known mass transfer (theme C of SCIENCE.md).
+"""Synthetic whole-rock data with known mass transfer (the isocon model of Grant 1986; docs/science.md).
 
 A protolith composition (major oxides in wt%, trace elements in ppm) is altered into
 ``n_altered`` samples: each sample has a true mass ratio ``M^A/M^O`` and each mobile
@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxpetro.io.results import write_csv
+from jaxpetro.io.wholerock import Analyses
+
+__all__ = ["PROTOLITH", "WholeRockSet", "make_wholerock", "write_wholerock_csv"]
 
 # A metabasalt-like protolith: 10 major oxides (wt%) and 10 trace elements (ppm).
 PROTOLITH: dict[str, tuple[float, str]] = {
@@ -30,15 +33,13 @@ PROTOLITH: dict[str, tuple[float, str]] = {
 
 
 @dataclass(frozen=True)
-class WholeRockSet:
-    """A synthetic data set and its truth.
+class WholeRockSet(Analyses):
+    """A synthetic data set (:class:`~jaxpetro.io.wholerock.Analyses`: samples, references
+    first ``ref1``..., then ``alt1``...; units "wt%" or "ppm"; measured values in the column
+    units) and its truth.
 
-    Attributes:
-        samples: sample names, references first (``ref1``...), then ``alt1``...
+    Attributes (besides those of :class:`~jaxpetro.io.wholerock.Analyses`):
         reference: names of the protolith samples.
-        elements: element/oxide column names (G).
-        units: unit of each column ("wt%" or "ppm").
-        values: measured concentrations (n_samples, G) in the column units.
         protolith: true protolith (G,) in the column units.
         mass_ratio: true M^A/M^O (n_altered,).
         mobility: true log mobility b (G, n_altered); 0 where immobile.
@@ -46,11 +47,7 @@ class WholeRockSet:
         noise: relative (log-normal) analytical error of every value.
     """
 
-    samples: tuple[str, ...]
     reference: tuple[str, ...]
-    elements: tuple[str, ...]
-    units: tuple[str, ...]
-    values: np.ndarray
     protolith: np.ndarray
     mass_ratio: np.ndarray
     mobility: np.ndarray
@@ -134,7 +131,8 @@ def make_wholerock(
     values = true * np.exp(noise * rng.normal(size=true.shape))
     reference = tuple(f"ref{k + 1}" for k in range(n_reference))
     samples = reference + tuple(f"alt{k + 1}" for k in range(n_altered))
-    return WholeRockSet(samples, reference, elements, units, values, base, mass_ratio, mobility, immobile, noise)
+    return WholeRockSet(samples=samples, elements=elements, units=units, values=values, reference=reference,
+                        protolith=base, mass_ratio=mass_ratio, mobility=mobility, immobile=immobile, noise=noise)
 
 
 def write_wholerock_csv(path: str | os.PathLike, data: WholeRockSet, digits: int = 4) -> Path:
