@@ -13,3 +13,6 @@ class OutputConfig:
 
     plots: bool = option(True, "write PNG figures")
     dpi: int = option(120, "resolution of the figures (dots per inch)", ge=20)
+
+
+__all__ = ["OutputConfig"]

@@ -1,22 +1,27 @@
-"""PNG figures of run results (matplotlib, Agg backend, written atomically)."""
+"""PNG figures of run results (matplotlib, written atomically).
+
+Figures are ``matplotlib.figure.Figure`` objects made by :func:`subplots`, not pyplot
+figures: they need no GUI backend, are never registered with pyplot (nothing to close, no
+memory kept between runs), and importing this module does not switch the user's
+matplotlib backend (a notebook's inline backend keeps working).
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # no display on clusters and CI machines
+from jaxpetro.io.results import atomic_write
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from jaxpetro.io.results import atomic_write  # noqa: E402
+__all__ = ["PHASE_COLOURS", "phase_colours", "phase_map_figure", "save_figure", "scalar_map_figure", "subplots"]
 
 # Colours petrologists expect in phase maps; other names get tab20 colours.
 PHASE_COLOURS = {
@@ -38,7 +43,7 @@ PHASE_COLOURS = {
 
 def phase_colours(names: Sequence[str]) -> list:
     """One colour per phase: the usual one for known names (Grt_core -> Grt's)."""
-    fallback = plt.get_cmap("tab20").colors
+    fallback = matplotlib.colormaps["tab20"].colors
     out = []
     for i, name in enumerate(names):
         base = name.split("_")[0]
@@ -46,12 +51,24 @@ def phase_colours(names: Sequence[str]) -> list:
     return out
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs):
+    """``(figure, axes)`` like ``pyplot.subplots``, on a pyplot-free ``Figure``."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a figure to PNG via a temporary file and rename (OutputError on failure); close it."""
+    """Save a figure to PNG via a temporary file and rename (OutputError on failure).
+
+    Closes it too when it is a pyplot figure (callers may still build figures with pyplot).
+    """
     try:
         return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
     finally:
-        plt.close(fig)
+        import sys
+
+        if "matplotlib.pyplot" in sys.modules:  # only then can the figure be registered with pyplot
+            sys.modules["matplotlib.pyplot"].close(fig)
 
 
 def _scale_bar(ax, cols: int, step_um: float) -> None:
@@ -91,7 +108,7 @@ def phase_map_figure(
     colours = phase_colours(names)
     cmap = ListedColormap(["#ffffff"] + colours)
     panels = [(phase_map, title)] + ([(truth, "true phase")] if truth is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 5.2), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 5.2), squeeze=False)
     for ax, (full, label) in zip(axes[0], panels):
         img, factor = _reduce(np.asarray(full), categorical=True)
         ax.imshow(img + 1, cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
@@ -146,8 +163,8 @@ def scalar_map_figure(
     lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
     if hi <= lo:
         hi = lo + 1e-6
-    fig, ax = plt.subplots(figsize=(6.2, 5.2))
-    cm = plt.get_cmap(cmap).with_extremes(bad="white")
+    fig, ax = subplots(figsize=(6.2, 5.2))
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
     shown = ax.imshow(np.ma.masked_invalid(img), cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
     ax.set_title(title)
     ax.set_xticks([])
