@@ -229,3 +229,16 @@ def test_calibrate_threshold_is_traced_and_tiles_are_static(section):
     assert int(np.asarray(b.n_beta).sum()) > int(np.asarray(a.n_beta).sum())
     assert np.asarray(cal(xray.QuantifyOptions(beta_tiles=(1, 2))).beta).shape == (2, 9)
     assert xray.calibrate._cache_size() == size + 1
+
+
+def test_calibrate_and_quantify_need_float64():
+    cal = xray.Calibration(np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)),
+                           np.zeros((1, 1)), np.ones((1, 1), np.int32), np.ones((1, 1), np.int32),
+                           np.zeros((1, 1), np.int32))
+    with jax.enable_x64(False):
+        with pytest.raises(RuntimeError, match="float64"):
+            xray.quantify(np.ones((2, 1), np.float32), np.ones((2, 1), np.float32), np.ones(1, np.float32), cal)
+        with pytest.raises(RuntimeError, match="float64"):
+            one = np.ones((2, 1), np.float32)
+            xray.calibrate(one, one, 0 * one, np.zeros(2, np.int32), np.ones(2, bool), one, np.ones(2, np.float32),
+                           np.zeros(2, np.int32), 1)

@@ -26,6 +26,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real, Shaped
 
 from jaxpetro.kernels._blocks import clamp_block_size, map_blocks
 from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._precision import require_float64
 
 __all__ = [
     "ALPHA_IMPORTED",
@@ -247,6 +248,7 @@ def calibrate(
 
     Differentiable in the spot data (wt, intensities, map rates, memberships).
     """
+    require_float64("calibrate")  # the regressions' floors (1e-300) and sums need float64
     peak, background = jnp.asarray(peak), jnp.asarray(background)
     use = jnp.asarray(use)
     m = jnp.asarray(membership)
@@ -341,13 +343,15 @@ def quantify(
     rate = jnp.asarray(rate)
     n = rate.shape[0]
     tile = jnp.zeros((n,), jnp.int32) if tile is None else jnp.asarray(tile)
-    exposure = jnp.broadcast_to(jnp.asarray(exposure, jnp.float64), rate.shape[-1:])
+    exposure = jnp.broadcast_to(jnp.asarray(exposure), rate.shape[-1:])
     cal = Calibration(*(jnp.asarray(a) for a in cal))
     return _quantify(rate, jnp.asarray(weights), exposure, tile, cal, options)
 
 
 @jax.jit
 def _quantify(rate, weights, exposure, tile, cal: Calibration, options: QuantifyOptions) -> Quantified:
+    require_float64("quantify")  # the error propagation works in float64; outputs are float32
+    exposure = exposure.astype(jnp.float64)
     block = clamp_block_size(options.chunk_size, rate.shape[0])
     # Padded rows (zero rate, zero weights, tile 0) are cut off again.
     out = map_blocks(lambda r, p, t: _quantify_block(r, p, t, exposure, cal), (rate, weights, tile), block, (0, 0, 0))
