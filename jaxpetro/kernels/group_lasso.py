@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 from jax import lax
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxpetro.kernels._options import KernelOptions, static
 from jaxpetro.kernels._status import Status, make_status
