@@ -137,14 +137,22 @@ def load_config(source: str | os.PathLike | Mapping | None, schema: type, overri
     return _build(schema, raw, "", origins)
 
 
-def config_to_dict(cfg) -> dict:
+def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (lists, dicts, scalars) of a config instance, e.g. for YAML or JSON."""
+    out = _plain_value(cfg)
+    if not isinstance(out, dict):
+        raise TypeError(f"config_to_dict expects a config dataclass or mapping, not {type(cfg).__name__}")
+    return out
+
+
+def _plain_value(cfg: Any) -> Any:
+    """The plain-Python form of a config value (dataclass -> dict, tuple -> list)."""
     if dataclasses.is_dataclass(cfg):
-        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        return {f.name: _plain_value(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, Mapping):
-        return {k: config_to_dict(v) for k, v in cfg.items()}
+        return {k: _plain_value(v) for k, v in cfg.items()}
     if isinstance(cfg, tuple):
-        return [config_to_dict(v) for v in cfg]
+        return [_plain_value(v) for v in cfg]
     return cfg
 
 
@@ -477,7 +485,7 @@ def _yaml_scalar(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     try:
-        text = yaml.safe_dump(config_to_dict(value), default_flow_style=True)
+        text = yaml.safe_dump(_plain_value(value), default_flow_style=True)
     except yaml.YAMLError:  # e.g. a numpy value passed through the Python API
         return repr(value)
     return text.strip().removesuffix("...").strip()
