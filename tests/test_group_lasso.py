@@ -290,3 +290,10 @@ def test_gradient_through_the_path():
     h = 1e-6
     fd = (f(y + h * direction) - f(y - h * direction)) / (2 * h)
     np.testing.assert_allclose(jnp.sum(g * direction), fd, rtol=1e-6)
+
+
+def test_float32_mode_is_refused_clearly():
+    y, w = problem(14, g=6, s=2, n_mobile=2)
+    with jax.enable_x64(False):
+        with pytest.raises(RuntimeError, match="float64"):
+            gl.solve(y, w, 1.0, opts())

@@ -41,8 +41,9 @@ to ``y``, ``w``, ``lam``, ``c`` and ``l1_ratio`` by implicit differentiation of 
 optimality conditions on the active set (the non-zero entries of B; the zero entries stay
 zero), which is exact wherever the active set is locally constant; the iterations are
 never differentiated. :func:`path` inherits it, λ by λ. ``vmap`` over replicates
-(bootstrap data) or over ``lam`` works directly. This module imports nothing of jaxpetro
-except the shared ``jaxpetro.kernels._*`` modules.
+(bootstrap data) or over ``lam`` works directly. Float64 is required (a clear error when
+``jax_enable_x64`` is off). This module imports nothing of jaxpetro except the shared
+``jaxpetro.kernels._*`` modules.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._precision import require_float64
 from jaxpetro.kernels._status import Status, make_status
 
 __all__ = ["LassoInfo", "LassoOptions", "LassoState", "Solution", "dual_norm", "duality_gap", "init",
@@ -287,7 +289,12 @@ def kkt_residual(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], b: Floa
 
 
 def _as_arrays(*xs):
-    """Float64 arrays of the inputs (NumPy accepted)."""
+    """Float64 arrays of the inputs (NumPy accepted).
+
+    The KKT tolerance (1e-10) and the duality gap need float64: without x64 they would
+    silently be float32, so this raises a clear error instead (at trace time).
+    """
+    require_float64("jaxpetro.kernels.group_lasso")
     return tuple(jnp.asarray(x, jnp.float64) for x in xs)
 
 
@@ -335,8 +342,7 @@ class _Problem(NamedTuple):
 
 
 def _problem(y, w, lam, c) -> _Problem:
-    y = jnp.asarray(y, jnp.float64)
-    w = jnp.asarray(w, y.dtype)
+    y, w = _as_arrays(y, w)
     c = jnp.ones(y.shape[0], y.dtype) if c is None else jnp.asarray(c, y.dtype)
     lip = jnp.maximum(jnp.max(w, axis=1), 1e-300)
     null = 0.5 * jnp.sum(w * (y - profiled_intercept(y, w, jnp.zeros_like(y))[None, :]) ** 2)
