@@ -51,9 +51,12 @@ def phase_colours(names: Sequence[str]) -> list:
     return out
 
 
-def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs):
-    """``(figure, axes)`` like ``pyplot.subplots``, on a pyplot-free ``Figure``."""
-    fig = Figure(figsize=figsize)
+def subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, layout: str | None = None, **kwargs
+):
+    """``(figure, axes)`` like ``pyplot.subplots``, on a pyplot-free ``Figure``
+    (``layout="constrained"`` keeps labels and colour bars from overlapping)."""
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 

@@ -406,16 +406,15 @@ def _isopleths(problem: Problem, n: int = 70) -> tuple[np.ndarray, np.ndarray, n
 def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sens: Sensitivity | None,
              truth: tuple | None) -> dict:
     """ptpath.png, profiles.png (and sensitivity.png); returns their paths."""
-    import matplotlib.pyplot as plt
 
-    from jaxpetro.io.plots import save_figure
+    from jaxpetro.io.plots import save_figure, subplots
 
     r = prob.radius_um
     pred_mean, pred_lo, pred_hi = inv.pred
     dpi = config.output.dpi
     paths = {}
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    fig, axes = subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1.3, 1, 1]}, layout="constrained")
     ax = axes[0]
     P, T, X = _isopleths(prob)
     for k, (name, style) in enumerate(zip(gm.ENDMEMBERS, ("-", "--", ":", "-."))):
@@ -456,7 +455,7 @@ def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sen
         ax.legend(fontsize=7)
     paths["ptpath_png"] = save_figure(fig, out / "ptpath.png", dpi)
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    fig, axes = subplots(2, 2, figsize=(10, 7), sharex=True, layout="constrained")
     for k, ax in enumerate(axes.ravel()):
         obs = prob.mask[:, k]
         sd = np.sqrt(np.where(np.isnan(prob.var[:, k]), np.exp(inv.log_theta[2]) ** 2, prob.var[:, k]))
@@ -469,7 +468,7 @@ def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sen
     paths["profiles_png"] = save_figure(fig, out / "profiles.png", dpi)
 
     if sens is not None:
-        fig, axes = plt.subplots(2, 4, figsize=(15, 7), sharex=True, sharey=True)
+        fig, axes = subplots(2, 4, figsize=(15, 7), sharex=True, sharey=True, layout="constrained")
         for row, key in enumerate(("dP_dX", "dT_dX")):
             J = getattr(sens, key)  # (n, n, 4): output shell, input shell, end-member
             lim = float(np.max(np.abs(J))) or 1.0
