@@ -233,18 +233,14 @@ def unmix(
     Returns:
         :class:`UnmixResult` (float64).
     """
-    counts = jnp.asarray(counts)
-    exposure = jnp.ones((counts.shape[0],), counts.dtype) if exposure is None else jnp.asarray(exposure)
-    return _unmix(counts, jnp.asarray(rates), exposure, options)
+    return _unmix(*_inputs(counts, rates, exposure), options)
 
 
 @jax.jit
 def _unmix(counts, rates, exposure, options: UnmixOptions) -> UnmixResult:
     require_float64("unmix")
     rates = rates.astype(jnp.float64)
-    block = clamp_block_size(options.chunk_size, counts.shape[0])
-    # Padded rows: zero counts at unit exposure, inert.
-    return map_blocks(lambda xb, eb: _solve_block(xb, eb, rates, options), (counts, exposure), block, (0, 1))
+    return _over_pixels(lambda xb, eb: _solve_block(xb, eb, rates, options), counts, exposure, options)
 
 
 @jax.jit
@@ -276,9 +272,7 @@ def best_single_phase(
     Pixels that their best pure phase explains within counting noise need no unmixing;
     screening them out first divides the work of :func:`unmix` on a typical section by ~5.
     """
-    counts = jnp.asarray(counts)
-    exposure = jnp.ones((counts.shape[0],), counts.dtype) if exposure is None else jnp.asarray(exposure)
-    return _single(counts, jnp.asarray(rates), exposure, options)
+    return _single(*_inputs(counts, rates, exposure), options)
 
 
 @jax.jit
@@ -292,4 +286,17 @@ def _single(counts, rates, exposure, options: UnmixOptions) -> SingleFit:
         k = jnp.argmax(ll, axis=1)
         return SingleFit(k, poisson_deviance(xb, eb[:, None] * rates[k]))
 
-    return map_blocks(block, (counts, exposure), clamp_block_size(options.chunk_size, counts.shape[0]), (0, 1))
+    return _over_pixels(block, counts, exposure, options)
+
+
+def _inputs(counts, rates, exposure):
+    """Arrays of the public entry points; exposure 1 when not given."""
+    counts = jnp.asarray(counts)
+    exposure = jnp.ones((counts.shape[0],), counts.dtype) if exposure is None else jnp.asarray(exposure)
+    return counts, jnp.asarray(rates), exposure
+
+
+def _over_pixels(fn, counts, exposure, options: UnmixOptions):
+    """``fn(counts_block, exposure_block)`` over blocks of ``options.chunk_size`` pixels;
+    padded rows (zero counts at unit exposure) are inert and cut off again."""
+    return map_blocks(fn, (counts, exposure), clamp_block_size(options.chunk_size, counts.shape[0]), (0, 1))
