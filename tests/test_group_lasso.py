@@ -271,6 +271,18 @@ def test_gradient_of_the_solution_matches_finite_differences(alpha):
     # Forward mode gives the same derivative; zero entries of B have zero derivative.
     np.testing.assert_allclose(jax.jvp(lambda l: f(y, w, l), (lam,), (1.0,))[1], jl, rtol=1e-10, atol=1e-14)
     assert np.all(np.asarray(jl[: 40]).reshape(10, 4)[np.asarray(sol.coef) == 0] == 0)
+    # Group weights c, and the l1 share of the sparse-group variant.
+    c0 = jnp.ones(10)
+    k = int(np.flatnonzero(active)[0])
+    jc = jax.jacrev(lambda c_: _stacked(gl.solve(y, w, lam, o, c_)))(c0)
+    e = jnp.zeros(10).at[k].set(1e-6)
+    fd = (_stacked(gl.solve(y, w, lam, o, c0 + e)) - _stacked(gl.solve(y, w, lam, o, c0 - e))) / 2e-6
+    np.testing.assert_allclose(jc[:, k], fd, rtol=1e-5, atol=1e-10)
+    if alpha > 0:
+        jr = jax.jacrev(lambda r: _stacked(gl.solve(y, w, lam, o.replace(l1_ratio=r))))(alpha)
+        fd = (_stacked(gl.solve(y, w, lam, o.replace(l1_ratio=alpha + 1e-6)))
+              - _stacked(gl.solve(y, w, lam, o.replace(l1_ratio=alpha - 1e-6)))) / 2e-6
+        np.testing.assert_allclose(jr, fd, rtol=1e-5, atol=1e-10)
 
 
 def test_gradient_through_the_path():
