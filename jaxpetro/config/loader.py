@@ -63,28 +63,32 @@ _NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 # ----------------------------------------------------------------------------- schema helpers
 
 
-class FrozenDict(Mapping):
-    """Read-only, hashable mapping: the stored value of a ``dict[str, X]`` field."""
+class FrozenDict(dict):
+    """Read-only, hashable mapping: the stored value of a ``dict[str, X]`` field.
 
-    __slots__ = ("_data",)
+    A ``dict`` subclass (so a field annotated ``dict[str, X]`` holds a true ``dict``, as
+    type checkers expect) whose mutating methods raise ``TypeError``.
+    """
+
+    __slots__ = ()
 
     def __init__(self, data: Mapping | Iterable = ()):
-        self._data = dict(data)
+        super().__init__(data)
 
-    def __getitem__(self, key):
-        return self._data[key]
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("config values are read-only; build a new config (load_config with overrides) instead")
 
-    def __iter__(self) -> Iterator:
-        return iter(self._data)
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
 
-    def __len__(self) -> int:
-        return len(self._data)
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
 
-    def __hash__(self) -> int:
-        return hash(frozenset(self._data.items()))
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
 
     def __repr__(self) -> str:
-        return f"FrozenDict({self._data!r})"
+        return f"FrozenDict({dict.__repr__(self)})"
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=None, le=None, lt=None):

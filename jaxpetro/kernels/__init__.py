@@ -7,7 +7,7 @@ structural fields static, real-valued fields traced), a State with public ``init
 Modules:
     mixture:      soft-clustering EM (Poisson with exposure, Gaussian diag/full), anchors, BIC/ICL.
     kmeans:       k-means++ seeding.
-    unmixing:     Poisson linear unmixing of pixels on the simplex (Frank-Wolfe).
+    unmixing:     Poisson linear unmixing of pixels on the simplex (entropic mirror descent).
     kalman:       exact Kalman filter, RTS smoother and log-likelihood (linear-Gaussian reference).
     enks:         ensemble Kalman filter/smoothers along an ordered axis, marginal likelihood, MAP path.
     group_lasso:  proximal (sparse-)group lasso solvers with implicit differentiation.
