@@ -18,13 +18,17 @@ from jaxpetro.config.loader import (
     option,
     section,
 )
+from jaxpetro.config.isocon import IsoconConfig
+from jaxpetro.config.ptpath import PtpathConfig
 from jaxpetro.config.qmap import ClusteringConfig, QmapConfig, QmapInputConfig
 
 __all__ = [
     "ClusteringConfig",
     "DemoConfig",
     "FrozenDict",
+    "IsoconConfig",
     "OutputConfig",
+    "PtpathConfig",
     "QmapConfig",
     "QmapInputConfig",
     "SyntheticConfig",

@@ -83,3 +83,6 @@ class IsoconConfig:
         if self.method == "classical" and not self.immobile:
             raise ConfigError("method 'classical' needs the immobile elements in 'immobile', e.g. "
                               "immobile: [TiO2, Zr]; or use method: sparse to select them from the data.")
+
+
+__all__ = ["IsoconConfig", "SparseConfig", "UncertaintyConfig"]

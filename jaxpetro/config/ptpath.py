@@ -121,3 +121,15 @@ class PtpathConfig:
     map_check: bool = option(True, "also compute the MAP path (L-BFGS) as a deterministic cross-check")
     sensitivity: bool = option(False, "write the Jacobian of the smoothed path w.r.t. the observed compositions")
     output: OutputConfig = section(OutputConfig, "figures")
+
+
+__all__ = [
+    "EnsembleConfig",
+    "ForwardConfig",
+    "FractionationConfig",
+    "GrowthConfig",
+    "HyperConfig",
+    "LinearForwardConfig",
+    "PriorConfig",
+    "PtpathConfig",
+]

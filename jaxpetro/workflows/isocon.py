@@ -274,16 +274,14 @@ def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.R
 
 def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_lo, rel_hi) -> None:
     """Isocon diagrams (a panel per sample), the regularisation path (sparse) and the gain/loss bar chart."""
-    import matplotlib.pyplot as plt
-
-    from jaxpetro.io.plots import save_figure
+    from jaxpetro.io.plots import save_figure, subplots
 
     dpi = config.output.dpi
     x = np.asarray(data.log_ref) / np.log(10)  # log10 C^O (ppm)
     s = len(altered)
     ncol = min(s, 3)
     nrow = -(-s // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 4.3 * nrow), squeeze=False)
+    fig, axes = subplots(nrow, ncol, figsize=(4.4 * ncol, 4.3 * nrow), squeeze=False, layout="constrained")
     for j, name in enumerate(altered):
         ax = axes[j // ncol][j % ncol]
         yj = np.asarray(data.log_alt[j]) / np.log(10)
@@ -310,7 +308,7 @@ def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_l
     if selection is not None:
         lam = np.asarray(selection.lambdas)
         norms = np.linalg.norm(np.asarray(selection.path.coef), axis=2)  # (L, G)
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = subplots(figsize=(6.4, 4.2), layout="constrained")
         for i, el in enumerate(elements):
             ax.plot(lam / lam[0], norms[:, i], lw=1)
             if norms[-1, i] > 0:
@@ -331,7 +329,7 @@ def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_l
         save_figure(fig, out / "path.png", dpi)
 
     g = rel.shape[0]
-    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.3 * g * max(1, len(altered)) ** 0.5 + 2)), 4.2))
+    fig, ax = subplots(figsize=(min(14.0, max(6.0, 0.3 * g * max(1, len(altered)) ** 0.5 + 2)), 4.2), layout="constrained")
     width = 0.8 / s
     pos = np.arange(g)
     for j, name in enumerate(altered):
