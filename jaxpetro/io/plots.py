@@ -52,7 +52,7 @@ def phase_colours(names: Sequence[str]) -> list:
 
 
 def subplots(
-    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, layout: str | None = None, **kwargs
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float | int, float | int] | None = None, layout: str | None = None, **kwargs
 ):
     """``(figure, axes)`` like ``pyplot.subplots``, on a pyplot-free ``Figure``
     (``layout="constrained"`` keeps labels and colour bars from overlapping)."""

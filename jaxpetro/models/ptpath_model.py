@@ -24,7 +24,8 @@ It reads no files (the workflow passes what :mod:`jaxpetro.io` read).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
