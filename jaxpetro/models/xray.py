@@ -17,6 +17,7 @@ spot data and the map rates.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -218,7 +219,7 @@ def fit_beta(
     return beta, beta_se, jnp.where(has, n_t, n_all).astype(jnp.int32)
 
 
-@jax.jit(static_argnames=("n_phases",))
+@functools.partial(jax.jit, static_argnames=("n_phases",))
 def calibrate(
     wt: Real[ArrayLike, "n J"],
     peak: Real[ArrayLike, "n J"],
