@@ -10,7 +10,8 @@ What is measured (same run, same data):
   (``--xla_force_host_platform_device_count``, ``--devices``), so JAX uses every core;
 * ``numpy`` -- a straightforward NumPy implementation of the same EnKS: a Python loop over
   profiles and shells, NumPy vectorised over members (bicubic gather, 6 x 6 solves, full-lag
-  buffer update of the shells seen so far), one process.
+  buffer update of the shells seen so far), one process; it is ``tests/_numpy_enks.py``, also
+  the test oracle of the kernel.
 
 Correctness first: on two profiles the NumPy code is fed the kernel's own random draws and
 must reproduce its smoothed ensembles (max abs difference reported).
@@ -60,7 +61,9 @@ from jaxpetro.kernels import enks  # noqa: E402
 from jaxpetro.models import garnet as gm  # noqa: E402
 from jaxpetro.synthetic.garnet_profile import clockwise_path, demo_table_path, table_params  # noqa: E402
 
-JITTER = 1e-12  # same relative jitter as the kernel's _chol
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the NumPy EnKS is also the tests' oracle
+from _numpy_enks import numpy_enks  # noqa: E402
+
 OPTIONS = enks.SmootherOptions()  # stochastic analysis, full-lag EnKS, no inflation (the defaults)
 
 
@@ -89,42 +92,10 @@ def np_table(values, P_min, dP, T_min, dT, X):
     return np.einsum("na,nb,nabk->nk", w(u - i), w(v - j), patch)
 
 
-def np_chol(C):
-    scale = max(np.trace(C) / C.shape[0], np.finfo(float).tiny)
-    return np.linalg.cholesky(0.5 * (C + C.T) + JITTER * scale * np.eye(C.shape[0]))
-
-
-def numpy_enks(table, X0, y, mask, R, Q, rng=None, draws=None):
-    """Full-lag stochastic EnKS of one profile; ``draws`` = (model noise (n, N, 2), obs noise (n, N, 6))
-    replays given standard-normal draws, else ``rng`` draws them."""
+def numpy_h(table):
+    """The observation function of the NumPy peer: the four end-members from the table, then (P, T)."""
     values, P_min, dP, T_min, dT = table
-    n, p = y.shape
-    N, d = X0.shape
-    buf = np.zeros((n, N, d))
-    Xa = X0
-    for k in range(n):
-        if k == 0:
-            Xf = X0.copy()
-        else:
-            z = draws[0][k] if draws is not None else rng.standard_normal((N, d))
-            Xf = Xa + z @ np_chol(Q[k]).T
-        HX = np.concatenate([np_table(values, P_min, dP, T_min, dT, Xf), Xf], axis=1)
-        m = mask[k].astype(float)
-        y0 = np.where(mask[k], y[k], 0.0)
-        R0 = R[k] * np.outer(m, m) + np.diag(1.0 - m)
-        V = (HX - HX.mean(axis=0)) * m
-        S = V.T @ V / (N - 1) + R0
-        e = draws[1][k] if draws is not None else rng.standard_normal((N, p))
-        E = e @ np.linalg.cholesky(R0).T
-        E = E - E.mean(axis=0)
-        D = (y0 + E - HX) * m
-        U = np.linalg.solve(S, D.T).T
-        Rf = V / (N - 1)
-        Xa = Xf + U @ (Rf.T @ Xf)
-        buf[k] = Xf
-        proj = np.einsum("Nk,jNd->jkd", Rf, buf[: k + 1])
-        buf[: k + 1] += np.einsum("Nk,jkd->jNd", U, proj)
-    return buf
+    return lambda k, X: np.concatenate([np_table(values, P_min, dP, T_min, dT, X), X], axis=1)
 
 
 # ----------------------------------------------------------------------------- problem
@@ -185,13 +156,14 @@ def main():
         z = np.asarray(jax.vmap(lambda k: enks.standard_normal(k, (args.members, 2)))(step_keys[:, 0]))
         e = np.asarray(jax.vmap(lambda k: enks.standard_normal(k, (args.members, 6)))(step_keys[:, 1]))
         ref = np.asarray(single(keys[i], jnp.asarray(y[i]), jnp.asarray(mask[i])))
-        got = numpy_enks(table_np, X0, y[i], mask[i], R, Q, draws=(z, e))
+        got = numpy_enks(numpy_h(table_np), X0, y[i], mask[i], R, Q, lambda k, which, shape: (z, e)[which][k])
         max_diff = max(max_diff, float(np.max(np.abs(ref - got))))
     print(f"correctness: max |jax - numpy| over 2 profiles = {max_diff:.2e}")
 
     # --- timing, interleaved rounds, minimum kept
     t_jax, t_np, loads, cpu_jax, cpu_np = [], [], [], [], []
     rng = np.random.default_rng(1)
+    h_np = numpy_h(table_np)
     for rnd in range(args.rounds):
         loads.append(os.getloadavg()[0])
         c0, t0 = time.process_time(), time.perf_counter()
@@ -201,7 +173,7 @@ def main():
         cpu_jax.append((time.process_time() - c0) / t_jax[-1])
         c0, t0 = time.process_time(), time.perf_counter()
         for i in range(n_np):
-            numpy_enks(table_np, X0, y[i], mask[i], R, Q, rng=rng)
+            numpy_enks(h_np, X0, y[i], mask[i], R, Q, lambda k, which, shape: rng.standard_normal(shape))
         wall = time.perf_counter() - t0
         cpu_np.append((time.process_time() - c0) / wall)
         t_np.append(wall * args.profiles / n_np)
