@@ -65,6 +65,7 @@ from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Bool, Float, Float64, Int, Real
 
 from jaxpetro.kernels._blocks import clamp_block_size, to_blocks
+from jaxpetro.kernels._gaussian import LOG_2PI
 from jaxpetro.kernels._options import KernelOptions, static
 from jaxpetro.kernels._precision import require_float64
 from jaxpetro.kernels._status import Status, make_status
@@ -75,7 +76,6 @@ FAMILIES: tuple[str, ...] = ("poisson", "diag", "full")
 # A component whose total responsibility falls below this keeps its previous
 # parameters: its M-step would divide by ~zero.
 _EMPTY = 1e-10
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _as_float(value):
@@ -573,7 +573,7 @@ def _prepare(fam: _Family, x, exposure, anchors, mask, chunk_size, axis_name) ->
 
     count, sx, se, const = _scan_sum(sums, blocks, (z, jnp.zeros(d), z, z), axis_name)
     if fam.pixel_term is None:
-        const = -0.5 * d * _LOG_2PI * count
+        const = -0.5 * d * LOG_2PI * count
     # Gaussian data are centred on their per-channel mean; Poisson rates need the raw counts.
     shift = sx / jnp.maximum(count, 1.0) if fam.centred else jnp.zeros(d)
     # The smallest Poisson rate allowed per channel, 1e-6 of the channel's mean rate,
