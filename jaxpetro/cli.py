@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         schema = _schema(schema_path)
         summary = (schema.__doc__ or "").strip().splitlines()[0]
         sub = commands.add_parser(
-            name, help=summary, description=summary,
+            # argparse %-formats help strings (not descriptions): a literal % ("wt% maps") is escaped
+            name, help=summary.replace("%", "%%"), description=summary,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             epilog=f"config keys (set in CONFIG.yaml or with --set KEY=VALUE):\n{describe_config(schema)}",
         )

@@ -103,6 +103,15 @@ def test_bugs_keep_their_traceback(fake_demo, tmp_path):
         cli.main(["demo", "--out", str(tmp_path)])
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["qmap", "--help"], ["ptpath", "--help"], ["isocon", "--help"]])
+def test_every_help_runs(argv, capsys):
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: jaxpetro")
+    if argv == ["--help"]:
+        assert "wt% maps" in text  # a literal % in a workflow summary must not break argparse
+
+
 def test_help_lists_config_keys(capsys):
     assert cli.main(["demo", "--help"]) == 0
     help_text = capsys.readouterr().out
