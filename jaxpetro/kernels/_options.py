@@ -29,6 +29,20 @@ def static(default: Any = dataclasses.MISSING) -> Any:
     return eqx.field(static=True, default=default)
 
 
+def _as_float(value: Any) -> Any:
+    """Python numbers become floats (one dtype, so an int from a config file, ``tol: 0``, does
+    not compile a second program); arrays, tracers and None pass through."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def traced(default: Any = dataclasses.MISSING) -> Any:
+    """A real-valued option: an array leaf of the pytree (a new value reuses the compiled
+    program), stored as a Python float when given as a number."""
+    if default is dataclasses.MISSING:
+        return eqx.field(converter=_as_float)
+    return eqx.field(default=default, converter=_as_float)
+
+
 class KernelOptions(eqx.Module):
     """Base class of the kernels' options objects."""
 
@@ -51,4 +65,4 @@ class KernelOptions(eqx.Module):
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["KernelOptions", "static"]
+__all__ = ["KernelOptions", "static", "traced"]

@@ -50,14 +50,13 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._options import KernelOptions, static, traced
 from jaxpetro.kernels._precision import require_float64
 from jaxpetro.kernels._status import Status, make_status
 
@@ -71,11 +70,6 @@ Scalar = float | Float[Array, ""]
 
 _BISECT_STEPS = 100  # bisection of the sparse-group dual norm: 2^-100 of the bracket
 _LOOSE_TOL = 1e-7  # tolerance of the intermediate reweighting solves (they only move the weights)
-
-
-def _as_float(value):
-    """Python numbers become floats (an int from a config file must not compile a second program)."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 class LassoOptions(KernelOptions):
@@ -102,13 +96,13 @@ class LassoOptions(KernelOptions):
 
     solver: Solver = static("bcd")
     stopping: Stopping = static("kkt")
-    tol: Scalar = eqx.field(default=1e-10, converter=_as_float)
+    tol: Scalar = traced(1e-10)
     max_iter: int = static(20000)
     check_every: int = static(5)
     sparse_group: bool = static(False)
-    l1_ratio: Scalar = eqx.field(default=0.5, converter=_as_float)
-    q: Scalar = eqx.field(default=1.0, converter=_as_float)
-    reweight_eps: Scalar = eqx.field(default=0.01, converter=_as_float)
+    l1_ratio: Scalar = traced(0.5)
+    q: Scalar = traced(1.0)
+    reweight_eps: Scalar = traced(0.01)
     n_reweight: int = static(5)
     multistart: bool = static(True)
 

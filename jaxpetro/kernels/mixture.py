@@ -50,12 +50,10 @@ This module imports nothing of jaxpetro except the shared ``jaxpetro.kernels._*`
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,7 +64,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Float64, Int, Real
 
 from jaxpetro.kernels._blocks import clamp_block_size, to_blocks
 from jaxpetro.kernels._gaussian import LOG_2PI
-from jaxpetro.kernels._options import KernelOptions, static
+from jaxpetro.kernels._options import KernelOptions, static, traced
 from jaxpetro.kernels._precision import require_float64
 from jaxpetro.kernels._status import Status, make_status
 
@@ -76,12 +74,6 @@ FAMILIES: tuple[str, ...] = ("poisson", "diag", "full")
 # A component whose total responsibility falls below this keeps its previous
 # parameters: its M-step would divide by ~zero.
 _EMPTY = 1e-10
-
-
-def _as_float(value):
-    """Python numbers become floats (one dtype, so an int from a config file does not
-    compile a second program); arrays and tracers pass through."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 class MixtureOptions(KernelOptions):
@@ -108,8 +100,8 @@ class MixtureOptions(KernelOptions):
     chunk_size: int | None = static(None)
     compute_dtype: Literal["float64", "float32"] = static("float64")
     axis_name: str | None = static(None)
-    tol: float | Float[Array, ""] = eqx.field(default=1e-6, converter=_as_float)
-    reg_covar: float | Float[Array, ""] = eqx.field(default=1e-6, converter=_as_float)
+    tol: float | Float[Array, ""] = traced(1e-6)
+    reg_covar: float | Float[Array, ""] = traced(1e-6)
 
     def __check_init__(self):
         if self.family not in FAMILIES:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 from typing import Literal, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +37,7 @@ from jax.scipy.special import gammaincc
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Key, Shaped
 
 from jaxpetro.kernels import group_lasso as gl
-from jaxpetro.kernels._options import static
+from jaxpetro.kernels._options import static, traced
 
 __all__ = ["Imputed", "LogData", "Replicates", "Selection", "SparseOptions", "Summary", "chi2_fit", "fitted",
            "impute", "information_criterion", "interval", "log_data", "log_ratios", "mass_ratio",
@@ -49,11 +48,6 @@ __all__ = ["Imputed", "LogData", "Replicates", "Selection", "SparseOptions", "Su
 Criterion = Literal["bic", "aic", "bic_unknown"]
 
 _BOOTSTRAP_TOL = 1e-9  # loosest solver tolerance of the bootstrap replicates (they are refitted anyway)
-
-
-def _as_float(value):
-    """Python numbers become floats (an int from a config file must not compile a second program)."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 class SparseOptions(gl.LassoOptions):
@@ -76,9 +70,9 @@ class SparseOptions(gl.LassoOptions):
     """
 
     criterion: Literal["bic", "aic", "bic_unknown", "fixed"] = static("bic")
-    lambda_fraction: float | Float[Array, ""] | None = eqx.field(default=None, converter=_as_float)
+    lambda_fraction: float | Float[Array, ""] | None = traced(None)
     n_lambda: int = static(40)
-    lambda_min_ratio: float | Float[Array, ""] = eqx.field(default=0.01, converter=_as_float)
+    lambda_min_ratio: float | Float[Array, ""] = traced(0.01)
     refine: bool = static(True)
     refine_steps: int = static(50)
     min_immobile: int = static(3)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real, Shaped
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 from jaxpetro.kernels._blocks import clamp_block_size, map_blocks
 from jaxpetro.kernels._options import KernelOptions, static
