@@ -5,8 +5,11 @@ whose config schema is a class in a light module of :mod:`jaxpetro.config` (so a
 validated, and its errors reported, before the heavier workflow module is imported).
 Registering a workflow is one line in :data:`WORKFLOWS`.
 
-The CLI validates the config, creates the output directory, writes
-``config.resolved.yaml`` there, then calls ``run``. A :class:`~jaxpetro.errors.JaxpetroError`
+The CLI validates the config (relative paths in it are resolved from the config file's
+folder), then runs the workflow into a hidden staging folder next to ``--out`` (with
+``config.resolved.yaml`` written first) and swaps it in only when the run has finished: a
+rerun keeps the earlier result as ``<out>.previous``, and a failed or interrupted one leaves
+``--out`` untouched and its incomplete folder as ``<out>.failed``. A :class:`~jaxpetro.errors.JaxpetroError`
 is printed as one line ``jaxpetro: error: ...`` on stderr and the exit status is its
 ``exit_code`` (2 config, 3 input, 4 convergence, 5 output); Ctrl-C exits with 130; any
 other exception is a bug and keeps its traceback.
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 from jaxpetro import __version__
 from jaxpetro.config import config_to_yaml, describe_config, load_config
 from jaxpetro.errors import JaxpetroError
-from jaxpetro.io.results import prepare_out_dir, write_resolved_config
+from jaxpetro.io.results import staged_out_dir, write_resolved_config
 
 #: workflow name -> (module with ``run``, "schema_module:SchemaClass")
 WORKFLOWS: dict[str, tuple[str, str]] = {
@@ -32,6 +35,14 @@ WORKFLOWS: dict[str, tuple[str, str]] = {
     "ptpath": ("jaxpetro.workflows.ptpath", "jaxpetro.config.ptpath:PtpathConfig"),
     "isocon": ("jaxpetro.workflows.isocon", "jaxpetro.config.isocon:IsoconConfig"),
 }
+
+_EPILOG = (
+    "Relative paths in CONFIG.yaml are resolved from the config file's folder; paths given with\n"
+    "--set from the working directory. A key expecting a list also takes a single value.\n"
+    "The run is written to a hidden folder next to --out and moved there when it has finished:\n"
+    "an earlier result in --out is kept as <out>.previous; a failed or interrupted run leaves\n"
+    "--out as it was and its incomplete output in <out>.failed."
+)
 
 EXIT_INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
 
@@ -45,10 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except JaxpetroError as err:
+        _close_progress_bars()
         print(f"jaxpetro: error: {_one_paragraph(str(err))}", file=sys.stderr)
+        _say_out_unchanged(args)
         return err.exit_code
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("jaxpetro: interrupted", file=sys.stderr)
+        _say_out_unchanged(args)
         return EXIT_INTERRUPTED
 
 
@@ -65,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
             # argparse %-formats help strings (not descriptions): a literal % ("wt% maps") is escaped
             name, help=summary.replace("%", "%%"), description=summary,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=f"config keys (set in CONFIG.yaml or with --set KEY=VALUE):\n{describe_config(schema)}",
+            epilog=(f"{_EPILOG}\n\nconfig keys (set in CONFIG.yaml or with --set KEY=VALUE):\n"
+                    f"{describe_config(schema)}"),
         )
         sub.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                          help="YAML config file; defaults are used for keys it leaves out")
@@ -84,16 +100,32 @@ def _run(args: argparse.Namespace) -> int:
     module_name, schema_path = WORKFLOWS[args.workflow]
     overrides = list(args.overrides) + (["sensitivity=true"] if getattr(args, "sensitivity", False) else [])
     cfg = load_config(args.config, _schema(schema_path), overrides)
-    out_dir = prepare_out_dir(args.out)
-    # Written before the run so that a failed run still documents what was asked for.
-    write_resolved_config(out_dir, config_to_yaml(cfg))
-    # The workflows decorate `run` with jaxpetro._precision.float64 as well; the CLI's own
-    # scope covers everything it imports and runs, without a global switch.
-    with _float64():
-        importlib.import_module(module_name).run(cfg, out_dir, quiet=args.quiet)
+    try:
+        with staged_out_dir(args.out) as staging:
+            # Written before the run so that a failed run still documents what was asked for.
+            write_resolved_config(staging, config_to_yaml(cfg))
+            # The workflows decorate `run` with jaxpetro._precision.float64 as well; the CLI's own
+            # scope covers everything it imports and runs, without a global switch.
+            with _float64():
+                importlib.import_module(module_name).run(cfg, staging, quiet=args.quiet)
+    except BaseException:
+        args.run_failed = True
+        raise
     if not args.quiet:
-        print(f"results written to {out_dir}")
+        print(f"results written to {args.out}")
     return 0
+
+
+def _say_out_unchanged(args: argparse.Namespace) -> None:
+    if getattr(args, "run_failed", False) and not args.quiet:
+        print(f"jaxpetro: '{args.out}' is unchanged; the incomplete run is in '{args.out}.failed'", file=sys.stderr)
+
+
+def _close_progress_bars() -> None:
+    # An error message must start on its own line, not glued to a half-drawn bar.
+    from jaxpetro.workflows.stages import close_open_bars
+
+    close_open_bars()
 
 
 def _float64():

@@ -52,7 +52,9 @@ def test_demo_runs_with_config_overrides_and_writes_resolved_config(fake_demo, t
     assert cli.main(["demo", str(config), "--out", str(out), "--set", "seed=4", "--set", "clustering.tol=1e-5"]) == 0
     (cfg, out_dir, quiet), = fake_demo.calls
     assert isinstance(cfg, DemoConfig) and cfg.seed == 4 and cfg.clustering.model == "gaussian"
-    assert cfg.clustering.tol == 1e-5 and out_dir == out and quiet is False
+    assert cfg.clustering.tol == 1e-5 and quiet is False
+    assert out_dir.parent == out.parent and out_dir.name.startswith(".out.partial-")  # staged, then swapped in
+    assert not out_dir.exists() and (out / "results.h5").exists()
     assert "seed: 4" in (out / "config.resolved.yaml").read_text()
     assert capsys.readouterr().out.strip() == f"results written to {out}"
 
@@ -61,7 +63,7 @@ def test_quiet_and_default_out_dir(fake_demo, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["demo", "--quiet"]) == 0
     (cfg, out_dir, quiet), = fake_demo.calls
-    assert cfg == DemoConfig() and out_dir == Path("demo-out") and quiet is True
+    assert cfg == DemoConfig() and out_dir.name.startswith(".demo-out.partial-") and quiet is True
     assert (tmp_path / "demo-out" / "results.h5").exists()
     assert capsys.readouterr() == ("", "")
 
@@ -88,19 +90,48 @@ def test_unwritable_out_is_exit_5(fake_demo, tmp_path, capsys):
 
 def test_workflow_error_uses_its_exit_code(fake_demo, tmp_path, capsys):
     fake_demo.behaviour = ConvergenceError("EM diverged:\nlog-likelihood is NaN.")
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 4
+    out = tmp_path / "o"
+    assert cli.main(["demo", "--out", str(out), "--quiet"]) == 4
     assert capsys.readouterr().err == "jaxpetro: error: EM diverged: log-likelihood is NaN.\n"
+    assert not out.exists() and (tmp_path / "o.failed" / "config.resolved.yaml").exists()
 
 
-def test_interrupt_exits_130(fake_demo, tmp_path):
+def test_interrupt_exits_130(fake_demo, tmp_path, capsys):
     fake_demo.behaviour = KeyboardInterrupt()
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 130
+    assert cli.main(["demo", "--out", str(tmp_path / "o")]) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "jaxpetro: interrupted", f"jaxpetro: '{tmp_path / 'o'}' is unchanged; the incomplete run is in '{tmp_path / 'o'}.failed'"]
 
 
 def test_bugs_keep_their_traceback(fake_demo, tmp_path):
     fake_demo.behaviour = ZeroDivisionError("a bug")
     with pytest.raises(ZeroDivisionError):
-        cli.main(["demo", "--out", str(tmp_path)])
+        cli.main(["demo", "--out", str(tmp_path / "o")])
+    assert (tmp_path / "o.failed").is_dir()
+
+
+def test_rerun_is_all_or_nothing(fake_demo, tmp_path):
+    """A finished rerun replaces --out whole (the earlier run kept as .previous); an
+    interrupted rerun leaves the earlier result exactly as it was, never a mix."""
+    out = tmp_path / "o"
+    assert cli.main(["demo", "--out", str(out), "--quiet", "--set", "seed=1"]) == 0
+    first = (out / "config.resolved.yaml").read_text()
+    (out / "extra.txt").write_text("from run 1")
+    fake_demo.behaviour = KeyboardInterrupt()
+    assert cli.main(["demo", "--out", str(out), "--quiet", "--set", "seed=2"]) == 130
+    assert (out / "config.resolved.yaml").read_text() == first and (out / "extra.txt").exists()
+    assert "seed: 2" in (tmp_path / "o.failed" / "config.resolved.yaml").read_text()
+    fake_demo.behaviour = None
+    assert cli.main(["demo", "--out", str(out), "--quiet", "--set", "seed=3"]) == 0
+    assert "seed: 3" in (out / "config.resolved.yaml").read_text() and not (out / "extra.txt").exists()
+    assert (tmp_path / "o.previous" / "config.resolved.yaml").read_text() == first
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_out_cannot_be_the_working_directory(fake_demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--out", "."]) == 5
+    assert "working directory" in capsys.readouterr().err and not fake_demo.calls
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["qmap", "--help"], ["ptpath", "--help"], ["isocon", "--help"]])

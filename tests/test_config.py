@@ -282,3 +282,46 @@ def test_clustering_defaults_match_brief():
     c = ClusteringConfig()
     assert (c.model, c.covariance, c.transform, c.init) == ("poisson", "full", "sqrt", "anchors")
     assert (c.max_iter, c.tol, c.reg_covar, c.chunk_size, c.use_bse) == (500, 1e-7, 1e-6, None, True)  # None: automatic
+
+
+@dataclass(frozen=True)
+class WithPaths:
+    """Path options: one file, a list of files, and a plain string that is not a path."""
+
+    data: str = option(help="input file", path=True)
+    extra: tuple[str, ...] = option((), "more files", path=True)
+    label: str = option("x/y", "not a path")
+
+
+def test_relative_paths_resolve_from_the_config_files_folder(tmp_path, monkeypatch):
+    """As a user writes it: paths in a config are relative to that config, wherever it is run from;
+    paths given with --set are relative to the working directory."""
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    config = write(folder, "data: ../data/rock.csv\nextra: [a.csv, /abs/b.csv]\nlabel: q/r\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(config, WithPaths)
+    assert cfg.data == str(tmp_path / "project" / "data" / "rock.csv")
+    assert cfg.extra == (str(folder / "a.csv"), "/abs/b.csv") and cfg.label == "q/r"
+    cfg = load_config(config, WithPaths, ["data=mine.csv", "extra=[c.csv]"])
+    assert cfg.data == str(elsewhere / "mine.csv") and cfg.extra == (str(elsewhere / "c.csv"),)
+    assert load_config({"data": "m.csv"}, WithPaths).data == str(elsewhere / "m.csv")
+
+
+def test_shipped_configs_find_their_data_from_any_folder(tmp_path, monkeypatch):
+    from jaxpetro.config import IsoconConfig, PtpathConfig
+
+    monkeypatch.chdir(tmp_path)
+    ptpath = load_config(REPO / "configs" / "ptpath.yaml", PtpathConfig)
+    assert Path(ptpath.profile).is_file() and Path(ptpath.forward.path).is_file()
+    assert Path(load_config(REPO / "configs" / "isocon.yaml", IsoconConfig).data).is_file()
+
+
+def test_a_single_value_where_a_list_is_expected():
+    cfg = load_config({"path": "a", "inner": {"phases": "Grt", "weights": 2}}, Outer)
+    assert cfg.inner.phases == ("Grt",) and cfg.inner.weights == (2.0,)
+    assert load_config({"path": "a"}, Outer, ["inner.phases=Qz"]).inner.phases == ("Qz",)
+    # a fixed-length tuple keeps its shape: one number is not a [start, stop] range
+    assert "a list of 2 items" in error_of({"path": "x", "inner": {"window": 3}}, Outer)

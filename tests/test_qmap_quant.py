@@ -240,8 +240,11 @@ def test_mixing_fractions_quantify_boundary_pixels_better_without_noise(section)
 
 
 def test_shipped_config_runs_on_the_demo_export(tmp_path, monkeypatch):
-    """configs/qmap.yaml reads the JEOL project that `jaxpetro demo` writes."""
-    config = Path(__file__).resolve().parents[1] / "configs" / "qmap.yaml"
+    """configs/qmap.yaml reads the JEOL project that `jaxpetro demo` writes (its paths are relative
+    to the config's folder: ../demo-out from configs/)."""
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "qmap.yaml"
+    config.write_text((Path(__file__).resolve().parents[1] / "configs" / "qmap.yaml").read_text())
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--out", "demo-out", "--quiet", "--set", "synthetic.rows=64", "--set", "synthetic.cols=64",
                  "--set", "ptpath=false", "--set", "isocon=false", "--set", "output.plots=false"]) == 0

@@ -179,3 +179,19 @@ def test_csv_rejects_ragged_rows(tmp_path):
     with pytest.raises(ValueError, match="row 1"):
         write_csv(tmp_path / "t.csv", ["a", "b"], [[1, 2], [3]])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_dataset_gets_its_units(tmp_path, monkeypatch):
+    import h5py
+
+    from jaxpetro.io import results
+
+    path = results.write_hdf5(tmp_path / "u.h5", {"wt": {"SiO2": np.ones(3), "SiO2_sd": np.ones(3)}, "n": 3, "names": ["a"]},
+                              units={"wt/*": "wt%", "wt/*_sd": "wt% (1 sd)", "n": "1", "names": ""})
+    with h5py.File(path) as f:
+        assert f["wt/SiO2"].attrs["units"] == "wt%" and f["wt/SiO2_sd"].attrs["units"] == "wt% (1 sd)"
+        assert f["n"].attrs["units"] == "1" and f["names"].attrs["units"] == ""
+    monkeypatch.setattr(results, "REQUIRE_UNITS", True)
+    with pytest.raises(ValueError, match="without units: b"):
+        results.write_hdf5(tmp_path / "v.h5", {"a": 1, "b": 2}, units={"a": "1"})
+    assert not (tmp_path / "v.h5").exists()

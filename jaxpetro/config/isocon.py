@@ -58,7 +58,7 @@ class IsoconConfig:
 
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
     data: str = option(help="whole-rock CSV: a 'sample' column, then one column per element/oxide "
-                            "(optional '<element>_sd' error columns)")
+                            "(optional '<element>_sd' error columns)", path=True)
     reference: tuple[str, ...] = option(help="protolith sample name(s), e.g. [ref1]; several are averaged")
     units: dict[str, str] = option({"default": "auto"}, "unit per column (wt%, ppm, ppb...), 'default' for the "
                                                         "rest; auto = wt% for oxides, ppm for elements")

@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 _BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
-_METADATA_KEYS = {*_BOUNDS, "help"}
+_METADATA_KEYS = {*_BOUNDS, "help", "path"}
 # YAML 1.1 (PyYAML) reads "1e-7" as a string; numbers in that form are accepted for floats.
 _NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -91,18 +91,23 @@ class FrozenDict(dict):
         return f"FrozenDict({dict.__repr__(self)})"
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=None, le=None, lt=None):
+def option(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=None, le=None, lt=None,
+           path: bool = False):
     """A config field with optional bounds and a help string.
 
     Leave ``default`` out to make the key required. A ``dict`` or ``list`` default is
     stored as a :class:`FrozenDict` or tuple (dataclasses refuse mutable defaults).
+    ``path=True`` marks a file or folder path (a ``str``, or every ``str`` of a container):
+    a relative path in a config file is resolved from that file's folder, one given with
+    ``--set`` (or in a mapping passed to :func:`load_config`) from the working directory,
+    and the stored value is absolute.
     """
     if isinstance(default, dict):
         default = FrozenDict(default)
     elif isinstance(default, list):
         default = tuple(default)
     bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
-    return dataclasses.field(default=default, metadata={"help": help, **bounds})
+    return dataclasses.field(default=default, metadata={"help": help, **bounds, **({"path": True} if path else {})})
 
 
 def section(schema: type, help: str = ""):
@@ -127,13 +132,15 @@ def load_config(source: str | os.PathLike | Mapping | None, schema: type, overri
         ConfigError: unreadable file, YAML syntax error, unknown or missing key, value of
             the wrong type, out of bounds or not among the allowed choices.
     """
+    base_dir = None  # relative paths from a mapping or --set: the working directory
     if source is None:
         raw, label = {}, "defaults"
     elif isinstance(source, Mapping):
         raw, label = _plain(source), "config"
     else:
         raw, label = _read_yaml(Path(source)), str(source)
-    origins = _Origins(label)
+        base_dir = Path(source).resolve().parent
+    origins = _Origins(label, base_dir)
     for text in overrides:
         key, value = _parse_override(text)
         _set_dotted(raw, key, value, text)
@@ -185,9 +192,19 @@ def describe_config(schema: type) -> str:
 class _Origins:
     """Where each value came from: the file, or the ``--set`` that last touched its key."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, base_dir: Path | None = None):
         self.label = label
+        self.base_dir = base_dir  # folder of the config file; None = the working directory
         self.by_key: dict[str, str] = {}
+
+    def resolve(self, key: str, value: str) -> str:
+        """Absolute form of the path ``value`` of ``key``: from the config file's folder when the
+        value came from the file, from the working directory when it came from ``--set``."""
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            from_file = self.of(re.sub(r"\[\d+\]", "", key)) == self.label and self.base_dir is not None
+            path = (self.base_dir if from_file else Path.cwd()) / path
+        return os.path.normpath(path)
 
     def of(self, key: str) -> str:
         parts = key.split(".")
@@ -383,7 +400,7 @@ def _coerce(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> 
             return _check_bounds(number, tp, meta, key, origins)
     elif tp is str:
         if isinstance(value, str):
-            return value
+            return origins.resolve(key, value) if meta.get("path") and value.strip() else value
     else:
         raise TypeError(f"config key '{key}': unsupported field type {tp!r}")
     raise _type_error(value, _describe(tp, meta), meta, key, origins)
@@ -402,9 +419,12 @@ def _as_float(value: Any) -> float | None:
 
 def _coerce_sequence(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> tuple:
     args = typing.get_args(tp)
+    variable_length = typing.get_origin(tp) is list or (len(args) == 2 and args[1] is Ellipsis)
+    if variable_length and not isinstance(value, (list, tuple, Mapping)) and value is not None:
+        value = [value]  # a single value where a list is expected, as users write it: `immobile: Zr`
     if not isinstance(value, (list, tuple)):
         raise _type_error(value, _describe(tp, meta), meta, key, origins)
-    if typing.get_origin(tp) is list or (len(args) == 2 and args[1] is Ellipsis):
+    if variable_length:
         item_types = [args[0]] * len(value)
     elif len(value) == len(args):
         item_types = list(args)

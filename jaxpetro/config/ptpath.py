@@ -37,7 +37,7 @@ class ForwardConfig:
     """Forward model: composition as a function of P and T."""
 
     kind: Literal["table", "linear"] = option("table", "table = gridded CSV / Perple_X .tab; linear = sensitivities")
-    path: str | None = option(None, "forward table (CSV P_kbar,T_C,X_alm,X_prp,X_grs,X_sps or Perple_X .tab)")
+    path: str | None = option(None, "forward table (CSV P_kbar,T_C,X_alm,X_prp,X_grs,X_sps or Perple_X .tab)", path=True)
     linear: LinearForwardConfig = section(LinearForwardConfig, "linearised model (kind: linear)")
     fractionation: FractionationConfig = section(FractionationConfig, "optional Rayleigh correction of X_sps")
 
@@ -111,8 +111,8 @@ class PtpathConfig:
     """P–T–t path of a zoned garnet (ensemble Kalman smoother along radius)."""
 
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
-    profile: str = option(help="zoning profile CSV: radius_um, X_alm, X_prp, X_grs, X_sps [, <column>_sd]")
-    inclusions: str | None = option(None, "inclusion thermobarometry CSV: radius_um, P_kbar, T_C, P_sd, T_sd")
+    profile: str = option(help="zoning profile CSV: radius_um, X_alm, X_prp, X_grs, X_sps [, <column>_sd]", path=True)
+    inclusions: str | None = option(None, "inclusion thermobarometry CSV: radius_um, P_kbar, T_C, P_sd, T_sd", path=True)
     forward: ForwardConfig = section(ForwardConfig, "forward model")
     growth: GrowthConfig = section(GrowthConfig, "growth law (time axis)")
     ensemble: EnsembleConfig = section(EnsembleConfig, "ensemble smoother")

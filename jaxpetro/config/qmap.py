@@ -40,21 +40,22 @@ class ClusteringConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class QmapInputConfig:
-    """Where the maps and spot analyses are (paths relative to the working directory)."""
+    """Where the maps and spot analyses are (relative paths are resolved from the config file's folder)."""
 
     format: Literal["generic", "jeol"] = option(
         "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV; 'jeol' = JEOL map and .qnt folders"
     )
-    maps: str | None = option(None, "generic: map stack file (.npz or .h5) with maps (channels, rows, cols), channels, dwell_ms, current_A")
+    maps: str | None = option(None, "generic: map stack file (.npz or .h5) with maps (channels, rows, cols), channels, dwell_ms, current_A", path=True)
     spots: str | None = option(
-        None, "generic: spot CSV with x_px, y_px, phase[, id, <oxide> wt%, <El>_peak, <El>_bg cps/µA, current_A]"
+        None, "generic: spot CSV with x_px, y_px, phase[, id, <oxide> wt%, <El>_peak, <El>_bg cps/µA, current_A]",
+        path=True,
     )
-    map_dir: str | None = option(None, "jeol: the map folder (e.g. project/.map/1) holding the map files and their .cnd")
-    qnt_dir: str | None = option(None, "jeol: the spot folder (project/.qnt) holding the *.qnt files")
+    map_dir: str | None = option(None, "jeol: the map folder (e.g. project/.map/1) holding the map files and their .cnd", path=True)
+    qnt_dir: str | None = option(None, "jeol: the spot folder (project/.qnt) holding the *.qnt files", path=True)
     dialect: Literal["auto", "old", "new"] = option("auto", "jeol: .cnd dialect (old: <k>_map.txt; new: data<kkk>.csv)")
-    map_conditions: str | None = option(None, "jeol: CSV of map conditions, when .cnd files are missing or incomplete")
-    spot_conditions: str | None = option(None, "jeol: CSV of spot conditions, when .qnt/.cnd/elemw.cnd is missing")
-    phase_list: str | None = option(None, "jeol: phase_list.csv (id, phase, use) to relabel or exclude spots")
+    map_conditions: str | None = option(None, "jeol: CSV of map conditions, when .cnd files are missing or incomplete", path=True)
+    spot_conditions: str | None = option(None, "jeol: CSV of spot conditions, when .qnt/.cnd/elemw.cnd is missing", path=True)
+    phase_list: str | None = option(None, "jeol: phase_list.csv (id, phase, use) to relabel or exclude spots", path=True)
     row_axis: Literal["auto", "x", "y"] = option("auto", "jeol: stage axis that runs along the map rows (auto: the dialect's)")
     mirror: Literal["auto", "none", "x", "y", "xy"] = option("auto", "jeol: mirrored stage axes (auto: the dialect's)")
     dead_time_ns: float | None = option(
@@ -92,7 +93,7 @@ class QuantifyConfig:
     weights: Literal["memberships", "fractions"] = option(
         "memberships", "phase weights of the wt% formula: EM memberships or linear-mixing fractions (needs mixing.enabled)"
     )
-    parameters: str | None = option(None, "parameters.csv of an earlier run: quantify with it instead of spots")
+    parameters: str | None = option(None, "parameters.csv of an earlier run: quantify with it instead of spots", path=True)
     chunk_size: int = option(65536, "pixels per block of quantification work", ge=1)
 
 

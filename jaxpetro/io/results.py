@@ -12,9 +12,12 @@ so reading the table back gives exactly the stored values; spreadsheets read the
 from __future__ import annotations
 
 import csv
+import fnmatch
 import os
+import shutil
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ __all__ = [
     "prepare_out_dir",
     "read_hdf5",
     "run_attrs",
+    "staged_out_dir",
     "write_csv",
     "write_hdf5",
     "write_resolved_config",
@@ -64,8 +68,62 @@ def prepare_out_dir(out: str | os.PathLike) -> Path:
     return path
 
 
-def write_hdf5(path: str | os.PathLike, datasets: Mapping, attrs: Mapping[str, Any] | None = None) -> Path:
-    """Write arrays to an HDF5 file atomically.
+#: every dataset written by :func:`write_hdf5` must have a ``units`` attribute
+REQUIRE_UNITS = False
+
+
+@contextmanager
+def staged_out_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """All-or-nothing output folder: the run writes into a hidden sibling, swapped in at the end.
+
+    Yields the staging folder ``.<out>.partial-<id>`` next to ``out``. When the ``with`` block
+    completes, an existing non-empty ``out`` is kept as ``<out>.previous`` (replacing an
+    older one) and the staging folder becomes ``out``. When it fails or is interrupted,
+    ``out`` is left exactly as it was and the incomplete run is moved to ``<out>.failed``
+    (it holds ``config.resolved.yaml``: what was asked for); the exception propagates.
+
+    Raises:
+        OutputError: ``out`` is a file, the working directory or one of its parents, or the
+            parent folder cannot be written.
+    """
+    out = Path(out)
+    resolved = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output '{out}' is a file, not a folder; choose another --out.")
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise OutputError(f"--out '{out}' is the working directory or one of its parents; a run replaces its "
+                          "output folder as a whole, so give a new folder (e.g. --out run-out).")
+    prepare_out_dir(out.parent if str(out.parent) else Path("."))
+    staging = prepare_out_dir(out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}"))
+    try:
+        yield staging
+    except BaseException:
+        _replace_dir(staging, out.with_name(f"{out.name}.failed"))
+        raise
+    try:
+        if out.exists():
+            if any(out.iterdir()):
+                _replace_dir(out, out.with_name(f"{out.name}.previous"))
+            else:
+                out.rmdir()
+        os.replace(staging, out)
+    except OSError as err:
+        raise OutputError(f"cannot move the finished run into '{out}': {err.strerror or err}; it is complete in "
+                          f"'{staging}'.") from None
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Rename folder ``source`` to ``target``, removing an older ``target`` first."""
+    if target.exists():
+        trash = target.with_name(f".{target.name}.trash-{uuid.uuid4().hex[:8]}")
+        os.replace(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(source, target)
+
+
+def write_hdf5(path: str | os.PathLike, datasets: Mapping, attrs: Mapping[str, Any] | None = None,
+               units: Mapping[str, str] | None = None) -> Path:
+    """Write arrays to an HDF5 file atomically, each dataset with its ``units`` attribute.
 
     Args:
         path: target file; its directory must exist.
@@ -74,18 +132,45 @@ def write_hdf5(path: str | os.PathLike, datasets: Mapping, attrs: Mapping[str, A
             as variable-length UTF-8 strings). Arrays of 1 MiB or more are stored chunked
             and gzip-compressed.
         attrs: root attributes: str, numbers or numpy arrays (e.g. :func:`run_attrs`).
+        units: dataset path (``"wt/SiO2"``) or :mod:`fnmatch` pattern (``"wt/*"``,
+            ``"*_sd"``) -> unit string stored as the dataset's ``units`` attribute
+            (``"wt%"``, ``"cps/uA"``, ``"kbar"``, ``"degC"``, ``"um"``, ``"1"`` for a
+            dimensionless number, ``""`` for text and labels). An exact path wins over
+            patterns; among patterns the longest wins.
 
     Returns:
         ``path`` as a Path.
 
     Raises:
-        TypeError / ValueError: unsupported value or clashing keys (a bug of the caller;
-            detected before anything is written).
+        TypeError / ValueError: unsupported value, clashing keys, or (with
+            :data:`REQUIRE_UNITS`) a dataset without units — a bug of the caller,
+            detected before anything is written.
         OutputError: the file could not be written; the previous file, if any, is kept.
     """
     items = _flatten(datasets, "")
     root_attrs = {name: _attr_value(name, value) for name, value in (attrs or {}).items()}
-    return atomic_write(Path(path), lambda tmp: _write_h5(tmp, items, root_attrs))
+    unit_of = dataset_units(items, units or {})
+    return atomic_write(Path(path), lambda tmp: _write_h5(tmp, items, root_attrs, unit_of))
+
+
+def dataset_units(items: Mapping[str, Any], units: Mapping[str, str]) -> dict[str, str]:
+    """The unit of each dataset path of ``items`` from exact paths and patterns in ``units``."""
+    patterns = sorted((k for k in units if any(c in k for c in "*?[")), key=len, reverse=True)
+    unit_of, missing = {}, []
+    for name, value in items.items():
+        if isinstance(value, dict):  # an empty group
+            continue
+        if name in units:
+            unit_of[name] = units[name]
+            continue
+        match = next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+        if match is None:
+            missing.append(name)
+        else:
+            unit_of[name] = units[match]
+    if missing and REQUIRE_UNITS:
+        raise ValueError(f"datasets without units: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    return unit_of
 
 
 def read_hdf5(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -255,20 +340,23 @@ def _attr_value(name: str, value: Any) -> Any:
     raise TypeError(f"attribute '{name}': expected str, a number or a numpy array, not {type(value).__name__}")
 
 
-def _write_h5(tmp: Path, items: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
+def _write_h5(tmp: Path, items: Mapping[str, Any], attrs: Mapping[str, Any], units: Mapping[str, str]) -> None:
     with h5py.File(tmp, "x") as f:
         f.attrs.update(attrs)
         for name, array in items.items():
             if isinstance(array, dict):
                 f.create_group(name)
-            elif array.dtype == object:
-                f.create_dataset(name, data=array, dtype=_STR)
+                continue
+            if array.dtype == object:
+                dataset = f.create_dataset(name, data=array, dtype=_STR)
             elif array.nbytes >= _COMPRESS_BYTES:
                 # shuffle groups bytes of equal significance: floats then compress much better
-                f.create_dataset(name, data=array, chunks=True, compression="gzip",
-                                 compression_opts=_GZIP_LEVEL, shuffle=True)
+                dataset = f.create_dataset(name, data=array, chunks=True, compression="gzip",
+                                           compression_opts=_GZIP_LEVEL, shuffle=True)
             else:
-                f.create_dataset(name, data=array)
+                dataset = f.create_dataset(name, data=array)
+            if name in units:
+                dataset.attrs["units"] = units[name]
 
 
 def _read_group(group: h5py.Group) -> dict:
