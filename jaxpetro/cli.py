@@ -3,13 +3,15 @@
 Each workflow is a module with ``run(config, out_dir: Path, quiet: bool = False) -> dict``
 whose config schema is a class in a light module of :mod:`jaxpetro.config` (so a config is
 validated, and its errors reported, before the heavier workflow module is imported).
-Registering a workflow is one line in :data:`WORKFLOWS`.
+Registering a workflow is one line in :data:`jaxpetro.config.registry.WORKFLOWS`.
 
 The CLI validates the config (relative paths in it are resolved from the config file's
 folder), then runs the workflow into a hidden staging folder next to ``--out`` (with
 ``config.resolved.yaml`` written first) and swaps it in only when the run has finished: a
 rerun keeps the earlier result as ``<out>.previous``, and a failed or interrupted one leaves
-``--out`` untouched and its incomplete folder as ``<out>.failed``. A :class:`~jaxpetro.errors.JaxpetroError`
+``--out`` untouched and its incomplete folder as ``<out>.failed``. A config with a ``sweep:``
+block runs once per point of the sweep into ``<out>/run_NNN/`` and gathers ``<out>/sweep.csv``
+(see :func:`jaxpetro.workflows.batch.run_jobs`); ``batch`` manages its folders itself. A :class:`~jaxpetro.errors.JaxpetroError`
 is printed as one line ``jaxpetro: error: ...`` on stderr and the exit status is its
 ``exit_code`` (2 config, 3 input, 4 convergence, 5 output); Ctrl-C exits with 130; any
 other exception is a bug and keeps its traceback.
@@ -24,24 +26,25 @@ import sys
 from collections.abc import Sequence
 
 from jaxpetro import __version__
-from jaxpetro.config import config_to_yaml, describe_config, load_config
+from jaxpetro.config import config_to_yaml, describe_config, load_config, read_sweep
+from jaxpetro.config.registry import UNSTAGED, WORKFLOWS, schema_of
 from jaxpetro.errors import JaxpetroError
-from jaxpetro.io.results import staged_out_dir, write_resolved_config
+from jaxpetro.io.results import prepare_out_dir, staged_out_dir, write_resolved_config
 
-#: workflow name -> (module with ``run``, "schema_module:SchemaClass")
-WORKFLOWS: dict[str, tuple[str, str]] = {
-    "demo": ("jaxpetro.workflows.demo", "jaxpetro.config.demo:DemoConfig"),
-    "qmap": ("jaxpetro.workflows.qmap", "jaxpetro.config.qmap:QmapConfig"),
-    "ptpath": ("jaxpetro.workflows.ptpath", "jaxpetro.config.ptpath:PtpathConfig"),
-    "isocon": ("jaxpetro.workflows.isocon", "jaxpetro.config.isocon:IsoconConfig"),
-}
-
-_EPILOG = (
+_PATHS = (
     "Relative paths in CONFIG.yaml are resolved from the config file's folder; paths given with\n"
     "--set from the working directory. A key expecting a list also takes a single value.\n"
+)
+_STAGED = (
     "The run is written to a hidden folder next to --out and moved there when it has finished:\n"
     "an earlier result in --out is kept as <out>.previous; a failed or interrupted run leaves\n"
-    "--out as it was and its incomplete output in <out>.failed."
+    "--out as it was and its incomplete output in <out>.failed.\n"
+    "A 'sweep:' block in CONFIG.yaml (grid: {KEY: [values]} and/or list: [{KEY: value}]) runs once\n"
+    "per point into <out>/run_NNN/ and writes <out>/sweep.csv; a rerun skips finished points."
+)
+_PER_INPUT = (
+    "Each input is written all-or-nothing to <out>/<input stem>/; a rerun skips finished inputs\n"
+    "and retries failed ones; <out>/batch_report.csv lists input, status, seconds, error."
 )
 
 EXIT_INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
@@ -74,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jaxpetro {__version__}")
     commands = parser.add_subparsers(dest="workflow", required=True, metavar="WORKFLOW")
     for name, (_, schema_path) in WORKFLOWS.items():
-        schema = _schema(schema_path)
+        schema = schema_of(schema_path)
         summary = (schema.__doc__ or "").strip().splitlines()[0]
         sub = commands.add_parser(
             # argparse %-formats help strings (not descriptions): a literal % ("wt% maps") is escaped
             name, help=summary.replace("%", "%%"), description=summary,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=(f"{_EPILOG}\n\nconfig keys (set in CONFIG.yaml or with --set KEY=VALUE):\n"
+            epilog=(f"{_PATHS}{_PER_INPUT if name in UNSTAGED else _STAGED}\n\nconfig keys (set in CONFIG.yaml or with --set KEY=VALUE):\n"
                     f"{describe_config(schema)}"),
         )
         sub.add_argument("config", nargs="?", metavar="CONFIG.yaml",
@@ -99,7 +102,19 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     module_name, schema_path = WORKFLOWS[args.workflow]
     overrides = list(args.overrides) + (["sensitivity=true"] if getattr(args, "sensitivity", False) else [])
-    cfg = load_config(args.config, _schema(schema_path), overrides)
+    schema = schema_of(schema_path)
+    sweep = read_sweep(args.config) if args.workflow not in UNSTAGED else []
+    if sweep:
+        return _run_sweep(args, schema, overrides, sweep)
+    cfg = load_config(args.config, schema, overrides)
+    if args.workflow in UNSTAGED:  # one all-or-nothing folder per input inside --out, resumable
+        out_dir = prepare_out_dir(args.out)
+        write_resolved_config(out_dir, config_to_yaml(cfg))
+        with _float64():
+            importlib.import_module(module_name).run(cfg, out_dir, quiet=args.quiet)
+        if not args.quiet:
+            print(f"results written to {args.out}")
+        return 0
     try:
         with staged_out_dir(args.out) as staging:
             # Written before the run so that a failed run still documents what was asked for.
@@ -114,6 +129,34 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"results written to {args.out}")
     return 0
+
+
+def _run_sweep(args: argparse.Namespace, schema: type, overrides: list[str], sweep: list[dict]) -> int:
+    """One run per point of the config's sweep block (each overriding its keys), resumable."""
+    from jaxpetro.workflows.batch import Job, run_jobs
+
+    jobs = []
+    for i, point in enumerate(sweep):
+        sets = [f"{key}={_yaml_value(value)}" for key, value in point.items()]
+        try:
+            cfg = load_config(args.config, schema, overrides + sets)
+        except JaxpetroError as err:
+            raise type(err)(f"sweep run {i} ({', '.join(sets)}): {err}") from None
+        jobs.append(Job(f"run_{i:03d}", cfg, dict(point)))
+    out_dir = prepare_out_dir(args.out)
+    module = importlib.import_module(WORKFLOWS[args.workflow][0])
+    with _float64():
+        rows = run_jobs(jobs, module, out_dir, report="sweep.csv", quiet=args.quiet)
+    failed = [row for row in rows if row["status"] == "failed"]
+    if not args.quiet:
+        print(f"{len(rows) - len(failed)} of {len(rows)} sweep runs finished; table in {out_dir / 'sweep.csv'}")
+    return 3 if failed else 0
+
+
+def _yaml_value(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def _say_out_unchanged(args: argparse.Namespace) -> None:
@@ -132,11 +175,6 @@ def _float64():
     import jax  # late: --help and config errors need no JAX
 
     return jax.enable_x64(True)
-
-
-def _schema(path: str) -> type:
-    module_name, class_name = path.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _one_paragraph(message: str) -> str:

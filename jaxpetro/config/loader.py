@@ -46,6 +46,9 @@ from jaxpetro.errors import ConfigError
 
 __all__ = [
     "FrozenDict",
+    "NestedConfig",
+    "nested_config",
+    "read_sweep",
     "config_to_dict",
     "config_to_yaml",
     "describe_config",
@@ -55,7 +58,7 @@ __all__ = [
 ]
 
 _BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
-_METADATA_KEYS = {*_BOUNDS, "help", "path"}
+_METADATA_KEYS = {*_BOUNDS, "help", "path", "nested"}
 # YAML 1.1 (PyYAML) reads "1e-7" as a string; numbers in that form are accepted for floats.
 _NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -110,6 +113,26 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=No
     return dataclasses.field(default=default, metadata={"help": help, **bounds, **({"path": True} if path else {})})
 
 
+class NestedConfig(FrozenDict):
+    """The raw mapping of another workflow's config held inside this one (``batch``'s ``base``),
+    validated later against that workflow's schema; ``base_dir`` is the folder its relative
+    paths are resolved from (the enclosing config file's folder, or None = working directory)."""
+
+    __slots__ = ("base_dir",)
+
+    def __init__(self, data: Mapping | Iterable = (), base_dir: str | None = None):
+        super().__init__(data)
+        object.__setattr__(self, "base_dir", base_dir)
+
+    def __reduce__(self):
+        return (NestedConfig, (dict(self), self.base_dir))
+
+
+def nested_config(help: str = ""):
+    """A field holding another workflow's config as a raw mapping (:class:`NestedConfig`)."""
+    return dataclasses.field(default=NestedConfig(), metadata={"help": help, "nested": True})
+
+
 def section(schema: type, help: str = ""):
     """A nested config section whose defaults are those of ``schema``."""
     return dataclasses.field(default_factory=schema, metadata={"help": help})
@@ -118,7 +141,8 @@ def section(schema: type, help: str = ""):
 # ----------------------------------------------------------------------------- loading
 
 
-def load_config(source: str | os.PathLike | Mapping | None, schema: type, overrides: Iterable[str] = ()):
+def load_config(source: str | os.PathLike | Mapping | None, schema: type, overrides: Iterable[str] = (),
+                *, base_dir: str | os.PathLike | None = None):
     """Validate a config against ``schema`` and return a frozen instance.
 
     Args:
@@ -127,12 +151,14 @@ def load_config(source: str | os.PathLike | Mapping | None, schema: type, overri
         overrides: ``"a.b=value"`` strings applied on top of ``source``; each value is
             parsed as YAML, so ``clustering.tol=1e-6`` gives a number and
             ``clustering.model=gaussian`` a string.
+        base_dir: folder that relative paths of a mapping ``source`` are resolved from
+            (default: the working directory; a file's paths resolve from its own folder).
 
     Raises:
         ConfigError: unreadable file, YAML syntax error, unknown or missing key, value of
             the wrong type, out of bounds or not among the allowed choices.
     """
-    base_dir = None  # relative paths from a mapping or --set: the working directory
+    base_dir = Path(base_dir).resolve() if base_dir is not None else None
     if source is None:
         raw, label = {}, "defaults"
     elif isinstance(source, Mapping):
@@ -140,12 +166,51 @@ def load_config(source: str | os.PathLike | Mapping | None, schema: type, overri
     else:
         raw, label = _read_yaml(Path(source)), str(source)
         base_dir = Path(source).resolve().parent
+    raw.pop("sweep", None)  # a sweep block is expanded by the caller (read_sweep), not part of the schema
     origins = _Origins(label, base_dir)
     for text in overrides:
         key, value = _parse_override(text)
         _set_dotted(raw, key, value, text)
         origins.by_key[key] = f"--set {text}"
     return _build(schema, raw, "", origins)
+
+
+def read_sweep(source: str | os.PathLike | Mapping | None) -> list[dict[str, Any]]:
+    """The runs of a config's ``sweep:`` block as a list of ``{dotted key: value}``; [] if none.
+
+    ``sweep: {grid: {key: [v1, v2], ...}}`` is every combination (the last key varies
+    fastest); ``sweep: {list: [{key: v, ...}, ...]}`` is the runs as written; both may be
+    given (grid first). A single value counts as a one-item list.
+
+    Raises:
+        ConfigError: naming the file and the part of the block that is malformed.
+    """
+    if source is None:
+        return []
+    raw, label = (source, "config") if isinstance(source, Mapping) else (_read_yaml(Path(source)), str(source))
+    spec = raw.get("sweep")
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping) or not spec or set(spec) - {"grid", "list"}:
+        raise ConfigError(f"{label}: 'sweep' must hold 'grid: {{key: [values]}}' and/or 'list: [{{key: value}}, ...]', "
+                          f"got {spec!r}.")
+    runs: list[dict[str, Any]] = []
+    grid = spec.get("grid") or {}
+    if not isinstance(grid, Mapping) or not all(isinstance(k, str) for k in grid):
+        raise ConfigError(f"{label}: sweep.grid must map dotted keys to lists of values, e.g. 'seed: [0, 1, 2]'.")
+    if grid:
+        combos: list[dict[str, Any]] = [{}]
+        for key, values in grid.items():
+            values = values if isinstance(values, (list, tuple)) else [values]
+            if not values:
+                raise ConfigError(f"{label}: sweep.grid.{key} is an empty list; give at least one value.")
+            combos = [{**c, key: v} for c in combos for v in values]
+        runs += combos
+    listed = spec.get("list") or []
+    if not isinstance(listed, (list, tuple)) or not all(isinstance(r, Mapping) and r for r in listed):
+        raise ConfigError(f"{label}: sweep.list must be a list of non-empty 'key: value' mappings.")
+    runs += [dict(r) for r in listed]
+    return runs
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -287,6 +352,15 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(str, _Dumper.represent_str)
 
 
+def _freeze(value: Any) -> Any:
+    """Read-only, hashable copy of a raw YAML value (mappings -> FrozenDict, lists -> tuples)."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
 def _plain(mapping: Mapping) -> dict:
     """Deep copy of nested mappings into dicts, so overrides never mutate the caller's data."""
     return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in mapping.items()}
@@ -380,6 +454,13 @@ def _coerce(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> 
         return None if value is None else _coerce(value, inner[0], meta, key, origins)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, origins)
+    if meta.get("nested"):
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise _type_error(value, "a section of another workflow's keys", meta, key, origins)
+        base = origins.base_dir if origins.of(key) == origins.label else None
+        return NestedConfig({k: _freeze(v) for k, v in value.items()}, None if base is None else str(base))
     if origin is Literal:
         if value not in args or isinstance(value, bool) != any(isinstance(a, bool) for a in args):
             raise _choice_error(value, args, key, meta, origins)
