@@ -5,6 +5,7 @@ models, the P-T state-space model and mass balance. Models import kernels and
 Modules:
     xray:          dead time, rates, the alpha/beta/gamma calibration to wt%, per-pixel errors and LOD.
     clustering:    validated soft clustering of whole maps (options = the ``clustering:`` keys).
+    parallel:      the pixel axis over several local devices (sharded EM, per-pixel work).
     spots:         spot labels, sub-phase merging, outlier spots, spot/pixel agreement.
     mixing:        pure-phase rates, the single-phase screen and unmixing of mixed pixels.
     summaries:     modal proportions, phase and bulk compositions, profiles.
@@ -20,6 +21,7 @@ from jaxpetro.models import (
     massbalance,
     mixing,
     oxides,
+    parallel,
     ptpath_model,
     spots,
     summaries,
@@ -32,6 +34,7 @@ __all__ = [
     "massbalance",
     "mixing",
     "oxides",
+    "parallel",
     "ptpath_model",
     "spots",
     "summaries",

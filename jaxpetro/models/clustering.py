@@ -31,6 +31,7 @@ from jaxpetro.errors import ConvergenceError, InputError
 from jaxpetro.kernels import kmeans, mixture
 from jaxpetro.kernels._options import KernelOptions, static
 from jaxpetro.kernels._status import Status
+from jaxpetro.models import parallel
 
 Model = Literal["poisson", "gaussian"]
 
@@ -234,6 +235,7 @@ def cluster_map(
     electron_channels: Sequence[int] = (),
     seed: int = 0,
     options: ClusteringOptions = ClusteringOptions(),
+    devices: Sequence = (),
 ) -> ClusterResult:
     """Soft-cluster a map stack into phases.
 
@@ -248,6 +250,8 @@ def cluster_map(
         electron_channels: indices of electron-image channels (BSE...).
         seed: seed of the k-means++ draws.
         options: a :class:`ClusteringOptions` (model, covariance, init, EM settings...).
+        devices: local devices to shard the pixels over
+            (:func:`jaxpetro.models.parallel.pixel_devices`); empty or one device = unsharded.
 
     Returns:
         A :class:`ClusterResult`.
@@ -307,7 +311,7 @@ def cluster_map(
     aj = None if flat_anchors is None else jnp.asarray(flat_anchors)
     em = o.mixture_options()
     params0 = mixture.init_from_centres(xj, jnp.asarray(centres_all), ej, aj, options=em)
-    res = mixture.fit(xj, params0, ej, aj, options=em)
+    res = parallel.fit_mixture(xj, params0, ej, aj, options=em, devices=devices)
     if not bool(res.status.finite):
         raise ConvergenceError(
             "clustering: the EM log-likelihood became non-finite; check the maps for saturated or "
