@@ -61,6 +61,14 @@ class QmapInputConfig:
     dead_time_ns: float | None = option(
         None, "dead time of the X-ray counters (ns); empty = from the map conditions, else 0 (electron channels exempt)", ge=0
     )
+    mask: str | None = option(
+        None, "pixels to exclude (holes, epoxy, cracks): a .npy, .csv/.txt matrix (rows x cols, nonzero = excluded) "
+        "or a .png/.tif image (non-black = excluded)", path=True,
+    )
+    mask_value: float | None = option(
+        None, "exclude pixels where any X-ray channel holds this value (e.g. -1 or 65535 for no-data pixels)"
+    )
+    mask_nan: bool = option(False, "exclude pixels where any channel is NaN (NaN-padded or cropped maps)")
     min_agreement: float = option(
         0.7, "warn when fewer spots than this share land on a pixel of their own phase (orientation check)", ge=0, le=1
     )

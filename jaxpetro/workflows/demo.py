@@ -41,9 +41,19 @@ from jaxpetro.synthetic.jeol import write_jeol
 from jaxpetro.workflows import qmap
 from jaxpetro.workflows.stages import Stages
 
-__all__ = ["CONFIG", "Score", "export_section", "quantify_section", "run", "score", "simulate", "write_outputs"]
+__all__ = ["CONFIG", "UNITS", "Score", "export_section", "quantify_section", "run", "score", "simulate", "write_outputs"]
 
 CONFIG = DemoConfig
+
+#: Units of every dataset of ``demo.h5`` ("" = text, "1" = dimensionless).
+UNITS = {
+    "phases": "", "channels": "", "membership": "1", "phase_map": "1",
+    "maps/counts": "counts", "maps/exposure": "s*uA",
+    "spots/id": "1", "spots/row": "px", "spots/col": "px", "spots/phase": "", "spots/wt": "wt%",
+    "summary/*": "1", "summary/oxides": "", "summary/rmse/*": "wt%",
+    "truth/phases": "", "truth/oxides": "", "truth/phase_map": "1", "truth/fractions": "1", "truth/modal": "1",
+    "truth/wt": "wt%", "truth/alpha": "wt%/(cps/uA)", "truth/beta": "1", "truth/gamma": "cps/uA",
+}
 _WHERE = ("all", "pure", "mixed")
 
 
@@ -212,6 +222,7 @@ def write_outputs(config: DemoConfig, out: Path, sec: ThinSection, results: qmap
             },
         },
         run_attrs(config_to_yaml(config), config.seed),
+        units=UNITS,
     )
     if config.output.plots:
         truth_idx = np.array([names.index(p) if p in names else -1 for p in sec.phases])

@@ -26,6 +26,7 @@ Outputs (names are a contract other tools read): ``qmap.h5`` (``phases``, ``memb
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -73,9 +74,12 @@ __all__ = [
     "calibration",
     "cluster",
     "correct_dead_time",
+    "UNITS",
     "mix",
+    "pixel_mask",
     "quantification",
     "read_input",
+    "read_mask",
     "run",
     "write_outputs",
 ]
@@ -97,12 +101,14 @@ class QmapInput(NamedTuple):
 
 class Corrected(NamedTuple):
     """Stage 2: dead-time corrected counts (rows, cols, channels) float32, the exposure of
-    each channel's pixels (s·µA), and which channels are X-ray and electron signals."""
+    each channel's pixels (s·µA), which channels are X-ray and electron signals, and the
+    pixels analysed (``valid``, (rows, cols) bool; excluded pixels hold 0 counts)."""
 
     counts: np.ndarray
     exposure: np.ndarray
     xray: list[int]
     electron: list[int]
+    valid: np.ndarray
 
 
 class Anchoring(NamedTuple):
@@ -204,7 +210,8 @@ def analyse(config: QmapConfig, stages: Stages) -> QmapResults:
     with stages.stage("read"):
         data = read_input(config.input)
     with stages.stage("dead_time"):
-        corrected = correct_dead_time(data.stack, config.input.dead_time_ns)
+        valid = pixel_mask(data.stack, config.input)
+        corrected = correct_dead_time(data.stack, config.input.dead_time_ns, valid)
     with stages.stage("spots"):
         anchoring = anchor_spots(data.spots, corrected, config)
     with stages.stage("clustering"):
@@ -241,20 +248,94 @@ def read_input(cfg: QmapInputConfig) -> QmapInput:
     return QmapInput(stack, spots)
 
 
-def correct_dead_time(stack: MapStack, override: float | None) -> Corrected:
-    """Dead-time corrected counts (float32); electron channels unchanged."""
+def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """(rows, cols) bool of the pixels to exclude, from ``input.mask``: a ``.npy`` array, a
+    ``.csv``/``.txt`` matrix (comma, semicolon, tab or space separated; nonzero = excluded) or
+    a ``.png``/``.tif`` image (any non-black pixel = excluded; colour channels are combined)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input.mask: file '{path}' not found; give a .npy, .csv/.txt or .png/.tif mask.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            mask = np.load(path, allow_pickle=False)
+        elif suffix in (".csv", ".txt"):
+            text = path.read_text(encoding="utf-8-sig")
+            sep = next((d for d in (",", ";", "\t") if d in text), None)
+            mask = np.loadtxt(path, delimiter=sep, ndmin=2, encoding="utf-8-sig")
+        elif suffix in (".png", ".tif", ".tiff"):
+            from skimage.io import imread  # a declared dependency; imported here: only masks need it
+
+            mask = np.asarray(imread(path))
+            if mask.ndim == 3:  # RGB(A): a pixel is excluded where any colour channel is set
+                mask = mask[..., :3].max(axis=-1) if mask.shape[-1] in (3, 4) else mask.max(axis=-1)
+        else:
+            raise InputError(f"input.mask: unknown file type '{path.suffix}' of '{path}'; use .npy, .csv, .txt, .png "
+                             "or .tif.")
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(f"input.mask: '{path}' cannot be read as a mask ({exc}).") from None
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise InputError(f"input.mask: '{path}' is {' x '.join(map(str, mask.shape))} but the maps are "
+                         f"{shape[0]} x {shape[1]} (rows x cols); give a mask of the map's size.")
+    if mask.dtype.kind not in "biuf" or (mask.dtype.kind == "f" and not np.all(np.isfinite(mask))):
+        raise InputError(f"input.mask: '{path}' must hold numbers (nonzero = excluded), without NaN.")
+    return mask != 0
+
+
+def pixel_mask(stack: MapStack, cfg: QmapInputConfig) -> np.ndarray:
+    """(rows, cols) bool: the pixels analysed. Pixels are excluded by ``input.mask`` (a file),
+    ``input.mask_value`` (a no-data value in any X-ray channel) and ``input.mask_nan`` (a NaN
+    in any channel). A NaN or infinite count left in an analysed pixel stops the run with the
+    channel named and the keys that exclude it."""
+    counts = stack.counts
+    rows, cols = counts.shape[:2]
+    excluded = np.zeros((rows, cols), bool)
+    if cfg.mask is not None:
+        excluded |= read_mask(cfg.mask, (rows, cols))
+    xray = [c for c in range(len(stack.channels)) if not is_electron(stack.channels[c])]
+    if cfg.mask_value is not None:
+        excluded |= np.any(counts[..., xray] == np.float32(cfg.mask_value), axis=-1)
+    finite = np.isfinite(counts)
+    if cfg.mask_nan:
+        excluded |= np.any(np.isnan(counts), axis=-1)
+    bad = ~finite & ~excluded[..., None]
+    if bad.any():
+        per = bad.reshape(-1, bad.shape[-1]).sum(0)
+        names = ", ".join(f"{stack.channels[c]} ({int(per[c])} pixels)" for c in np.flatnonzero(per))
+        r, c = np.argwhere(bad.any(-1))[0]
+        raise InputError(
+            f"the maps hold NaN or infinite values in channel(s) {names}; first at pixel (x_px={c}, y_px={r}). "
+            "Exclude those pixels: input.mask_nan: true (every pixel with a NaN), or input.mask: a mask file "
+            "(.npy, .csv, .png; nonzero = excluded), or input.mask_value for a no-data value."
+        )
+    valid = ~excluded
+    if not valid.any():
+        raise InputError("input.mask / mask_value / mask_nan exclude every pixel of the map; nothing is left to analyse.")
+    return valid
+
+
+def correct_dead_time(stack: MapStack, override: float | None, valid: np.ndarray | None = None) -> Corrected:
+    """Dead-time corrected counts (float32); electron channels unchanged; excluded pixels
+    (``valid`` False) set to 0 counts."""
     channels = stack.channels
     xray = [c for c in range(len(channels)) if not is_electron(channels[c])]
     electron = [c for c in range(len(channels)) if is_electron(channels[c])]
     exposure = exposure_s_uA(stack.dwell_ms, stack.current_A)  # (channels,) s·µA
+    valid = np.ones(stack.counts.shape[:2], bool) if valid is None else valid
     tau = np.zeros(len(channels))
     if override is not None:
         tau[xray] = override
     elif stack.dead_time_ns is not None:
         tau[xray] = np.asarray(stack.dead_time_ns, np.float64)[xray]
+    counts = stack.counts
+    if not valid.all():
+        counts = np.where(valid[..., None], counts, np.float32(0.0)).astype(np.float32)
     if not np.any(tau > 0):
-        return Corrected(stack.counts, exposure, xray, electron)
-    counts = np.array(stack.counts, np.float32)
+        return Corrected(counts, exposure, xray, electron, valid)
+    counts = np.array(counts, np.float32)
     for c in np.flatnonzero(tau > 0):
         factor = np.asarray(dead_time_factor(counts[..., c], stack.dwell_ms[c], tau[c]))
         if np.any(factor <= 0.05):
@@ -263,7 +344,7 @@ def correct_dead_time(stack: MapStack, override: float | None) -> Corrected:
                 f"{counts[..., c].max():g} counts per {stack.dwell_ms[c]:g} ms; check input.dead_time_ns (in ns)."
             )
         counts[..., c] = counts[..., c] / factor
-    return Corrected(counts, exposure, xray, electron)
+    return Corrected(counts, exposure, xray, electron, valid)
 
 
 def anchor_spots(spots: SpotSet | None, corrected: Corrected, config: QmapConfig) -> Anchoring:
@@ -285,6 +366,10 @@ def anchor_spots(spots: SpotSet | None, corrected: Corrected, config: QmapConfig
     for name in labels.unanchored:
         _warn(f"phase {name} in clustering.phases has no spots: fitted as an unanchored component, "
               "quantified with the calibration pooled over all phases.")
+    masked = ~corrected.valid[spots.row, spots.col]
+    if masked.any():
+        _warn(f"spot(s) {', '.join(str(i) for i in spots.id[masked])} lie on excluded pixels (input.mask*): left out.")
+        labels = dataclasses.replace(labels, index=np.where(masked, -1, labels.index))
     at = corrected.counts[spots.row, spots.col][:, corrected.xray]
     n_anch = len(labels.phases) - len(labels.unanchored)
     outlier, deviance = spot_model.spot_outliers(at, labels.index, n_anch, config.spots.outlier_p)
@@ -311,17 +396,27 @@ def anchor_spots(spots: SpotSet | None, corrected: Corrected, config: QmapConfig
 def cluster(corrected: Corrected, anchoring: Anchoring, spots: SpotSet | None, config: QmapConfig) -> Phases:
     """EM clustering anchored on the spot pixels, and the spots' agreement with it."""
     cl = config.clustering
+    valid = corrected.valid
+    counts, anchors = corrected.counts, anchoring.anchors
+    if not valid.all():  # cluster the analysed pixels only, as one (1, N, channels) strip
+        counts = counts[valid][None]
+        anchors = None if anchors is None else anchors[valid][None]
     result = cluster_map(
-        corrected.counts, None, phases=anchoring.anchored_names, anchors=anchoring.anchors,
+        counts, None, phases=anchoring.anchored_names, anchors=anchors,
         electron_channels=corrected.electron, seed=config.seed,
         options=ClusteringOptions.from_config(cl, extra_components=anchoring.extra),
     )
+    memberships, phase_map = result.memberships, result.phase_map
+    if not valid.all():  # excluded pixels: no phase (weights 0, phase_map -1)
+        memberships = np.zeros(valid.shape + (memberships.shape[-1],), np.float32)
+        memberships[valid] = result.memberships[0]
+        phase_map = np.full(valid.shape, -1, np.int32)
+        phase_map[valid] = result.phase_map[0]
     names = tuple(result.names)
     labels = anchoring.labels
     if labels is not None and labels.unanchored:  # extra components named after the requested phases
         n = len(anchoring.anchored_names)
         names = names[:n] + labels.unanchored + names[n + len(labels.unanchored):]
-    phase_map = result.phase_map
     agreement = None
     if labels is not None:
         hits, tested = agreement = spot_model.agreement(phase_map, spots.row, spots.col, anchoring.anchor_index)
@@ -331,15 +426,21 @@ def cluster(corrected: Corrected, anchoring: Anchoring, spots: SpotSet | None, c
                 f"only {hits} of {tested} spots ({100 * share:.0f} %) land on a pixel whose most likely phase is their "
                 "label; check the map orientation (input.row_axis, input.mirror) and the spot labels."
             )
-    return Phases(result, names, result.memberships, phase_map, agreement)
+    return Phases(result, names, memberships, phase_map, agreement)
 
 
 def mix(corrected: Corrected, phases: Phases, config: QmapConfig) -> Mixing:
     """Per-pixel mixing fractions of the X-ray channels (see :mod:`jaxpetro.models.mixing`)."""
-    xray = corrected.xray
+    xray, valid = corrected.xray, corrected.valid.reshape(-1)
     counts = corrected.counts[..., xray].reshape(-1, len(xray))
     k = phases.memberships.shape[-1]
-    return fit_mixing(counts, phases.memberships.reshape(-1, k), UnmixOptions.from_config(config.mixing))
+    memberships = phases.memberships.reshape(-1, k)
+    if valid.all():
+        return fit_mixing(counts, memberships, UnmixOptions.from_config(config.mixing))
+    fit = fit_mixing(counts[valid], memberships[valid], UnmixOptions.from_config(config.mixing))
+    fractions = np.zeros((valid.size, k), np.float32)  # excluded pixels: no phase
+    fractions[valid] = fit.fractions
+    return fit._replace(fractions=fractions)
 
 
 def _match_elements(spots: SpotSet | None, channels, xray) -> tuple[list[int], list[int]]:
@@ -425,10 +526,46 @@ def quantification(corrected: Corrected, stage: CalibrationStage, weights: np.nd
     rate = counts[..., chan].reshape(-1, len(chan)) / exposure[chan].astype(np.float32)
     tile = tile_index(rows, cols, options.beta_tiles).reshape(-1) if cal.beta.shape[0] > 1 else None
     quant = quantify(rate, weights.reshape(-1, k_n), exposure[chan], cal, tile, options)
-    return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(rows, cols, -1), quant)
+    quant = jax.tree_util.tree_map(lambda a: np.array(a).reshape(rows, cols, -1), quant)
+    if not corrected.valid.all():  # excluded pixels have no composition
+        for a in quant:
+            a[~corrected.valid] = np.nan
+    return quant
 
 
 # ----------------------------------------------------------------------------- outputs
+
+#: Units of every dataset of ``qmap.h5`` (exact paths and fnmatch patterns; "" = text, "1" =
+#: dimensionless). New datasets need an entry here: :func:`write_hdf5` checks.
+UNITS = {
+    "phases": "", "channels": "", "oxides": "", "elements": "",
+    "membership": "1", "phase_map": "1", "fractions": "1", "valid": "1",
+    "wt/*": "wt%", "wt_se/*": "wt%", "lod/*": "wt%", "below_lod/*": "1", "above_100/*": "1", "total": "wt%",
+    "parameters/alpha": "wt%/(cps/uA)", "parameters/alpha_se": "wt%/(cps/uA)", "parameters/beta": "1",
+    "parameters/beta_se": "1", "parameters/gamma": "cps/uA", "parameters/gamma_se": "cps/uA", "parameters/*": "1",
+    "garnet/*": "1",
+    "summary/*": "1", "summary/composition": "wt%", "summary/composition_sd": "wt%", "summary/bulk": "wt%",
+    "summary/regions/*": "wt%", "summary/densities": "g/cm3",
+    "profiles/*/distance_um": "um", "profiles/*/garnet_radius_um": "um", "profiles/*/wt": "wt%",
+    "profiles/*/wt_se": "wt%", "profiles/*/garnet": "1", "profiles/*/garnet_sd": "1",
+    "clustering/*": "1", "clustering/family": "", "clustering/channels": "", "clustering/loglik": "nats",
+    "clustering/history": "nats/pixel", "clustering/bic": "nats", "clustering/icl": "nats",
+    "clustering/rate_cps_per_uA": "cps/uA",
+    "calibration/*": "1", "calibration/spot_rate": "cps/uA", "calibration/spot_counts": "counts",
+    "calibration/predicted_counts": "counts", "calibration/beta_weight": "1",
+    "checks/*": "1",
+}
+
+
+def _clustering_units(family: str, transform: str) -> dict[str, str]:
+    """Units of the fitted mixture's ``loc`` and ``scale`` (the features it clustered: counts
+    per pixel; the Gaussian model's sqrt transform takes their square root; BSE in its own units)."""
+    if family == "poisson":
+        return {"clustering/loc": "counts", "clustering/scale": "1"}
+    unit = "sqrt(counts)" if transform == "sqrt" else "counts"
+    scale = f"({unit})^2" if family.endswith("diag") else unit  # variances, or Cholesky factors
+    return {"clustering/loc": unit, "clustering/scale": scale}
+
 
 
 def _checks(results: QmapResults) -> dict:
@@ -451,7 +588,8 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
     fractions, weights, oxides, elements = results.fractions, results.weights, cal_stage.oxides, cal_stage.elements
     checks = _checks(results)
     rows, cols, k_n = memberships.shape
-    modal = summaries.modal_proportions(memberships)
+    valid = results.corrected.valid
+    modal = summaries.modal_proportions(memberships[valid])  # over the analysed pixels
     datasets = {
         "phases": list(names),
         "channels": list(stack.channels),
@@ -465,16 +603,17 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
         datasets["clustering"]["rate_cps_per_uA"] = np.asarray(result.params.loc) / factor
     if fractions is not None:
         datasets["fractions"] = fractions
-        datasets["summary"]["modal_fractions"] = summaries.modal_proportions(fractions)
+        datasets["summary"]["modal_fractions"] = summaries.modal_proportions(fractions[valid])
     summary = {"modal": dict(zip(names, modal.tolist()))}
     step = stack.step_um
     header = ["phase", "modal_fraction"]
     table = [[n, m] for n, m in zip(names, modal)]
     if quant is not None:
         wt, se, lod = quant.wt, quant.se, quant.lod
-        mean, sd = summaries.phase_compositions(memberships, wt, fractions, config.quantify.threshold)
+        wt0 = wt if valid.all() else np.where(valid[..., None], wt, 0.0)  # excluded pixels (weight 0) add nothing
+        mean, sd = summaries.phase_compositions(memberships, wt0, fractions, config.quantify.threshold)
         density = summaries.densities_for(names, config.densities)
-        bulk = summaries.bulk_composition(weights, wt, density)
+        bulk = summaries.bulk_composition(weights, wt0, density, valid)
         datasets.update(
             wt={o: wt[..., j] for j, o in enumerate(oxides)},
             wt_se={o: se[..., j] for j, o in enumerate(oxides)},
@@ -495,7 +634,7 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
                                  f"{rows} x {cols} map ([row0, row1, col0, col1], end exclusive).")
             mask = np.zeros((rows, cols), bool)
             mask[r0:r1, c0:c1] = True
-            regions[name] = summaries.bulk_composition(weights, wt, density, mask)
+            regions[name] = summaries.bulk_composition(weights, wt0, density, mask & valid)
         datasets["summary"]["regions"] = regions
         write_csv(out / "bulk.csv", ["region", *oxides, "total"], [[n, *v, float(np.sum(v))] for n, v in regions.items()])
         garnet = _garnet(names, oxides, weights, wt, config.summary)
@@ -525,7 +664,8 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
                                                     anch.anchor_index, anch.outlier, anch.deviance, pix)],
         )
     datasets["checks"] = dict(checks)
-    write_hdf5(out / "qmap.h5", datasets, run_attrs(config_to_yaml(config), config.seed))
+    units = {**UNITS, **_clustering_units(result.family, config.clustering.transform)}
+    write_hdf5(out / "qmap.h5", datasets, run_attrs(config_to_yaml(config), config.seed), units=units)
     if config.output.plots:
         dpi = config.output.dpi
         phase_map_figure(out / "phases.png", phase_map, names, modal=modal.tolist(), step_um=step,
