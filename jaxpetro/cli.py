@@ -103,8 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     module_name, schema_path = WORKFLOWS[args.workflow]
     overrides = list(args.overrides) + (["sensitivity=true"] if getattr(args, "sensitivity", False) else [])
     schema = schema_of(schema_path)
-    sweep = read_sweep(args.config) if args.workflow not in UNSTAGED else []
-    if sweep:
+    sweep = read_sweep(args.config) if args.workflow not in UNSTAGED else None
+    if sweep is not None and sweep.runs:
         return _run_sweep(args, schema, overrides, sweep)
     cfg = load_config(args.config, schema, overrides)
     if args.workflow in UNSTAGED:  # one all-or-nothing folder per input inside --out, resumable
@@ -131,12 +131,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_sweep(args: argparse.Namespace, schema: type, overrides: list[str], sweep: list[dict]) -> int:
+def _run_sweep(args: argparse.Namespace, schema: type, overrides: list[str], sweep) -> int:
     """One run per point of the config's sweep block (each overriding its keys), resumable."""
-    from jaxpetro.workflows.batch import Job, run_jobs
+    from jaxpetro.workflows.batch import Job, plot_sweep, run_jobs
 
     jobs = []
-    for i, point in enumerate(sweep):
+    for i, point in enumerate(sweep.runs):
         sets = [f"{key}={_yaml_value(value)}" for key, value in point.items()]
         try:
             cfg = load_config(args.config, schema, overrides + sets)
@@ -147,6 +147,8 @@ def _run_sweep(args: argparse.Namespace, schema: type, overrides: list[str], swe
     module = importlib.import_module(WORKFLOWS[args.workflow][0])
     with _float64():
         rows = run_jobs(jobs, module, out_dir, report="sweep.csv", quiet=args.quiet)
+    if sweep.plot is not None:
+        plot_sweep(rows, out_dir / "sweep.png", **sweep.plot)
     failed = [row for row in rows if row["status"] == "failed"]
     if not args.quiet:
         print(f"{len(rows) - len(failed)} of {len(rows)} sweep runs finished; table in {out_dir / 'sweep.csv'}")

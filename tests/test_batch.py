@@ -139,9 +139,13 @@ def test_batch_config_errors_name_the_key(tmp_path):
 
 
 def test_sweep_block_expands_grid_and_list():
-    runs = read_sweep({"sweep": {"grid": {"seed": [0, 1], "ensemble.size": 64}, "list": [{"seed": 9}]}})
-    assert runs == [{"seed": 0, "ensemble.size": 64}, {"seed": 1, "ensemble.size": 64}, {"seed": 9}]
-    assert read_sweep({"seed": 1}) == []
+    sweep = read_sweep({"sweep": {"grid": {"seed": [0, 1], "ensemble.size": 64}, "list": [{"seed": 9}]}})
+    assert sweep.runs == [{"seed": 0, "ensemble.size": 64}, {"seed": 1, "ensemble.size": 64}, {"seed": 9}]
+    assert sweep.plot is None and read_sweep({"seed": 1}).runs == []
+    plot = read_sweep({"sweep": {"grid": {"seed": [0, 1]}, "plot": {"x": "seed", "y": "rmse"}}}).plot
+    assert plot == {"x": "seed", "y": ["rmse"], "group": None}
+    with pytest.raises(ConfigError, match="not a swept key"):
+        read_sweep({"sweep": {"grid": {"seed": [0, 1]}, "plot": {"x": "size", "y": "rmse"}}})
     with pytest.raises(ConfigError, match="sweep"):
         read_sweep({"sweep": {"grid": {"seed": []}}})
     with pytest.raises(ConfigError, match="sweep"):
@@ -151,7 +155,8 @@ def test_sweep_block_expands_grid_and_list():
 def test_sweep_runs_every_point_into_its_folder_and_gathers_a_table(fake, tmp_path):
     write_inputs(tmp_path, {"rock": "4"})
     config = tmp_path / "iso.yaml"
-    config.write_text("data: rock.csv\nreference: R1\nsweep:\n  grid:\n    seed: [1, 2]\n    sparse.q: [0.5, 1.0]\n")
+    config.write_text("data: rock.csv\nreference: R1\nsweep:\n  grid:\n    seed: [1, 2]\n    sparse.q: [0.5, 1.0]\n"
+                      "  plot: {x: sparse.q, y: [value, nested.seed], group: seed}\n")
     out = tmp_path / "sw"
     assert cli.main(["isocon", str(config), "--out", str(out), "--quiet"]) == 0
     with open(out / "sweep.csv", newline="") as fh:
@@ -160,6 +165,7 @@ def test_sweep_runs_every_point_into_its_folder_and_gathers_a_table(fake, tmp_pa
         ("1", "0.5", "ok"), ("1", "1.0", "ok"), ("2", "0.5", "ok"), ("2", "1.0", "ok")]
     assert [r["nested.seed"] for r in rows] == ["1.0", "1.0", "2.0", "2.0"]
     assert "q: 1.0" in (out / "run_001" / "config.resolved.yaml").read_text()
+    assert (out / "sweep.png").stat().st_size > 10_000
     fake.calls.clear()
     assert cli.main(["isocon", str(config), "--out", str(out), "--quiet"]) == 0
     assert fake.calls == []  # resumable: every point had finished

@@ -48,6 +48,7 @@ __all__ = [
     "FrozenDict",
     "NestedConfig",
     "nested_config",
+    "Sweep",
     "read_sweep",
     "config_to_dict",
     "config_to_yaml",
@@ -175,25 +176,34 @@ def load_config(source: str | os.PathLike | Mapping | None, schema: type, overri
     return _build(schema, raw, "", origins)
 
 
-def read_sweep(source: str | os.PathLike | Mapping | None) -> list[dict[str, Any]]:
-    """The runs of a config's ``sweep:`` block as a list of ``{dotted key: value}``; [] if none.
+class Sweep(typing.NamedTuple):
+    """A config's ``sweep:`` block: the runs (``{dotted key: value}`` each) and the figure asked for."""
 
-    ``sweep: {grid: {key: [v1, v2], ...}}`` is every combination (the last key varies
-    fastest); ``sweep: {list: [{key: v, ...}, ...]}`` is the runs as written; both may be
-    given (grid first). A single value counts as a one-item list.
+    runs: list[dict[str, Any]]
+    plot: dict[str, Any] | None = None
+
+
+def read_sweep(source: str | os.PathLike | Mapping | None) -> Sweep:
+    """The ``sweep:`` block of a config; ``Sweep([])`` if it has none.
+
+    ``grid: {key: [v1, v2], ...}`` is every combination (the last key varies fastest);
+    ``list: [{key: v, ...}, ...]`` is runs as written; both may be given (grid first). A single
+    value counts as a one-item list. ``plot: {x: KEY, y: FIGURE or [FIGURES], group: KEY}``
+    asks for ``sweep.png``: each headline figure against a swept key, one line per value of
+    ``group``, averaged over the other swept keys (seeds...) with their min-max range.
 
     Raises:
         ConfigError: naming the file and the part of the block that is malformed.
     """
     if source is None:
-        return []
+        return Sweep([])
     raw, label = (source, "config") if isinstance(source, Mapping) else (_read_yaml(Path(source)), str(source))
     spec = raw.get("sweep")
     if spec is None:
-        return []
-    if not isinstance(spec, Mapping) or not spec or set(spec) - {"grid", "list"}:
-        raise ConfigError(f"{label}: 'sweep' must hold 'grid: {{key: [values]}}' and/or 'list: [{{key: value}}, ...]', "
-                          f"got {spec!r}.")
+        return Sweep([])
+    if not isinstance(spec, Mapping) or not ({"grid", "list"} & set(spec)) or set(spec) - {"grid", "list", "plot"}:
+        raise ConfigError(f"{label}: 'sweep' must hold 'grid: {{key: [values]}}' and/or 'list: [{{key: value}}, ...]' "
+                          f"(and optionally 'plot: {{x: key, y: figure}}'), got {spec!r}.")
     runs: list[dict[str, Any]] = []
     grid = spec.get("grid") or {}
     if not isinstance(grid, Mapping) or not all(isinstance(k, str) for k in grid):
@@ -210,7 +220,23 @@ def read_sweep(source: str | os.PathLike | Mapping | None) -> list[dict[str, Any
     if not isinstance(listed, (list, tuple)) or not all(isinstance(r, Mapping) and r for r in listed):
         raise ConfigError(f"{label}: sweep.list must be a list of non-empty 'key: value' mappings.")
     runs += [dict(r) for r in listed]
-    return runs
+    return Sweep(runs, _sweep_plot(spec.get("plot"), {k for run in runs for k in run}, label))
+
+
+def _sweep_plot(plot: Any, swept: set[str], label: str) -> dict[str, Any] | None:
+    if plot is None:
+        return None
+    if not isinstance(plot, Mapping) or "x" not in plot or "y" not in plot or set(plot) - {"x", "y", "group"}:
+        raise ConfigError(f"{label}: sweep.plot must be {{x: SWEPT_KEY, y: FIGURE or [FIGURES], group: SWEPT_KEY}}, "
+                          f"got {plot!r}.")
+    for role in ("x", "group"):
+        if plot.get(role) is not None and plot[role] not in swept:
+            raise ConfigError(f"{label}: sweep.plot.{role} '{plot[role]}' is not a swept key; choose one of "
+                              f"{', '.join(sorted(swept))}.")
+    ys = plot["y"] if isinstance(plot["y"], (list, tuple)) else [plot["y"]]
+    if not ys or not all(isinstance(y, str) for y in ys):
+        raise ConfigError(f"{label}: sweep.plot.y must name headline figures of the runs (columns of sweep.csv).")
+    return {"x": plot["x"], "y": list(ys), "group": plot.get("group")}
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

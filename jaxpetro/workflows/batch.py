@@ -44,7 +44,7 @@ from jaxpetro.io.results import (
 )
 from jaxpetro.workflows.stages import Stages
 
-__all__ = ["HEADLINE_NAME", "Job", "REPORT_COLUMNS", "headline", "run", "run_jobs"]
+__all__ = ["HEADLINE_NAME", "Job", "REPORT_COLUMNS", "headline", "plot_sweep", "run", "run_jobs"]
 
 #: file in each finished run folder with the run's headline figures (read back by reruns)
 HEADLINE_NAME = "headline.json"
@@ -122,6 +122,61 @@ def headline(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             number = float(value)
             flat[name] = number if math.isfinite(number) else str(number)
     return flat
+
+
+def plot_sweep(rows: Sequence[Mapping[str, Any]], path: Path, *, x: str, y: Sequence[str],
+               group: str | None = None) -> Path | None:
+    """``sweep.png``: each headline figure of ``y`` against the swept key ``x``, one line per value
+    of ``group``; runs that share (x, group) — other swept keys such as seeds — are averaged,
+    their min-max range shaded. Returns None (and draws nothing) when no run has the figures."""
+    import numpy as np
+
+    from jaxpetro.io.plots import save_figure, subplots
+
+    ok = [r for r in rows if r.get("status") in ("ok", "skipped")]
+    ys = [name for name in y if any(_number(r.get(name)) is not None for r in ok)]
+    if not ok or not ys:
+        return None
+    groups = sorted({r.get(group) for r in ok}, key=_sort_key) if group else [None]
+    fig, axes = subplots(1, len(ys), figsize=(4.2 * len(ys), 3.4), layout="constrained", squeeze=False)
+    for ax, name in zip(axes[0], ys):
+        for g in groups:
+            points: dict[float, list[float]] = {}
+            for r in ok:
+                xv, yv = _number(r.get(x)), _number(r.get(name))
+                if xv is not None and yv is not None and (group is None or r.get(group) == g):
+                    points.setdefault(xv, []).append(yv)
+            if not points:
+                continue
+            xs = np.array(sorted(points))
+            values = [np.asarray(points[v]) for v in xs]
+            mean = np.array([v.mean() for v in values])
+            line, = ax.plot(xs, mean, marker="o", label=None if group is None else f"{group} = {g}")
+            if any(v.size > 1 for v in values):
+                ax.fill_between(xs, [v.min() for v in values], [v.max() for v in values], color=line.get_color(),
+                                alpha=0.2, linewidth=0)
+        values_x = [_number(r.get(x)) for r in ok if _number(r.get(x)) is not None]
+        if values_x and min(values_x) > 0 and max(values_x) / min(values_x) >= 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if group is not None:
+            ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _sort_key(value: Any) -> tuple:
+    number = _number(value)
+    return (0, number, "") if number is not None else (1, 0.0, str(value))
 
 
 # ----------------------------------------------------------------------------- internals
