@@ -10,6 +10,7 @@ import pytest
 
 from jaxpetro import __version__, cli
 from jaxpetro.config import DemoConfig
+from jaxpetro.config.registry import WORKFLOWS
 from jaxpetro.errors import ConvergenceError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def test_out_cannot_be_the_working_directory(fake_demo, tmp_path, monkeypatch, c
     assert "working directory" in capsys.readouterr().err and not fake_demo.calls
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["qmap", "--help"], ["ptpath", "--help"], ["isocon", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"]] + [[name, "--help"] for name in WORKFLOWS])
 def test_every_help_runs(argv, capsys):
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
@@ -171,3 +172,23 @@ def test_sensitivity_flag_sets_the_config_key(fake_demo, monkeypatch, tmp_path):
     assert fake_demo.calls[-1][0].sensitivity is True
     assert cli.main(args) == 0
     assert fake_demo.calls[-1][0].sensitivity is False
+
+
+def test_error_message_is_not_glued_onto_a_progress_bar(fake_demo, tmp_path, capsys):
+    """A workflow that fails with its bar half drawn: the bar is closed (ending its line)
+    before the one-line error, so the message starts a line of its own."""
+    from jaxpetro.errors import InputError
+    from jaxpetro.workflows.stages import Stages
+
+    def run(config, out_dir, quiet=False):
+        stages = Stages(4, "demo", quiet)
+        stages.start("reading")
+        stages.done("reading")  # the bar is drawn at 1/4, no newline yet
+        raise InputError("map stack 'x.npz' cannot be read.")
+
+    fake_demo.run = run
+    assert cli.main(["demo", "--out", str(tmp_path / "o")]) == 3
+    err = capsys.readouterr().err
+    assert "1/4" in err  # the bar was drawn
+    before, sep, after = err.partition("jaxpetro: error: map stack 'x.npz' cannot be read.")
+    assert sep and before.endswith("\n") and after.startswith("\n")

@@ -25,6 +25,7 @@ import csv
 import io
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,14 +126,21 @@ def read_map_stack(path: str | os.PathLike) -> MapStack:
                 raw = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
         else:
             raise InputError(f"map stack '{path}': unknown file type '{suffix}'; use .npz or .h5.")
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(f"map stack '{path}' cannot be read ({err}); is it a complete .npz/.h5 file?") from None
+    except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile) as err:
+        # An empty file raises EOFError, a damaged member zlib.error or BadZipFile (CRC),
+        # a truncated HDF5 file OSError: all mean an incomplete or damaged file.
+        what = "it is empty (0 bytes)" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}"
+        raise InputError(f"map stack '{path}' cannot be read ({what}); is it a complete .npz/.h5 file? "
+                         "Re-export or re-copy it.") from None
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise InputError(f"map stack '{path}': missing {', '.join(missing)}; it needs {', '.join(_REQUIRED)}.")
     maps = np.asarray(raw["maps"])
     if maps.ndim != 3 or not np.issubdtype(maps.dtype, np.number):
         raise InputError(f"map stack '{path}': 'maps' must be a numeric (channels, rows, cols) array, got {maps.shape} {maps.dtype}.")
+    if maps.size == 0:
+        raise InputError(f"map stack '{path}': 'maps' is empty ({' x '.join(map(str, maps.shape))} = channels x rows x "
+                         "cols); it needs at least one channel and one pixel.")
     channels = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(raw["channels"]))
     n = maps.shape[0]
     if len(channels) != n:

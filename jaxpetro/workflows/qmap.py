@@ -274,8 +274,8 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
                              "or .tif.")
     except InputError:
         raise
-    except (OSError, ValueError) as exc:
-        raise InputError(f"input.mask: '{path}' cannot be read as a mask ({exc}).") from None
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated .npy
+        raise InputError(f"input.mask: '{path}' cannot be read as a mask ({type(exc).__name__}: {exc}).") from None
     mask = np.asarray(mask)
     if mask.shape != tuple(shape):
         raise InputError(f"input.mask: '{path}' is {' x '.join(map(str, mask.shape))} but the maps are "
