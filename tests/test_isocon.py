@@ -36,13 +36,15 @@ def small_config(tmp_path, **extra):
     return data, load_config(raw, IsoconConfig)
 
 
-def test_example_config_runs_and_recovers_truth(tmp_path, monkeypatch):
-    """configs/isocon.yaml through the CLI: contract outputs, truth inside the intervals."""
+def test_example_config_runs_and_recovers_truth(tmp_path, monkeypatch, capsys):
+    """configs/isocon.yaml through the CLI: contract outputs, truth inside the intervals, headline report."""
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
     # Default 1000 replicates: the same compiled bootstrap as the demo test (one compilation).
-    rc = main(["isocon", "configs/isocon.yaml", "--out", str(out), "--quiet", "--set", "output.plots=false"])
+    rc = main(["isocon", "configs/isocon.yaml", "--out", str(out), "--set", "output.plots=false"])
     assert rc == 0
+    report = capsys.readouterr().err
+    assert "immobile (sparse):" in report and "Grant linear" in report and "alt1" in report
     truth = {r["sample"]: r for r in read_csv(ROOT / "configs/data/wholerock_synthetic_truth.csv")}
     rows = read_csv(out / "isocon.csv")
     assert list(rows[0])[:5] == ["sample", "mass_ratio", "mass_ratio_lo", "mass_ratio_hi", "n_immobile"]
@@ -51,6 +53,8 @@ def test_example_config_runs_and_recovers_truth(tmp_path, monkeypatch):
         true = float(truth[r["sample"]]["mass_ratio"])
         assert lo <= true <= hi and lo <= mr <= hi
         assert abs(np.log(mr / true)) < 0.05
+        # Grant's linear isocon (through the origin, ppm) on the same immobile set: near the log-ratio one
+        assert abs(np.log(float(r["mass_ratio_grant_linear"]) / mr)) < 0.1
     immobile_true = set(next(iter(truth.values()))["immobile"].split())
     transfer = read_csv(out / "transfer.csv")
     assert list(transfer[0])[:6] == ["sample", "element", "relative_change", "relative_change_lo",

@@ -31,6 +31,13 @@ class SparseConfig:
     fit_p_min: float = option(1e-3, "reject a selection whose immobile elements scatter about the isocon more "
                                     "than the analytical errors allow (chi-square p-value below this; 0 = off)",
                               ge=0, lt=1)
+    prior: Literal["none", "hfse"] = option(
+        "none", "preset of elements favoured as immobile (their penalty weight is prior_weight): hfse = Ti, Zr, "
+                "Hf, Nb, Ta, Th, Y, Al and the rare earths (oxide columns count as their cation: TiO2 is Ti)")
+    prior_weight: float = option(2.0, "penalty weight of the prior's elements (1 = no preference; > 1 = harder "
+                                      "to call mobile)", gt=0)
+    weights: dict[str, float] = option({}, "penalty weight per element or column (default 1; overrides the prior), "
+                                           "e.g. {Zr: 3, K2O: 0.5}: the element's resistance to moving", gt=0)
     solver: Literal["bcd", "fista"] = option("bcd", "block coordinate descent or accelerated proximal gradient")
     tol: float = option(1e-10, "solver tolerance on the relative KKT residual", gt=0)
     max_iter: int = option(20000, "maximum solver iterations per λ", ge=10)
@@ -61,7 +68,9 @@ class IsoconConfig:
                             "(optional '<element>_sd' error columns)", path=True)
     reference: tuple[str, ...] = option(help="protolith sample name(s), e.g. [ref1]; several are averaged")
     units: dict[str, str] = option({"default": "auto"}, "unit per column (wt%, ppm, ppb...), 'default' for the "
-                                                        "rest; auto = wt% for oxides, ppm for elements")
+                                                        "rest; auto = wt% for oxides, ppm for elements; units in "
+                                                        "the header ('SiO2 (wt%)', 'Zr_ppm') or a units row "
+                                                        "need no entry, a contradicting entry is an error")
     exclude: tuple[str, ...] = option([], "columns that are not elements (e.g. LOI, Total, lithology)")
     method: Literal["sparse", "classical"] = option("sparse", "sparse: immobile elements chosen from the data; "
                                                               "classical: named in 'immobile'")

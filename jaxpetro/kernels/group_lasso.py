@@ -484,14 +484,15 @@ def reweight(b: Float[Array, "G S"], q: Float[ArrayLike, ""], alpha: Float[Array
 
 
 def q_objective(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], b: Float[Array, "G S"],
-                lam: Float[ArrayLike, ""], q: Float[ArrayLike, ""], alpha: Float[ArrayLike, ""] = 0.0
-                ) -> Float[Array, ""]:
-    """Objective of the q-penalty at B (intercepts profiled): loss + λ Σ_g N_g(B_g)^q."""
+                lam: Float[ArrayLike, ""], q: Float[ArrayLike, ""], alpha: Float[ArrayLike, ""] = 0.0,
+                c: Float[ArrayLike, " G"] | None = None) -> Float[Array, ""]:
+    """Objective of the q-penalty at B (intercepts profiled): loss + λ Σ_g c_g N_g(B_g)^q (c default ones)."""
     y, w = _as_arrays(y, w)
+    c = jnp.ones(y.shape[0], y.dtype) if c is None else jnp.asarray(c, y.dtype)
     a = profiled_intercept(y, w, b)
     r = y - a[None, :] - b
     norm = penalty(b, jnp.ones(b.shape[0], b.dtype), alpha)
-    return 0.5 * jnp.sum(w * r * r) + lam * jnp.sum(jnp.where(norm > 0, jnp.where(norm > 0, norm, 1.0) ** q, 0.0))
+    return 0.5 * jnp.sum(w * r * r) + lam * jnp.sum(c * jnp.where(norm > 0, jnp.where(norm > 0, norm, 1.0) ** q, 0.0))
 
 
 def isocon_starts(y: Float[Array, "G S"]) -> Float[Array, "G G S"]:
@@ -501,7 +502,8 @@ def isocon_starts(y: Float[Array, "G S"]) -> Float[Array, "G G S"]:
 
 @jax.jit
 def solve_q(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lam: Float[ArrayLike, ""],
-            options: LassoOptions = LassoOptions(), b0: Float[ArrayLike, "G S"] | None = None) -> Solution:
+            options: LassoOptions = LassoOptions(), b0: Float[ArrayLike, "G S"] | None = None,
+            c: Float[ArrayLike, " G"] | None = None) -> Solution:
     """Penalty ``λ Σ_g N_g(B_g)^q`` (0 < q <= 1, ``options.q``) by iterative reweighting from the q = 1 solution.
 
     The q = 1 problem (unit weights) is solved first; for q = 1 it is the answer (a
@@ -509,7 +511,9 @@ def solve_q(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lam: Float[A
     q < 1, ``n_reweight`` convex problems follow with weights :func:`reweight` of the
     previous solution (each warm-started; the intermediate ones at tolerance
     ``max(tol, 1e-7)``). ``reweight_eps`` (log units) keeps the weight of a zero group
-    finite: smaller means stickier zeros.
+    finite: smaller means stickier zeros. ``c`` (default ones) are fixed group weights
+    (prior resistance to moving): the penalty is ``λ Σ_g c_g N_g(B_g)^q`` and each
+    reweighted problem uses ``c_g q (N_g + eps)^(q - 1)``.
 
     The q < 1 problem is not convex: the reweighting is run from the q = 1 solution, from
     ``b0`` when given, and with ``multistart`` from each of the G :func:`isocon_starts`
@@ -517,16 +521,17 @@ def solve_q(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lam: Float[A
     worse (in that objective) than the plain reweighting from q = 1.
     """
     y, w = _as_arrays(y, w)
+    c = jnp.ones(y.shape[0], y.dtype) if c is None else jnp.asarray(c, y.dtype)
     alpha, q, eps = options.alpha, options.q, options.reweight_eps
-    first = solve(y, w, lam, options, None, b0)
+    first = solve(y, w, lam, options, c, b0)
     loose = options.replace(tol=jnp.maximum(options.tol, _LOOSE_TOL))
 
     def reweighted(start):
         def body(b, _):
-            return solve(y, w, lam, loose, reweight(b, q, alpha, eps), b).coef, None
+            return solve(y, w, lam, loose, c * reweight(b, q, alpha, eps), b).coef, None
 
         b, _ = lax.scan(body, start, None, length=options.n_reweight - 1)
-        return solve(y, w, lam, options, reweight(b, q, alpha, eps), b)
+        return solve(y, w, lam, options, c * reweight(b, q, alpha, eps), b)
 
     def nonconvex(_):
         starts = [first.coef[None]]
@@ -537,7 +542,7 @@ def solve_q(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lam: Float[A
         if len(starts) == 1:
             return reweighted(first.coef)
         sols = jax.vmap(reweighted)(jnp.concatenate(starts, axis=0))
-        best = jnp.argmin(jax.vmap(lambda b: q_objective(y, w, b, lam, q, alpha))(sols.coef))
+        best = jnp.argmin(jax.vmap(lambda b: q_objective(y, w, b, lam, q, alpha, c))(sols.coef))
         return jax.tree.map(lambda x: x[best], sols)
 
     return lax.cond(q == 1.0, lambda _: first, nonconvex, None)
@@ -545,8 +550,9 @@ def solve_q(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lam: Float[A
 
 @jax.jit
 def path(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lams: Float[ArrayLike, " L"],
-         options: LassoOptions = LassoOptions()) -> Solution:
-    """Regularisation path: :func:`solve_q` at each λ of ``lams`` (decreasing), warm-started.
+         options: LassoOptions = LassoOptions(), c: Float[ArrayLike, " G"] | None = None) -> Solution:
+    """Regularisation path: :func:`solve_q` at each λ of ``lams`` (decreasing), warm-started,
+    with group weights ``c`` (default ones).
 
     A ``lax.scan`` carries each solution's B into the next λ. Returns a :class:`Solution`
     whose fields (the status's too) have a leading λ axis (L, ...).
@@ -554,7 +560,7 @@ def path(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], lams: Float[Arr
     y, w = _as_arrays(y, w)
 
     def body(b, lam):
-        sol = solve_q(y, w, lam, options, b)
+        sol = solve_q(y, w, lam, options, b, c)
         return sol.coef, sol
 
     _, sols = lax.scan(body, jnp.zeros_like(y), jnp.asarray(lams, jnp.float64))

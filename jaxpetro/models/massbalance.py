@@ -28,6 +28,8 @@ and refitted). Everything here is JAX except :func:`impute`, :func:`reference_co
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping, Sequence
 from typing import Literal, NamedTuple
 
 import jax
@@ -39,7 +41,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, Key, Shaped
 from jaxpetro.kernels import group_lasso as gl
 from jaxpetro.kernels._options import static, traced
 
-__all__ = ["Imputed", "LogData", "Replicates", "Selection", "SparseOptions", "Summary", "chi2_fit", "fitted",
+__all__ = ["PRIORS", "Imputed", "basic_interval", "element_of", "grant_linear", "group_weights", "LogData", "Replicates", "Selection", "SparseOptions", "Summary", "chi2_fit", "fitted",
            "impute", "information_criterion", "interval", "log_data", "log_ratios", "mass_ratio",
            "mass_ratio_jacobian", "montecarlo_fixed", "montecarlo_sparse", "perturb", "reference_composition",
            "refine", "refine_multistart", "refit_intercept", "relative_change", "select", "set_criterion",
@@ -115,6 +117,8 @@ def impute(values: Float[ArrayLike, "n G"], status: Shaped[ArrayLike, "n G"], li
     * below a given detection limit: half the limit, sd_log ``bdl_sd_log``;
     * zero / below an unknown limit: half the smallest measured value of the column,
       sd_log ``bdl_sd_log``;
+    * above an upper limit (``>x``, over-range): the limit itself (a lower bound), sd_log
+      ``bdl_sd_log``;
     * not analysed: the column's geometric mean, sd_log ``missing_sd_log`` (no weight);
     * measured: sd_log = sd / value from an ``_sd`` column (relative errors are log
       errors to first order), else ``relative_error``.
@@ -144,6 +148,8 @@ def impute(values: Float[ArrayLike, "n G"], status: Shaped[ArrayLike, "n G"], li
                 out[i, j], sd_log[i, j] = 0.5 * limit[i, j], bdl_sd_log
             elif status[i, j] == 2:
                 out[i, j], sd_log[i, j] = half_min, bdl_sd_log
+            elif status[i, j] == 4:
+                out[i, j], sd_log[i, j] = limit[i, j], bdl_sd_log
             else:
                 out[i, j], sd_log[i, j] = np.exp(np.mean(np.log(col))), missing_sd_log
     return Imputed(out, sd_log, ~measured)
@@ -242,7 +248,8 @@ def _tau(w: Float[Array, "G S"], kind: Criterion) -> Float[Array, ""]:
 
 
 def information_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], coefs: Float[Array, "L G S"],
-                          kind: Criterion, min_immobile: int) -> Float[Array, " L"]:
+                          kind: Criterion, min_immobile: int, c: Float[Array, " G"] | None = None
+                          ) -> Float[Array, " L"]:
     """Criterion of each path point after the refit on its immobile set (lower is better).
 
     Mobile entries fit exactly after the refit, so the residual sum is over immobile
@@ -253,14 +260,17 @@ def information_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], coefs:
     (measured to select too few immobile elements on the synthetic benchmark: mobile
     entries fit exactly, so removing an element always lowers log RSS). A point with
     fewer than ``min_immobile`` immobile elements in some sample is not a candidate (+inf).
+    With group weights ``c`` a mobile entry of element i counts ``c_i`` degrees of freedom
+    (the prior cost of moving it; ``c = 1``: the plain count).
     """
     n = _n_obs(w)
+    cw = jnp.ones(y.shape[0], y.dtype) if c is None else c
 
     def one(coef):
         imm = coef == 0
         a = refit_intercept(y, w, imm)
         rss = jnp.sum(jnp.where(imm, w * (y - a[None, :]) ** 2, 0.0))
-        df = (y.shape[1] + jnp.sum(~imm)).astype(y.dtype)
+        df = y.shape[1] + jnp.sum(jnp.where(imm, 0.0, cw[:, None]))
         if kind == "bic":
             value = rss + df * jnp.log(n)
         elif kind == "aic":
@@ -274,7 +284,7 @@ def information_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], coefs:
 
 
 def refine(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion,
-           min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
+           min_immobile: int, n_steps: int = 50, c: Float[Array, " G"] | None = None) -> Bool[Array, " G"]:
     """Local descent of the information criterion over immobile sets, from ``immobile``.
 
     With known noise the criterion of an immobile set I is ``sum_{i in I} r_i(a) + tau |not I|``
@@ -282,9 +292,11 @@ def refine(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array,
     a mobile element costs S degrees of freedom. Alternating ``a = refit on I`` and
     ``I = {i : r_i(a) <= tau}`` (the ``min_immobile`` best-fitting elements at least)
     never increases it, and stops at a fixed point: elements the path left on the wrong
-    side of the isocon move across. (The l0 / q -> 0 limit of the group penalty.)
+    side of the isocon move across. (The l0 / q -> 0 limit of the group penalty.) With
+    group weights ``c`` (prior resistance to moving, :func:`group_weights`) element i costs
+    ``c_i tau`` when mobile.
     """
-    tau = _tau(w, kind)
+    tau = _tau(w, kind) * (1.0 if c is None else c)
 
     def step(_, imm):
         a = refit_intercept(y, w, jnp.broadcast_to(imm[:, None], y.shape))
@@ -295,32 +307,33 @@ def refine(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array,
     return jax.lax.fori_loop(0, n_steps, step, immobile)
 
 
-def set_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion
-                  ) -> Float[Array, ""]:
-    """Known-noise criterion of a group immobile set: ``sum_{i in I} r_i(a_I) + tau |not I|``."""
+def set_criterion(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion,
+                  c: Float[Array, " G"] | None = None) -> Float[Array, ""]:
+    """Known-noise criterion of a group immobile set: ``sum_{i in I} r_i(a_I) + sum_{i not in I} c_i tau``."""
     a = refit_intercept(y, w, jnp.broadcast_to(immobile[:, None], y.shape))
     r = jnp.sum(w * (y - a[None, :]) ** 2, axis=1)
-    return jnp.sum(jnp.where(immobile, r, _tau(w, kind)))
+    return jnp.sum(jnp.where(immobile, r, _tau(w, kind) * (1.0 if c is None else c)))
 
 
 def refine_multistart(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, " G"], kind: Criterion,
-                      min_immobile: int, n_steps: int = 50) -> Bool[Array, " G"]:
+                      min_immobile: int, n_steps: int = 50, c: Float[Array, " G"] | None = None
+                      ) -> Bool[Array, " G"]:
     """:func:`refine` from ``immobile`` and from the isocon through each element; the best set by criterion."""
     # Start k: the elements within tau of the isocon through element k (a = y_k).
     r0 = jnp.sum(w[None] * (y[None] - y[:, None, :]) ** 2, axis=2)  # (start, element)
-    starts = jnp.concatenate([immobile[None], r0 <= _tau(w, kind)], axis=0)
-    sets = jax.vmap(lambda m: refine(y, w, m, kind, min_immobile, n_steps))(starts)
-    scores = jax.vmap(lambda m: set_criterion(y, w, m, kind))(sets)
+    starts = jnp.concatenate([immobile[None], r0 <= _tau(w, kind) * (1.0 if c is None else c)], axis=0)
+    sets = jax.vmap(lambda m: refine(y, w, m, kind, min_immobile, n_steps, c))(starts)
+    scores = jax.vmap(lambda m: set_criterion(y, w, m, kind, c))(sets)
     return sets[jnp.argmin(scores)]
 
 
 def _refined(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Array, "G S"],
-             options: SparseOptions) -> Bool[Array, "G S"]:
+             options: SparseOptions, c: Float[Array, " G"] | None = None) -> Bool[Array, "G S"]:
     """The immobile set after :func:`refine` (or :func:`refine_multistart`) where ``options`` asks for it."""
     if not options.refines:
         return immobile
     fn = refine_multistart if options.refine_multistart else refine
-    group = fn(y, w, immobile[:, 0], options.criterion, _min_immobile(options, y), options.refine_steps)
+    group = fn(y, w, immobile[:, 0], options.criterion, _min_immobile(options, y), options.refine_steps, c)
     return jnp.broadcast_to(group[:, None], y.shape)
 
 
@@ -354,7 +367,8 @@ class Selection(NamedTuple):
 
 
 @jax.jit
-def select(y: Float[Array, "G S"], w: Float[Array, "G S"], options: SparseOptions = SparseOptions()) -> Selection:
+def select(y: Float[Array, "G S"], w: Float[Array, "G S"], options: SparseOptions = SparseOptions(),
+           c: Float[ArrayLike, " G"] | None = None) -> Selection:
     """Sparse isocon: warm-started λ path, choice of λ by ``options.criterion``, refit of the slopes.
 
     Args:
@@ -367,20 +381,24 @@ def select(y: Float[Array, "G S"], w: Float[Array, "G S"], options: SparseOption
             reweighting also starts from the isocon through each element
             (:func:`jaxpetro.kernels.group_lasso.solve_q`); with ``refine`` the selected set is
             refined by :func:`refine` (the path and solution are kept, ``immobile`` is refined).
+        c: group weights (G,), the prior resistance of each element to moving
+            (:func:`group_weights`; default ones): they multiply the element's penalty on
+            the path and its cost in the criterion and the refinement.
     """
-    lmax = gl.lambda_max(y, w, jnp.ones(y.shape[0], y.dtype), options.alpha)
+    c = jnp.ones(y.shape[0], y.dtype) if c is None else jnp.asarray(c, y.dtype)
+    lmax = gl.lambda_max(y, w, c, options.alpha)
     lams = gl.lambda_grid(lmax, options.n_lambda, options.lambda_min_ratio)
-    sols = gl.path(y, w, lams, options)
-    ic = information_criterion(y, w, sols.coef, options.selection_criterion, _min_immobile(options, y))
+    sols = gl.path(y, w, lams, options, c)
+    ic = information_criterion(y, w, sols.coef, options.selection_criterion, _min_immobile(options, y), c)
     if options.criterion == "fixed":
         index = jnp.asarray(-1)
         lam = lmax * options.lambda_fraction
-        sol = gl.solve_q(y, w, lam, options)
+        sol = gl.solve_q(y, w, lam, options, None, c)
     else:
         index = jnp.argmin(ic)
         sol = jax.tree.map(lambda x: x[index], sols)
         lam = lams[index]
-    immobile = _refined(y, w, sol.coef == 0, options)
+    immobile = _refined(y, w, sol.coef == 0, options, c)
     return Selection(lams, sols, ic, index, lam, sol, immobile, refit_intercept(y, w, immobile))
 
 
@@ -428,7 +446,8 @@ def perturb(key: Key[Array, ""] | Shaped[Array, " 2"], yhat: Float[Array, "G S"]
 @functools.partial(jax.jit, static_argnames=("n",))
 def montecarlo_sparse(key: Key[Array, ""] | Shaped[Array, " 2"], data: LogData, lam: Float[ArrayLike, ""],
                       b0: Float[Array, "G S"], immobile_point: Bool[Array, "G S"], *, n: int,
-                      options: SparseOptions = SparseOptions()) -> Replicates:
+                      options: SparseOptions = SparseOptions(), c: Float[ArrayLike, " G"] | None = None
+                      ) -> Replicates:
     """Parametric bootstrap of the sparse isocon at a fixed λ: re-solve (vmapped, warm-started), reselect, refit.
 
     Replicates are drawn about the point fit (:func:`fitted`, :func:`perturb`); each is
@@ -436,13 +455,15 @@ def montecarlo_sparse(key: Key[Array, ""] | Shaped[Array, " 2"], data: LogData, 
     estimate's B ``b0`` (no isocon multistart) at tolerance ``max(options.tol, 1e-9)``, and
     its selection refined like the point estimate's. A replicate whose selection leaves a
     sample without immobile elements uses the point estimate's immobile set for that sample.
+    ``c``: the group weights of the point estimate (:func:`select`).
     """
     y0, w = log_ratios(data)
+    c = jnp.ones(y0.shape[0], y0.dtype) if c is None else jnp.asarray(c, y0.dtype)
     ys = perturb(key, fitted(y0, immobile_point, refit_intercept(y0, w, immobile_point)), data, n)
     solver = options.replace(multistart=False, tol=jnp.maximum(options.tol, _BOOTSTRAP_TOL))
 
     def one(y):
-        imm = _refined(y, w, gl.solve_q(y, w, lam, solver, b0).coef == 0, options)
+        imm = _refined(y, w, gl.solve_q(y, w, lam, solver, b0, c).coef == 0, options, c)
         empty = jnp.sum(imm, axis=0) == 0
         return jnp.where(empty[None, :], immobile_point, imm)
 
@@ -510,4 +531,84 @@ def summarize(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: Bool[Arr
 def interval(samples: Float[ArrayLike, "n *shape"], level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Central ``level`` percentile interval (lo, hi) of Monte-Carlo samples along ``axis``."""
     lo, hi = 50 * (1 - level), 50 * (1 + level)
-    return np.nanpercentile(samples, lo, axis=axis), np.nanpercentile(samples, hi, axis=axis)
+    return np.asarray(np.nanpercentile(samples, lo, axis=axis)), np.asarray(np.nanpercentile(samples, hi, axis=axis))
+
+
+# --------------------------------------------------------------------------- prior mobility
+
+#: Presets of ``sparse.prior``: elements (cations) favoured as immobile. ``hfse``: the high
+#: field strength elements, Th, Y and the rare earths, immobile in most low- to medium-grade
+#: hydrothermal and metamorphic fluids (Pearce & Cann 1973; MacLean & Kranidiotis 1987;
+#: Grant 2005), with Al (MacLean & Kranidiotis 1987: Al, Ti, Zr immobile in altered volcanics).
+PRIORS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "hfse": frozenset({"Ti", "Zr", "Hf", "Nb", "Ta", "Th", "Y", "Al", "La", "Ce", "Pr", "Nd", "Sm", "Eu", "Gd",
+                       "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu"}),
+}
+_SYMBOL = re.compile(r"^[A-Z][a-z]?")
+
+
+def element_of(column: str) -> str:
+    """The element of a column: its leading symbol (``TiO2`` -> ``Ti``, ``Fe2O3T`` -> ``Fe``, ``Zr`` -> ``Zr``)."""
+    m = _SYMBOL.match(column)
+    return m.group(0) if m else column
+
+
+def group_weights(columns: Sequence[str], weights: Mapping[str, float] | None = None, prior: str = "none",
+                  prior_weight: float = 2.0) -> np.ndarray:
+    """Per-element weights ``c_i`` of the group penalty: the prior resistance of each element to moving.
+
+    ``c_i = 1`` for every element, ``prior_weight`` for the elements of the preset ``prior``
+    (:data:`PRIORS`, matched by :func:`element_of`, so ``TiO2`` counts as Ti), then the
+    explicit ``weights`` (keys: a column name or an element symbol; a column name wins).
+    A larger ``c_i`` makes element i costlier to call mobile: it multiplies its penalty
+    ``λ c_i ||b_i||^q`` on the path and its cost in the information criterion.
+
+    Raises:
+        KeyError: a ``weights`` key that names no column or element (the caller reports it).
+        ValueError: an unknown preset.
+    """
+    if prior not in PRIORS:
+        raise ValueError(prior)
+    symbols = [element_of(c) for c in columns]
+    c = np.array([prior_weight if e in PRIORS[prior] else 1.0 for e in symbols])
+    for key, value in (weights or {}).items():
+        hit = [i for i, col in enumerate(columns) if col == key]
+        hit = hit or [i for i, e in enumerate(symbols) if e == key]
+        if not hit:
+            raise KeyError(key)
+        c[hit] = value
+    return c
+
+
+# --------------------------------------------------------------------------- linear isocon (Grant 1986)
+
+
+def grant_linear(alt: Float[ArrayLike, "S G"], ref: Float[ArrayLike, " G"], immobile: Bool[ArrayLike, "G S"]
+                 ) -> np.ndarray:
+    """Grant's (1986) isocon slopes ``s_j`` (S,): least squares through the origin of ``C^A`` on ``C^O``.
+
+    ``s_j = Σ_i C^O_i C^A_ij / Σ_i (C^O_i)^2`` over sample j's immobile elements, in linear
+    concentrations as plotted in Grant's diagram (same units for every element, here ppm;
+    major elements then dominate the fit). The mass ratio is ``M^A / M^O = 1 / s_j``. For
+    comparison with the literature; the log-ratio form (:func:`refit_intercept`, the
+    geometric-mean slope ``exp(a_j)``) weights every element by its relative error instead.
+    """
+    alt, ref, imm = np.asarray(alt, float), np.asarray(ref, float), np.asarray(immobile, bool)
+    x = np.where(imm, ref[:, None], 0.0)
+    return np.sum(x * alt.T, axis=0) / np.sum(x * x, axis=0)
+
+
+def basic_interval(point: Float[ArrayLike, "*shape"], replicates: Float[ArrayLike, "n *shape"],
+                   centre: Float[ArrayLike, "*shape"], level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Basic (pivotal) bootstrap interval that always contains ``point``.
+
+    The parametric bootstrap simulates about the fit, whose value of the quantity is
+    ``centre``; the deviations ``d = replicate - centre`` stand for the estimator's error, so
+    the interval is ``[point - q_hi(d), point - q_lo(d)]`` (Davison & Hinkley 1997, eq. 5.6).
+    The quantiles are clamped to straddle 0 (``q_lo <= 0 <= q_hi``), so ``point`` is always
+    inside, even when the bootstrap distribution lies to one side of it.
+    """
+    point, centre = np.asarray(point, float), np.asarray(centre, float)
+    q_lo, q_hi = interval(np.asarray(replicates, float) - centre[None], level)
+    return np.asarray(point - np.maximum(q_hi, 0.0)), np.asarray(point - np.minimum(q_lo, 0.0))

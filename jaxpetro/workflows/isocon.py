@@ -72,11 +72,21 @@ class Inputs(NamedTuple):
 
 
 class Fit(NamedTuple):
-    """The fit stage: the immobile set, the sparse selection (None for classical), the point results."""
+    """The fit stage: the immobile set, the sparse selection (None for classical), the point results.
+
+    Attributes:
+        immobile: (G, S) immobile entries.
+        selection: the sparse selection (None for classical).
+        summary: point results of the log-ratio isocon on ``immobile``.
+        weights: (G,) group weights of the penalty (prior resistance to moving; ones if none).
+        grant_slope: (S,) Grant's (1986) linear isocon slope through the origin on ``immobile``.
+    """
 
     immobile: jax.Array
     selection: mb.Selection | None
     summary: mb.Summary
+    weights: np.ndarray
+    grant_slope: np.ndarray
 
 
 def _read(config: IsoconConfig) -> Inputs:
@@ -115,6 +125,11 @@ def _fit(config: IsoconConfig, inputs: Inputs) -> Fit:
     g, s = len(elements), len(altered)
     sp = config.sparse
     selection = None
+    try:
+        weights = mb.group_weights(elements, sp.weights, sp.prior, sp.prior_weight)
+    except KeyError as err:
+        raise InputError(f"'sparse.weights' names {err.args[0]!r}, which is neither a column nor the element of a "
+                         f"column of {table.path} ({', '.join(elements)}).") from None
     if config.method == "classical":
         unknown = [e for e in config.immobile if e not in elements]
         if unknown:
@@ -126,7 +141,7 @@ def _fit(config: IsoconConfig, inputs: Inputs) -> Fit:
         if g < 4:
             raise InputError(f"{table.path}: {g} elements; the sparse isocon needs at least 4 (better > 8). "
                              f"Use method: classical with named immobile elements.")
-        selection = mb.select(inputs.y, inputs.w, mb.SparseOptions.from_config(sp))
+        selection = mb.select(inputs.y, inputs.w, mb.SparseOptions.from_config(sp), jnp.asarray(weights))
         if not bool(np.all(np.asarray(selection.path.status.converged))):
             print(f"jaxpetro: warning: the solver did not reach sparse.tol={sp.tol:g} at every λ of the path "
                   f"within sparse.max_iter={sp.max_iter}; raise sparse.max_iter.", file=sys.stderr)
@@ -154,7 +169,8 @@ def _fit(config: IsoconConfig, inputs: Inputs) -> Fit:
             f"otherwise the samples share no immobile elements.")
     if not np.all(np.isfinite(np.asarray(summary.intercept))):
         raise ConvergenceError("the isocon slopes are not finite; check the data for extreme values.")
-    return Fit(immobile, selection, summary)
+    grant = mb.grant_linear(inputs.imputed.values[inputs.altered], inputs.protolith, np.asarray(immobile))
+    return Fit(immobile, selection, summary, weights, grant)
 
 
 def _uncertainty(config: IsoconConfig, inputs: Inputs, fit: Fit) -> mb.Replicates | None:
@@ -166,7 +182,8 @@ def _uncertainty(config: IsoconConfig, inputs: Inputs, fit: Fit) -> mb.Replicate
     if fit.selection is None:
         return mb.montecarlo_fixed(key, inputs.data, fit.immobile, n=n_rep)
     return mb.montecarlo_sparse(key, inputs.data, fit.selection.lam, fit.selection.solution.coef, fit.immobile,
-                                n=n_rep, options=mb.SparseOptions.from_config(config.sparse))
+                                n=n_rep, options=mb.SparseOptions.from_config(config.sparse),
+                                c=jnp.asarray(fit.weights))
 
 
 @float64
@@ -180,17 +197,69 @@ def run(config: IsoconConfig, out_dir: Path, quiet: bool = False) -> dict:
         fit = _fit(config, inputs)
     with stages.stage("uncertainty"):
         reps = _uncertainty(config, inputs, fit)
+    bands = _intervals(config, inputs, fit, reps)
     with stages.stage("write", "writing"):
-        _write(out, config, inputs, fit, reps, quiet)
+        _write(out, config, inputs, fit, reps, bands, quiet)
     stages.close()
     altered, elements, imm = inputs.altered_names, inputs.elements, np.asarray(fit.immobile)
-    return {"mass_ratio": dict(zip(altered, np.asarray(fit.summary.mass_ratio).tolist())),
-            "immobile": {name: [e for i, e in enumerate(elements) if imm[i, j]] for j, name in enumerate(altered)},
-            "chi2_p": float(fit.summary.p_value),
-            "lambda": None if fit.selection is None else float(fit.selection.lam)}
+    summary = {"mass_ratio": dict(zip(altered, np.asarray(fit.summary.mass_ratio).tolist())),
+               "mass_ratio_grant_linear": dict(zip(altered, (1.0 / fit.grant_slope).tolist())),
+               "immobile": {name: [e for i, e in enumerate(elements) if imm[i, j]] for j, name in enumerate(altered)},
+               "chi2_p": float(fit.summary.p_value),
+               "lambda": None if fit.selection is None else float(fit.selection.lam)}
+    if not quiet:
+        _report(config, summary, bands)
+    return summary
 
 
-def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.Replicates | None, quiet: bool) -> None:
+def _report(config: IsoconConfig, summary: dict, bands: Bands) -> None:
+    """Headline results on stderr (stdout stays clean for pipes): immobile set, mass ratios per sample."""
+    sets = {tuple(v) for v in summary["immobile"].values()}
+    lines = []
+    if len(sets) == 1:
+        lines.append(f"immobile ({config.method}): {', '.join(next(iter(sets)))}")
+    level = 100 * config.uncertainty.level
+    lines.append(f"sample      M^A/M^O (log-ratio isocon)  [{level:g} % interval]   Grant linear   immobile")
+    names = list(summary["mass_ratio"])
+    lo, hi = bands.mass_ratio_lo, bands.mass_ratio_hi
+    for j, name in enumerate(names):
+        band = f"[{lo[j]:.3f}, {hi[j]:.3f}]" if np.isfinite(lo[j]) else ""
+        extra = "" if len(sets) == 1 else ", ".join(summary["immobile"][name])
+        lines.append(f"{name:<12}{summary['mass_ratio'][name]:8.3f}   {band:<26}"
+                     f"{summary['mass_ratio_grant_linear'][name]:8.3f}   {extra}")
+    lines.append(f"chi-square p of the immobile elements about their isocons: {summary['chi2_p']:.3g}"
+                 + ("" if summary["lambda"] is None else f"; λ = {summary['lambda']:.4g}"))
+    print("\n".join(lines), file=sys.stderr)
+
+
+class Bands(NamedTuple):
+    """Bootstrap intervals (NaN without replicates): mass ratios (S,), relative changes (G, S)."""
+
+    mass_ratio_lo: np.ndarray
+    mass_ratio_hi: np.ndarray
+    relative_change_lo: np.ndarray
+    relative_change_hi: np.ndarray
+
+
+def _intervals(config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.Replicates | None) -> Bands:
+    """Basic bootstrap intervals (:func:`~jaxpetro.models.massbalance.basic_interval`), which always
+    contain the point estimate: of the log slope ``a`` (then ``M^A/M^O = exp(-a)``) and of the log
+    mobility ``y - a`` (then ``ΔC/C^O = exp(y - a) - 1``); the bootstrap's centre is the fit the
+    replicates were drawn about (``a`` itself; ``y - a`` on mobile entries, 0 on immobile ones)."""
+    g, s = inputs.y.shape
+    if reps is None:
+        return Bands(np.full(s, np.nan), np.full(s, np.nan), np.full((g, s), np.nan), np.full((g, s), np.nan))
+    level = config.uncertainty.level
+    a0, y0 = np.asarray(fit.summary.intercept), np.asarray(inputs.y)
+    a_lo, a_hi = mb.basic_interval(a0, np.asarray(reps.intercept), a0, level)
+    yhat = np.asarray(mb.fitted(jnp.asarray(y0), fit.immobile, jnp.asarray(a0)))
+    d_rep = np.asarray(reps.y) - np.asarray(reps.intercept)[:, None, :]
+    d_lo, d_hi = mb.basic_interval(y0 - a0[None, :], d_rep, yhat - a0[None, :], level)
+    return Bands(np.exp(-a_hi), np.exp(-a_lo), np.expm1(d_lo), np.expm1(d_hi))
+
+
+def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.Replicates | None, bands: Bands,
+           quiet: bool) -> None:
     """Every output file, from the stage results."""
     table, imp, selection, summary = inputs.table, inputs.imputed, fit.selection, fit.summary
     elements, altered = inputs.elements, inputs.altered_names
@@ -202,19 +271,15 @@ def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.R
     chi2, dof, pval = float(summary.chi2), int(summary.dof), float(summary.p_value)
     imm_np = np.asarray(fit.immobile)
     n_imm = imm_np.sum(axis=0)
-    level = config.uncertainty.level
-    if reps is not None:
-        mr_lo, mr_hi = mb.interval(np.asarray(reps.mass_ratio), level)
-        rel_lo, rel_hi = mb.interval(np.asarray(reps.relative_change), level)
-        frequency = np.asarray(reps.immobile).mean(axis=0)
-    else:
-        mr_lo = mr_hi = np.full(s, np.nan)
-        rel_lo = rel_hi = np.full((g, s), np.nan)
-        frequency = imm_np.astype(float)
+    mr_lo, mr_hi, rel_lo, rel_hi = bands
+    frequency = imm_np.astype(float) if reps is None else np.asarray(reps.immobile).mean(axis=0)
+    mr_grant = 1.0 / fit.grant_slope
     delta_c = rel * (inputs.protolith / table.to_ppm)[:, None]  # in each column's unit, per mass of protolith
 
-    header = ["sample", "mass_ratio", "mass_ratio_lo", "mass_ratio_hi", "n_immobile", "mass_change", "chi2_p"]
-    rows = [[altered[j], mr[j], mr_lo[j], mr_hi[j], int(n_imm[j]), mr[j] - 1.0, pval] for j in range(s)]
+    header = ["sample", "mass_ratio", "mass_ratio_lo", "mass_ratio_hi", "n_immobile", "mass_change", "chi2_p",
+              "mass_ratio_grant_linear"]
+    rows = [[altered[j], mr[j], mr_lo[j], mr_hi[j], int(n_imm[j]), mr[j] - 1.0, pval, mr_grant[j]]
+            for j in range(s)]
     if config.densities:
         rho_ref = np.mean([config.densities[table.samples[i]] for i in ref_idx])
         vol = mr * rho_ref / np.array([config.densities[n] for n in altered])  # V^A/V^O = (M^A/M^O) ρ^O/ρ^A
@@ -245,7 +310,10 @@ def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.R
                   "status": table.status, "all_samples": list(table.samples)},
         "log_ratio": np.asarray(inputs.y), "weight": np.asarray(inputs.w), "protolith_ppm": inputs.protolith,
         "fit": {"intercept": a, "mass_ratio": mr, "relative_change": rel,
-                "immobile": imm_np.astype(np.int8), "chi2": chi2, "dof": dof, "chi2_p": pval},
+                "immobile": imm_np.astype(np.int8), "chi2": chi2, "dof": dof, "chi2_p": pval,
+                "mass_ratio_lo": mr_lo, "mass_ratio_hi": mr_hi, "relative_change_lo": rel_lo,
+                "relative_change_hi": rel_hi, "group_weight": fit.weights,
+                "grant_linear_slope": fit.grant_slope, "mass_ratio_grant_linear": mr_grant},
     }
     if config.sensitivity:
         h5["sensitivity"] = {"d_mass_ratio_d_altered_ppm": np.asarray(summary.d_mass_ratio_d_altered),
@@ -263,7 +331,12 @@ def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.R
         h5["replicates"] = {"mass_ratio": np.asarray(reps.mass_ratio), "intercept": np.asarray(reps.intercept),
                             "relative_change": np.asarray(reps.relative_change),
                             "immobile": np.asarray(reps.immobile).astype(np.int8)}
-    write_hdf5(out / "isocon.h5", h5, run_attrs(config_to_yaml(config), config.seed))
+    units = {"samples": "", "reference": "", "elements": "", "units": "", "input/all_samples": "",
+             "input/concentration_ppm": "ppm", "input/sd_log": "1", "input/imputed": "1", "input/status": "1",
+             "log_ratio": "1", "weight": "1", "protolith_ppm": "ppm", "fit/*": "1", "fit/dof": "1",
+             "sensitivity/*": "1/ppm", "path/*": "1", "path/lambda": "1", "path/n_iter": "1",
+             "selection/*": "1", "replicates/*": "1"}
+    write_hdf5(out / "isocon.h5", h5, run_attrs(config_to_yaml(config), config.seed), units=units)
 
     if config.output.plots:
         _figures(out, config, elements, altered, inputs.data, a, imm_np, selection, rel, rel_lo, rel_hi)

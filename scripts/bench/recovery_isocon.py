@@ -78,12 +78,14 @@ def one_seed(seed: int, qs) -> dict:
 
 
 def coverage(seeds: int, replicates: int, level: float = 0.95) -> dict:
-    """Share of true mass ratios inside the workflow's bootstrap intervals (q = 1, refined).
+    """Share of true mass ratios inside the bootstrap intervals (q = 1, refined).
 
     Over the first ``seeds`` data sets, counted separately for selections the workflow
-    accepts (chi-square p >= 1e-3) and for all.
+    accepts (chi-square p >= 1e-3) and for all; for the workflow's basic (pivotal) interval
+    (:func:`jaxpetro.models.massbalance.basic_interval`, which always contains the point
+    estimate) and for the plain percentile interval of the replicates.
     """
-    inside, accepted = [], []
+    inside, inside_pct, accepted = [], [], []
     for seed in range(seeds):
         d = make_wholerock(seed)
         data = log_data(d)
@@ -92,11 +94,17 @@ def coverage(seeds: int, replicates: int, level: float = 0.95) -> dict:
         reps = mb.montecarlo_sparse(jax.random.PRNGKey(seed), data, sel.lam, sel.solution.coef, sel.immobile,
                                     n=replicates)
         lo, hi = mb.interval(np.asarray(reps.mass_ratio), level)
+        inside_pct.extend(((lo <= d.mass_ratio) & (d.mass_ratio <= hi)).tolist())
+        a0 = np.asarray(sel.intercept)
+        a_lo, a_hi = mb.basic_interval(a0, np.asarray(reps.intercept), a0, level)
+        lo, hi = np.exp(-a_hi), np.exp(-a_lo)
         _, _, p = mb.chi2_fit(y, w, sel.immobile, sel.intercept)
         inside.extend(((lo <= d.mass_ratio) & (d.mass_ratio <= hi)).tolist())
         accepted.extend([float(p) >= 1e-3] * len(d.mass_ratio))
-    inside, accepted = np.array(inside), np.array(accepted)
+    inside, inside_pct, accepted = np.array(inside), np.array(inside_pct), np.array(accepted)
     return {"level": level, "seeds": seeds, "replicates": replicates, "coverage_all": float(inside.mean()),
+            "percentile_coverage_all": float(inside_pct.mean()),
+            "percentile_coverage_accepted": float(inside_pct[accepted].mean()),
             "coverage_accepted": float(inside[accepted].mean()), "n_intervals": int(inside.size),
             "n_accepted": int(accepted.sum())}
 
