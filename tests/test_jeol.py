@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jaxpetro.errors import ConfigError, InputError
-from jaxpetro.io.jeol import detect_dialect, read_jeol, read_jeol_maps, read_jeol_spots, spot_pixels
+from jaxpetro.io.jeol import NET_TOLERANCE, JeolIntensityWarning, detect_dialect, read_jeol, read_jeol_maps, read_jeol_spots, spot_pixels
 from jaxpetro.synthetic import make_thin_section
 from jaxpetro.synthetic.jeol import background_offsets, write_jeol
 
@@ -194,12 +195,84 @@ def test_spot_conditions_csv_and_elemw_layouts(project, section):
     _raises("lack element.*Si", read_jeol_spots, qnt_dir, spot_conditions=csv_path)
 
 
-def test_peak_file_alias_or_net_plus_background(project, section):
+def _qnt_values(path: Path) -> np.ndarray:
+    """(n, J) values of a per-element .qnt file written by the synthetic writer (id, J, values..., total)."""
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return np.array([[float(v) for v in r[2:2 + int(r[1])]] for r in rows])
+
+
+def test_alpha_sees_net_qnt_whatever_files_exist(project, section):
+    """peak - background is JEOL's net.qnt (the intensity its wt% came from) whenever
+    net.qnt exists: with both side backgrounds, without them, and without a peak file."""
     _, _, qnt_dir = project
-    (qnt_dir / "pkint.qnt").rename(qnt_dir / "peak.qnt")
-    np.testing.assert_allclose(read_jeol_spots(qnt_dir).peak, section.spots.peak, rtol=1e-10)
-    (qnt_dir / "peak.qnt").unlink()
-    np.testing.assert_allclose(read_jeol_spots(qnt_dir).peak, section.spots.peak, rtol=1e-9)
+    net = _qnt_values(qnt_dir / "net.qnt")
+    truth = section.spots
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JeolIntensityWarning)  # a consistent export: no warning
+        spots = read_jeol_spots(qnt_dir)
+    np.testing.assert_allclose(spots.peak - spots.background, net, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(spots.peak, truth.peak, rtol=1e-10)
+    np.testing.assert_allclose(spots.background, truth.background, rtol=1e-8)
+    (qnt_dir / "bgm.qnt").unlink()
+    (qnt_dir / "bgp.qnt").unlink()
+    spots = read_jeol_spots(qnt_dir)  # background = pkint - net without the side backgrounds
+    np.testing.assert_allclose(spots.background, truth.background, rtol=1e-8)
+    np.testing.assert_allclose(spots.peak - spots.background, net, rtol=1e-12, atol=1e-9)
+    (qnt_dir / "net.qnt").unlink()
+    _raises("neither net.qnt nor bgm.qnt", read_jeol_spots, qnt_dir)
+
+
+def test_without_peak_file_peak_is_net_plus_background(project, section):
+    _, _, qnt_dir = project
+    (qnt_dir / "pkint.qnt").unlink()
+    spots = read_jeol_spots(qnt_dir)
+    np.testing.assert_allclose(spots.peak, section.spots.peak, rtol=1e-9)
+    (qnt_dir / "net.qnt").unlink()
+    spots = read_jeol_spots(qnt_dir)
+    assert spots.peak is None and spots.background is None  # no intensities: the map rates calibrate
+
+
+@pytest.mark.parametrize("conditions", ["elemw", "csv"])
+def test_peak_qnt_raw_counts_become_cps_per_uA(section, tmp_path, conditions):
+    """peak.qnt holds raw counts: counts / (peak time s x current µA) is pkint (cps/µA)."""
+    qnt_dir = write_jeol(section, tmp_path / "p", raw_peak_counts=True) / ".qnt"
+    counts = _qnt_values(qnt_dir / "peak.qnt")
+    assert np.all(counts == np.rint(counts)) and counts.max() > 1e3  # whole counts, not cps/µA
+    (qnt_dir / "pkint.qnt").unlink()
+    kwargs = {}
+    if conditions == "csv":
+        (qnt_dir / ".cnd" / "elemw.cnd").unlink()
+        plus, minus = background_offsets(len(section.elements))
+        path = tmp_path / "spot_conditions.csv"
+        path.write_text("Oxide,Element,Bg+ [mm],Bg- [mm],Peak [sec],Bg [sec]\n" + "".join(
+            f"{o},{e},{p},{m},{section.spots.peak_time_s},{section.spots.background_time_s}\n"
+            for o, e, p, m in zip(section.oxides, section.elements, plus, minus)))
+        kwargs["spot_conditions"] = path
+    spots = read_jeol_spots(qnt_dir, **kwargs)
+    np.testing.assert_allclose(spots.peak, section.spots.peak, rtol=1e-9)
+    # By hand for one spot and element: counts / (t * I).
+    t, i_ua = section.spots.peak_time_s, section.spots.current_A[0] * 1e6
+    assert spots.peak[0, 0] == pytest.approx(counts[0, 0] / (t * i_ua), rel=1e-10)  # mes.qnt: 12 digits
+    (qnt_dir / "mes.qnt").unlink()
+    _raises("peak.qnt holds raw counts.*mes.qnt", read_jeol_spots, qnt_dir, **kwargs)
+
+
+def test_peak_minus_background_disagreeing_with_net_is_named(project, section):
+    """Spots whose pkint - interpolated background differs from net.qnt are named in a
+    warning; the calibration intensity stays net.qnt."""
+    _, _, qnt_dir = project
+    net = _qnt_values(qnt_dir / "net.qnt")
+    edited = net.copy()
+    edited[2, 0] *= 1.05  # spot 3, Si: 5 % off
+    edited[6, 3] += 0.02 * section.spots.peak[6, 3]  # spot 7, Fe: 2 % of the peak
+    edited[9, 1] *= 1.0 + 0.2 * NET_TOLERANCE * section.spots.peak[9, 1] / max(net[9, 1], 1e-9)  # spot 10: within tolerance
+    lines = [f"{i} {edited.shape[1]} " + " ".join(f"{v:.17g}" for v in row) + f" {row.sum():.17g}"
+             for i, row in zip(section.spots.id, edited)]
+    (qnt_dir / "net.qnt").write_text("\n".join(lines) + "\n")
+    with pytest.warns(JeolIntensityWarning, match=r"at 2 spot\(s\): spot 3 \(Si: .*\); spot 7 \(Fe: ") as record:
+        spots = read_jeol_spots(qnt_dir)
+    assert "spot 10" not in str(record[0].message)
+    np.testing.assert_allclose(spots.peak - spots.background, edited, rtol=1e-12, atol=1e-9)
 
 
 def test_phase_list_relabels_and_excludes(project, section):

@@ -35,6 +35,7 @@ import csv
 import io
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,18 @@ from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.io._numbers import is_number, parse_number
 from jaxpetro.io.generic import MapStack, SpotSet
 
-__all__ = ["detect_dialect", "read_jeol", "read_jeol_maps", "read_jeol_spots", "spot_pixels"]
+__all__ = ["NET_TOLERANCE", "JeolIntensityWarning", "detect_dialect", "read_jeol", "read_jeol_maps", "read_jeol_spots",
+           "spot_pixels"]
+
+#: Relative tolerance of the check ``pkint - background = net`` (share of the peak intensity).
+#: JEOL computes net.qnt from the same peak and side backgrounds, so on a linear background the
+#: three agree to the files' rounding; a larger difference means a curved (exponential) or
+#: offset background, or files from different exports.
+NET_TOLERANCE = 0.01
+
+
+class JeolIntensityWarning(UserWarning):
+    """The spot intensities of a JEOL export disagree (``pkint - background != net``)."""
 
 DIALECTS = ("old", "new")
 #: Orientation of the image frame per dialect: (row_axis, mirror), see the module docstring.
@@ -158,7 +170,7 @@ def read_jeol_spots(qnt_dir, *, spot_conditions=None, phase_list=None) -> SpotSe
 
     Args:
         qnt_dir: the ``.qnt`` folder (``elem.qnt``, ``elint.qnt``, ``wt.qnt``, ``stg.qnt``;
-            optionally ``net.qnt``, ``pkint.qnt``/``peak.qnt``, ``bgm.qnt``, ``bgp.qnt``,
+            optionally ``net.qnt``, ``pkint.qnt``, ``peak.qnt``, ``bgm.qnt``, ``bgp.qnt``,
             ``mes.qnt`` and ``.cnd/elemw.cnd`` or ``Pos_0001/data001.cnd``).
         spot_conditions: optional CSV (``Oxide, Element, Bg+ [mm], Bg- [mm], Peak [sec],
             Bg [sec]``) replacing ``elemw.cnd``; it also names the elements and oxides when
@@ -168,9 +180,19 @@ def read_jeol_spots(qnt_dir, *, spot_conditions=None, phase_list=None) -> SpotSe
 
     Returns:
         SpotSet in the order of ``stg.qnt``: wt%, peak and background at the peak position
-        (cps/µA; background = (B-·L+ + B+·L-)/(L- + L+) from the side backgrounds and
-        their offsets L; peak = net + background when no peak file exists), probe current
-        (A), stage x, y (mm); ``row``/``col`` None.
+        (cps/µA), probe current (A), stage x, y (mm); ``row``/``col`` None. The intensities
+        are arranged so that ``peak - background`` is JEOL's ``net.qnt``, the net intensity
+        the reported wt% came from (alpha is fitted on it):
+
+        * peak: ``pkint.qnt`` (cps/µA); without it ``peak.qnt`` (raw counts) divided by the
+          peak counting time (s, ``elemw.cnd`` or the spot-conditions CSV) x the probe current
+          (µA, ``mes.qnt``); without either, net + interpolated background;
+        * background: peak - net when both exist, else interpolated from the side
+          backgrounds, (B-·L+ + B+·L-)/(L- + L+) with offsets L.
+
+        When peak, net and both side backgrounds exist, ``pkint - B = net`` is checked to
+        :data:`NET_TOLERANCE` of the peak intensity; spots that disagree are named in a
+        :class:`JeolIntensityWarning`.
     """
     qnt_dir = Path(qnt_dir)
     if not qnt_dir.is_dir():
@@ -183,13 +205,10 @@ def read_jeol_spots(qnt_dir, *, spot_conditions=None, phase_list=None) -> SpotSe
     table = _SpotTable(qnt_dir, ids)
     conditions = _spot_conditions(Path(spot_conditions)) if spot_conditions is not None else None
     elements, oxides = _element_names(table, conditions)
-    values = {key: table.values(key, len(elements)) for key in ("wt", "net", "peak", "bgm", "bgp")}
+    values = {key: table.values(key, len(elements)) for key in ("wt", "net", "pkint", "peak_counts", "bgm", "bgp")}
     if values["wt"] is None:
         raise InputError(f"spot folder '{qnt_dir}' lacks wt.qnt (wt% of each spot); re-export the analyses.")
-    background = _background(qnt_dir, values, elements, conditions)
-    peak = values["peak"]
-    if peak is None and values["net"] is not None and background is not None:
-        peak = values["net"] + background
+    peak, background = _intensities(qnt_dir, table, values, elements, conditions, ids)
     phase = [_stg_label(stg[i][0]) for i in ids]
     use = np.ones(len(ids), bool)
     if phase_list is not None:
@@ -619,7 +638,8 @@ class _SpotTable:
 
     _FILES = {
         "elem": ("elem.qnt",), "elint": ("elint.qnt",), "wt": ("wt.qnt",), "net": ("net.qnt",),
-        "peak": ("pkint.qnt", "peak.qnt"), "bgm": ("bgm.qnt",), "bgp": ("bgp.qnt",), "mes": ("mes.qnt",),
+        "pkint": ("pkint.qnt",), "peak_counts": ("peak.qnt",), "bgm": ("bgm.qnt",), "bgp": ("bgp.qnt",),
+        "mes": ("mes.qnt",),
     }  # fmt: skip
 
     def __init__(self, qnt_dir: Path, ids: list[int]):
@@ -723,23 +743,26 @@ class _SpotConditions:
     oxides: tuple[str, ...]
     plus_mm: np.ndarray
     minus_mm: np.ndarray
+    peak_s: np.ndarray
 
 
 def _spot_conditions(path: Path) -> _SpotConditions:
     rows = _read_csv(path, "spot conditions", _SPOT_CSV_COLUMNS)
     if not rows:
         raise InputError(f"spot conditions '{path}' list no elements; add one row per element.")
-    plus, minus = [], []
+    plus, minus, peak_s = [], [], []
     for line, row in rows:
         where = f"spot conditions '{path}', line {line}"
         plus.append(_float(row["bg+ [mm]"], f"{where}, column 'Bg+ [mm]'"))
         minus.append(_float(row["bg- [mm]"], f"{where}, column 'Bg- [mm]'"))
+        peak_s.append(_float(row["peak [sec]"], f"{where}, column 'Peak [sec]'"))
     return _SpotConditions(
         path,
         tuple(r["element"] for _, r in rows),
         tuple(r["oxide"] for _, r in rows),
         np.array(plus),
         np.array(minus),
+        np.array(peak_s),
     )
 
 
@@ -754,6 +777,85 @@ def _element_names(table: _SpotTable, conditions: _SpotConditions | None) -> tup
     if len(elements) != len(oxides):
         raise InputError(f"elint.qnt names {len(elements)} elements but elem.qnt {len(oxides)} oxides; they must pair up.")
     return elements, oxides
+
+
+def _intensities(qnt_dir: Path, table: "_SpotTable", values: dict, elements: tuple[str, ...], conditions,
+                 ids: list[int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(peak, background) in cps/µA with peak - background = net.qnt where net.qnt exists."""
+    net = values["net"]
+    side = _background(qnt_dir, values, elements, conditions)  # interpolated B, or None
+    peak = values["pkint"]
+    if peak is None and values["peak_counts"] is not None:
+        peak = _peak_counts_to_intensity(qnt_dir, values["peak_counts"], table.current(), elements, conditions)
+    if peak is None:
+        if net is None or side is None:
+            return None, None  # no intensities: the workflow calibrates on the map rates
+        return net + side, side
+    if net is None:
+        if side is None:
+            raise InputError(
+                f"spot folder '{qnt_dir}' has peak intensities but neither net.qnt nor bgm.qnt + bgp.qnt, so the "
+                "background is unknown; re-export net.qnt (or both side backgrounds)."
+            )
+        return peak, side
+    if side is not None:
+        _check_net(qnt_dir, peak, side, net, elements, ids)
+    # JEOL's wt% came from net.qnt: the background is what makes peak - background equal it.
+    return peak, peak - net
+
+
+def _check_net(qnt_dir: Path, peak: np.ndarray, side: np.ndarray, net: np.ndarray, elements, ids) -> None:
+    """Warn (naming spots and elements) where pkint - interpolated background != net."""
+    bad = np.abs(peak - side - net) > NET_TOLERANCE * np.maximum(np.abs(peak), 1e-12)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.any(axis=1))
+    listed = "; ".join(
+        f"spot {ids[i]} ({', '.join(f'{elements[j]}: {peak[i, j] - side[i, j]:.4g} vs {net[i, j]:.4g}' for j in np.flatnonzero(bad[i])[:3])})"
+        for i in rows[:8]
+    )
+    more = f" and {rows.size - 8} more spots" if rows.size > 8 else ""
+    warnings.warn(
+        f"spot folder '{qnt_dir}': pkint - background (linear interpolation of bgm/bgp) differs from net.qnt by more "
+        f"than {100 * NET_TOLERANCE:g} % of the peak at {rows.size} spot(s): {listed}{more}. The calibration uses "
+        "net.qnt (the intensity the wt% came from); check the background model (curved backgrounds) and that the "
+        ".qnt files come from one export.",
+        JeolIntensityWarning,
+        stacklevel=3,
+    )
+
+
+def _peak_counts_to_intensity(qnt_dir: Path, counts: np.ndarray, current_A: np.ndarray | None,
+                              elements: tuple[str, ...], conditions) -> np.ndarray:
+    """peak.qnt (raw counts) -> cps/µA: counts / (peak counting time s x probe current µA)."""
+    if current_A is None:
+        raise InputError(
+            f"spot folder '{qnt_dir}': peak.qnt holds raw counts, which need the probe current of each spot (mes.qnt) "
+            "to become cps/µA; re-export mes.qnt or pkint.qnt (peak intensities in cps/µA)."
+        )
+    peak_s = _peak_times(qnt_dir, elements, conditions)
+    return counts / (peak_s[None, :] * current_A[:, None] * 1e6)
+
+
+def _peak_times(qnt_dir: Path, elements: tuple[str, ...], conditions) -> np.ndarray:
+    """(J,) peak counting time in s, from the spot-conditions CSV or elemw.cnd."""
+    if conditions is not None:
+        missing = [e for e in elements if e not in conditions.elements]
+        if missing:
+            raise InputError(f"spot conditions '{conditions.path}' lack element(s) {', '.join(missing)}; add a row for each.")
+        times, source = conditions.peak_s[[conditions.elements.index(e) for e in elements]], f"spot conditions '{conditions.path}'"
+    elif (qnt_dir / ".cnd" / "elemw.cnd").exists():
+        source = f"condition file '{qnt_dir / '.cnd' / 'elemw.cnd'}'"
+        times = _elemw(qnt_dir / ".cnd" / "elemw.cnd", len(elements))[2]
+    else:
+        raise InputError(
+            f"spot folder '{qnt_dir}': peak.qnt holds raw counts, which need the peak counting times; give them in "
+            ".cnd/elemw.cnd or a spot-conditions CSV (column 'Peak [sec]'), or re-export pkint.qnt (cps/µA)."
+        )
+    if not np.all(np.isfinite(times) & (times > 0)):
+        j = int(np.argmax(~(np.isfinite(times) & (times > 0))))
+        raise InputError(f"{source}: the peak counting time of {elements[j]} must be positive, got {times[j]:g} s.")
+    return times
 
 
 def _background(qnt_dir: Path, values: dict, elements: tuple[str, ...], conditions) -> np.ndarray | None:
@@ -778,7 +880,7 @@ def _offsets(qnt_dir: Path, elements: tuple[str, ...], conditions) -> tuple[np.n
         plus, minus, source = conditions.plus_mm[order], conditions.minus_mm[order], f"spot conditions '{conditions.path}'"
     elif (qnt_dir / ".cnd" / "elemw.cnd").exists():
         source = f"condition file '{qnt_dir / '.cnd' / 'elemw.cnd'}'"
-        plus, minus = _elemw(qnt_dir / ".cnd" / "elemw.cnd", len(elements))
+        plus, minus, _ = _elemw(qnt_dir / ".cnd" / "elemw.cnd", len(elements))
     elif (qnt_dir / "Pos_0001" / "data001.cnd").exists():
         source = f"condition file '{qnt_dir / 'Pos_0001' / 'data001.cnd'}'"
         plus, minus = _pos_cnd(qnt_dir / "Pos_0001" / "data001.cnd", len(elements))
@@ -803,15 +905,16 @@ _ELEMW_LABELS = {
 }
 
 
-def _elemw(path: Path, n_elements: int) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets from elemw.cnd: labelled lines when every label occurs once per element,
-    else four unlabelled lines per element (Bg+ mm, Bg- mm, peak s, background s)."""
+def _elemw(path: Path, n_elements: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L+ mm, L- mm, peak counting time s) from elemw.cnd: labelled lines when every label
+    occurs once per element, else four unlabelled lines per element (Bg+ mm, Bg- mm, peak s,
+    background s)."""
     lines = _lines(_read_text(path, "condition file"))
     found = {key: [(n, line) for n, line in lines if rx.search(line)] for key, rx in _ELEMW_LABELS.items()}
     if all(len(v) == n_elements for v in found.values()):
-        plus, minus = found["plus"], found["minus"]
+        plus, minus, peak = found["plus"], found["minus"], found["peak"]
     elif len(lines) == 4 * n_elements:
-        plus, minus = lines[0::4], lines[1::4]
+        plus, minus, peak = lines[0::4], lines[1::4], lines[2::4]
     else:
         raise InputError(
             f"condition file '{path}' has {len(lines)} lines; expected 4 per element ({4 * n_elements} for "
@@ -822,7 +925,8 @@ def _elemw(path: Path, n_elements: int) -> tuple[np.ndarray, np.ndarray]:
     def value(n: int, line: str) -> float:
         return _float(line.split()[0], f"condition file '{path}', line {n}")
 
-    return np.array([value(*p) for p in plus]), np.array([value(*m) for m in minus])
+    return (np.array([value(*p) for p in plus]), np.array([value(*m) for m in minus]),
+            np.array([value(*t) for t in peak]))
 
 
 def _pos_cnd(path: Path, n_elements: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ The project is laid out as ``docs/jeol.md`` describes::
     <folder>/.map/1/   1_map.txt, 1.cnd, ... (old dialect)  or  data001.csv, data001.cnd, ... (new)
                        0.cnd (human-readable summary)
     <folder>/.qnt/     elem, elint, wt, net, pkint, bgm, bgp, mes, stg .qnt
+                       (and peak.qnt, raw peak counts, with ``raw_peak_counts=True``)
     <folder>/.qnt/.cnd/elemw.cnd   (4 labelled lines per element: Bg+ mm, Bg- mm, peak s, bg s)
 
 It follows the default orientation of :mod:`jaxpetro.io.jeol` for the dialect, so that
@@ -58,6 +59,7 @@ def write_jeol(
     comments_encoding: str = "utf-8",
     sample: str = "synthetic schist",
     electron_name: str = "COMPO",
+    raw_peak_counts: bool = False,
 ) -> Path:
     """Write ``section`` as a JEOL project in the new folder ``folder``.
 
@@ -71,6 +73,9 @@ def write_jeol(
             instrument) are where non-ASCII bytes appear (e.g. ``"shift_jis"``, ``"latin-1"``).
         sample: sample name written in the ``.cnd`` files and stg.qnt (blanks become ``_``).
         electron_name: the channel name of the BSE signal (an electron image name).
+        raw_peak_counts: also write ``peak.qnt``, the peak intensity as raw counts
+            (cps/µA x peak counting time s x probe current µA; whole numbers, since the
+            synthetic peak intensities are Poisson counts over that exposure).
 
     Returns:
         ``folder`` as a Path: maps in ``folder/.map/1``, spots in ``folder/.qnt``.
@@ -86,7 +91,7 @@ def write_jeol(
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         _write_maps(section, tmp / ".map" / "1", dialect, comments_encoding, sample.replace(" ", "_"), electron_name)
-        _write_spots(section, tmp / ".qnt", dialect, comments_encoding, sample.replace(" ", "_"))
+        _write_spots(section, tmp / ".qnt", dialect, comments_encoding, sample.replace(" ", "_"), raw_peak_counts)
         os.rename(tmp, folder)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,7 +153,8 @@ def _write_maps(section: ThinSection, folder: Path, dialect: str, encoding: str,
     _write_text(folder / "0.cnd", summary, encoding)
 
 
-def _write_spots(section: ThinSection, folder: Path, dialect: str, encoding: str, sample: str) -> None:
+def _write_spots(section: ThinSection, folder: Path, dialect: str, encoding: str, sample: str,
+                 raw_peak_counts: bool = False) -> None:
     spots = section.spots
     n_el = len(section.elements)
     x0, y0 = section.map_start_mm
@@ -161,7 +167,8 @@ def _write_spots(section: ThinSection, folder: Path, dialect: str, encoding: str
     bgp = spots.background * (1.0 - _SLOPE_PER_MM * plus)
 
     def values(table: np.ndarray) -> list[str]:
-        return [f"{i} {n_el} " + " ".join(f"{v:.12g}" for v in row) + f" {row.sum():.12g}" for i, row in zip(spots.id, table)]
+        # 17 digits: exact round trip, so that pkint - net gives back the background to rounding
+        return [f"{i} {n_el} " + " ".join(f"{v:.17g}" for v in row) + f" {row.sum():.17g}" for i, row in zip(spots.id, table)]
 
     files = {
         "elem": [f"{i} {n_el} " + " ".join(section.oxides) for i in spots.id],
@@ -177,6 +184,9 @@ def _write_spots(section: ThinSection, folder: Path, dialect: str, encoding: str
             for i, xi, yi, phase in zip(spots.id, x, y, spots.phase)
         ],
     }
+    if raw_peak_counts:  # counts = cps/µA x t x I; rint removes the float error of the division in the simulator
+        counts = np.rint(spots.peak * spots.peak_time_s * (spots.current_A[:, None] * 1e6))
+        files["peak"] = values(counts)
     for name, lines in files.items():
         _write_text(folder / f"{name}.qnt", lines, encoding)
     elemw = []

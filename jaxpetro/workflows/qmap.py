@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -233,12 +234,19 @@ def analyse(config: QmapConfig, stages: Stages) -> QmapResults:
 def read_input(cfg: QmapInputConfig) -> QmapInput:
     """Maps and spots (with pixels) of the ``input`` config section."""
     if cfg.format == "jeol":
-        from jaxpetro.io.jeol import detect_dialect, read_jeol, spot_pixels
+        from jaxpetro.io.jeol import JeolIntensityWarning, detect_dialect, read_jeol, spot_pixels
 
-        stack, spots = read_jeol(
-            cfg.map_dir, cfg.qnt_dir, dialect=cfg.dialect, map_conditions=cfg.map_conditions,
-            spot_conditions=cfg.spot_conditions, phase_list=cfg.phase_list, dead_time_ns=cfg.dead_time_ns,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", JeolIntensityWarning)
+            stack, spots = read_jeol(
+                cfg.map_dir, cfg.qnt_dir, dialect=cfg.dialect, map_conditions=cfg.map_conditions,
+                spot_conditions=cfg.spot_conditions, phase_list=cfg.phase_list, dead_time_ns=cfg.dead_time_ns,
+            )
+        for w in caught:  # the reader's warnings in the workflow's own one-line form
+            if issubclass(w.category, JeolIntensityWarning):
+                _warn(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         dialect = cfg.dialect if cfg.dialect != "auto" else detect_dialect(cfg.map_dir, cfg.map_conditions)
         row, col = spot_pixels(spots, stack, row_axis=cfg.row_axis, mirror=cfg.mirror, dialect=dialect)
         spots = SpotSet(**{**spots.__dict__, "row": row, "col": col})
