@@ -156,12 +156,34 @@ def test_garnet_zoning_is_monotone(sec):
     assert np.all(np.diff(prof[:, ox["MnO"]]) < 0)
     assert np.all(np.diff(prof[:, ox["CaO"]]) < 0)
     assert np.all(np.diff(prof[:, ox["MgO"]]) > 0)
-    assert prof[0, ox["MnO"]] - prof[-1, ox["MnO"]] > 3.0
+    assert prof[0, ox["MnO"]] - prof[-1, ox["MnO"]] > 0.9 and prof[-1, ox["MgO"]] - prof[0, ox["MgO"]] > 2.0
     # garnet_wt itself: end members and the constant total.
     core, rim = garnet_wt(0.0), garnet_wt(1.0)
     assert core[ox["MnO"]] > rim[ox["MnO"]] and core[ox["CaO"]] > rim[ox["CaO"]]
-    assert core[ox["MgO"]] < rim[ox["MgO"]] and core[ox["FeO"]] < rim[ox["FeO"]]
-    np.testing.assert_allclose(garnet_wt(np.linspace(0, 1, 11)).sum(-1), 100.3)
+    assert core[ox["MgO"]] < rim[ox["MgO"]] and core[ox["FeO"]] > rim[ox["FeO"]]
+    np.testing.assert_allclose(garnet_wt(np.linspace(0, 1, 11)).sum(-1), 100.0)
+
+
+def test_garnet_zoning_is_the_ptpath_table_along_a_known_path():
+    """The section's garnet is the demo forward table of ``jaxpetro ptpath`` read along
+    GARNET_PATH: its wt% give back (cations on 12 O) the end-members that ptpath's own table
+    reader and bicubic interpolant predict at that P-T, so qmap -> ptpath has a known answer."""
+    import jax.numpy as jnp
+
+    from jaxpetro.models.garnet import table_interp
+    from jaxpetro.models.oxides import garnet_end_members
+    from jaxpetro.synthetic.garnet_profile import demo_table_path, table_params
+    from jaxpetro.synthetic.thin_section import GARNET_PATH, OXIDES, garnet_path
+    from jaxpetro.io.perplex import read_table
+
+    rho = np.linspace(0.0, 1.0, 21)
+    P, T = garnet_path(rho)
+    assert (P[0], T[0]) == GARNET_PATH[0] and (P[-1], T[-1]) == GARNET_PATH[1]
+    x = np.asarray(garnet_end_members(garnet_wt(rho), OXIDES))
+    params = table_params(read_table(demo_table_path()))
+    ref = np.array([np.asarray(table_interp(params, jnp.float64(p), jnp.float64(t))) for p, t in zip(P, T)])
+    np.testing.assert_allclose(x.sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(x, ref, atol=2e-3)  # bilinear (here) vs bicubic (ptpath) on a 0.25 kbar x 10 C grid
 
 
 # -------------------------------------------------------------------------------- spots

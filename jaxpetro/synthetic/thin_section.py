@@ -45,7 +45,10 @@ __all__ = [
     "PHASE_WT",
     "SpotTable",
     "ThinSection",
+    "GARNET_PATH",
     "calibration_truth",
+    "garnet_end_members_truth",
+    "garnet_path",
     "garnet_wt",
     "make_thin_section",
     "mean_atomic_number",
@@ -78,29 +81,59 @@ _OXIDE_STOICH = {
 }
 _O_MASS, _H_MASS = 15.999, 1.008
 
-# Garnet zoning (almandine-rich, prograde growth zoning). Core -> rim: MnO and CaO fall,
-# MgO rises, FeO takes up the balance so the analytical total stays at _GRT_TOTAL.
-_GRT_FIXED = {"SiO2": 37.0, "TiO2": 0.05, "Al2O3": 20.9, "Na2O": 0.02, "K2O": 0.0}
-_GRT_CORE = {"MnO": 7.0, "CaO": 4.6, "MgO": 1.4}
-_GRT_RIM = {"MnO": 0.9, "CaO": 1.7, "MgO": 3.6}
-_GRT_TOTAL = 100.3
+# Garnet zoning: grown along a prograde P-T path, its end-members read from the demo forward
+# table that ``jaxpetro ptpath`` uses (``data/garnet_grid_demo.csv``), so that a profile cut from
+# the quantified map (qmap -> ptpath) inverts for a known path. Core -> rim: Mn and Ca fall,
+# Mg rises. Minor oxides are fixed; the garnet's total is 100 wt% (anhydrous, Fe as FeO).
+GARNET_PATH: tuple[tuple[float, float], tuple[float, float]] = ((6.5, 450.0), (11.5, 650.0))  # (P kbar, T C): core, rim
+_GRT_MINOR = {"TiO2": 0.05, "Na2O": 0.02, "K2O": 0.0}
+_GRT_TABLE = "garnet_grid_demo.csv"
+_GRT_X_OXIDES = ("FeO", "MgO", "CaO", "MnO")  # the X-site cations of alm, prp, grs, sps
+_table_cache: list = []
 
 
-def _zoning_shape(rho: np.ndarray | float) -> dict[str, np.ndarray | float]:
-    """Fraction (0 at the core, 1 at the rim) of the core->rim change, per zoned oxide.
+def _garnet_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The demo table as (P nodes, T nodes, X (nP, nT, 4) in alm, prp, grs, sps order)."""
+    if not _table_cache:
+        from importlib import resources
 
-    All three are strictly increasing on (0, 1): MnO has the bell shape of Rayleigh
-    fractionation (flat core, steep towards the rim), CaO and MgO are power laws.
-    """
-    return {
-        "MnO": 1.0 - (1.0 - rho * rho) ** 1.5,
-        "CaO": rho**1.2,
-        "MgO": rho**1.8,
-    }
+        text = resources.files("jaxpetro.synthetic").joinpath("data", _GRT_TABLE).read_text(encoding="utf-8")
+        rows = np.array([[float(v) for v in line.split(",")] for line in text.splitlines()[1:] if line.strip()])
+        p, t = np.unique(rows[:, 0]), np.unique(rows[:, 1])
+        x = np.full((p.size, t.size, 4), np.nan)
+        x[np.searchsorted(p, rows[:, 0]), np.searchsorted(t, rows[:, 1])] = rows[:, 2:6]
+        _table_cache.append((p, t, x))
+    return _table_cache[0]
+
+
+def garnet_path(rho) -> tuple[np.ndarray, np.ndarray]:
+    """True growth path of the section's garnet: (P kbar, T C) at normalised radius ``rho``
+    (0 core, 1 rim; clipped), linear between :data:`GARNET_PATH`'s end points."""
+    rho = np.clip(np.asarray(rho, dtype=np.float64), 0.0, 1.0)
+    (p0, t0), (p1, t1) = GARNET_PATH
+    return np.asarray(p0 + (p1 - p0) * rho), np.asarray(t0 + (t1 - t0) * rho)
+
+
+def garnet_end_members_truth(rho) -> np.ndarray:
+    """(…, 4) X_alm, X_prp, X_grs, X_sps of the garnet at ``rho``: the demo table bilinearly
+    interpolated on :func:`garnet_path` (sum 1)."""
+    p_nodes, t_nodes, table = _garnet_table()
+    p, t = garnet_path(rho)
+    i = np.clip(np.searchsorted(p_nodes, p) - 1, 0, p_nodes.size - 2)
+    j = np.clip(np.searchsorted(t_nodes, t) - 1, 0, t_nodes.size - 2)
+    u = ((p - p_nodes[i]) / (p_nodes[i + 1] - p_nodes[i]))[..., None]
+    v = ((t - t_nodes[j]) / (t_nodes[j + 1] - t_nodes[j]))[..., None]
+    x = ((1 - u) * (1 - v) * table[i, j] + u * (1 - v) * table[i + 1, j] + (1 - u) * v * table[i, j + 1]
+         + u * v * table[i + 1, j + 1])
+    return x / x.sum(-1, keepdims=True)
 
 
 def garnet_wt(rho) -> np.ndarray:
     """True garnet composition as a function of normalised radius.
+
+    The end-members of :func:`garnet_end_members_truth` on the ideal formula
+    (Fe,Mg,Ca,Mn)3 Al2 Si3 O12 as wt% oxides, with the fixed minor oxides of ``_GRT_MINOR``,
+    the whole summing to 100 wt%.
 
     Args:
         rho: normalised radius (0 = core, 1 = rim), any shape; values outside [0, 1]
@@ -108,18 +141,20 @@ def garnet_wt(rho) -> np.ndarray:
 
     Returns:
         float64 array of shape ``rho.shape + (9,)``: wt% of each oxide in ``OXIDES``.
-        MnO and CaO decrease and MgO increases monotonically from core to rim; FeO
-        balances so that the total is constant (100.3 wt%).
+        MnO and CaO decrease and MgO increases monotonically from core to rim.
     """
-    rho = np.clip(np.asarray(rho, dtype=np.float64), 0.0, 1.0)
-    out = np.zeros(rho.shape + (_N_EL,), dtype=np.float64)
-    for ox, val in _GRT_FIXED.items():
+    x = garnet_end_members_truth(rho)
+    moles = np.zeros(x.shape[:-1] + (_N_EL,))
+    moles[..., OXIDES.index("SiO2")] = 3.0
+    moles[..., OXIDES.index("Al2O3")] = 1.0
+    for m, ox in enumerate(_GRT_X_OXIDES):
+        moles[..., OXIDES.index(ox)] = 3.0 * x[..., m]
+    mass = np.array([n_cat * m + n_o * _O_MASS for (_, m, n_cat, n_o) in (_OXIDE_STOICH[o] for o in OXIDES)])
+    grams = moles * mass
+    minor = sum(_GRT_MINOR.values())
+    out = grams * ((100.0 - minor) / grams.sum(-1, keepdims=True))
+    for ox, val in _GRT_MINOR.items():
         out[..., OXIDES.index(ox)] = val
-    shape = _zoning_shape(rho)
-    for ox in _GRT_CORE:
-        out[..., OXIDES.index(ox)] = _GRT_CORE[ox] + (_GRT_RIM[ox] - _GRT_CORE[ox]) * shape[ox]
-    i_fe = OXIDES.index("FeO")
-    out[..., i_fe] = _GRT_TOTAL - out.sum(axis=-1)
     return out
 
 
