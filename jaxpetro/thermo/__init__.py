@@ -4,9 +4,13 @@
   polynomial, Landau and Bragg-Williams ordering);
 * :mod:`jaxpetro.thermo.database`: the committed parameter tables as arrays;
 * :mod:`jaxpetro.thermo.solutions`: solution models as data (sites, van Laar excess), one
-  generic code path for activities and chemical potentials.
+  generic code path for activities and chemical potentials;
+* :mod:`jaxpetro.thermo.bulk`: bulk compositions in oxide components (SiO2 ... H2O, O);
+* :mod:`jaxpetro.thermo.equilibrium`: fixed-assemblage Gibbs minimisation (Newton on the KKT
+  system, implicit differentiation, vmapped over nodes, a status per node);
+* :mod:`jaxpetro.thermo.growth`: garnet X_alm/X_prp/X_grs/X_sps and the fractional-growth step.
 
 A models-level layer: imports jaxpetro.kernels._* and jaxpetro.chemistry, never io or workflows.
 """
 
-__all__ = ["database", "endmembers", "solutions"]
+__all__ = ["bulk", "database", "endmembers", "equilibrium", "growth", "solutions"]

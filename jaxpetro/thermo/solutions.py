@@ -180,10 +180,11 @@ def excess_partial_gibbs(model: SolutionModel, x: Float[Array, " m"], P, T) -> F
     return -model.alpha * jnp.sum((q @ _interaction(model, P, T)) * q, axis=1)
 
 
-def chemical_potentials(model: SolutionModel, x: Float[Array, " m"], P, T) -> Float[Array, " m"]:
-    """mu_i = G_i + RT ln a_i^ideal + RT ln gamma_i of every end-member (J/mol)."""
-    return (model.endmembers.gibbs(P, T) + R_GAS * T * ideal_log_activities(model, x)
-            + excess_partial_gibbs(model, x, P, T))
+def chemical_potentials(model: SolutionModel, x: Float[Array, " m"], P, T, g=None) -> Float[Array, " m"]:
+    """mu_i = G_i + RT ln a_i^ideal + RT ln gamma_i of every end-member (J/mol); ``g``: the
+    end-member Gibbs energies G_i(P, T) when already computed (they do not depend on x)."""
+    g = model.endmembers.gibbs(P, T) if g is None else g
+    return g + R_GAS * T * ideal_log_activities(model, x) + excess_partial_gibbs(model, x, P, T)
 
 
 def molar_gibbs(model: SolutionModel, x: Float[Array, " m"], P, T):
