@@ -9,15 +9,52 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from jaxpetro.chemistry import GARNET_END_MEMBERS, OXIDES
 
 __all__ = ["GARNET_END_MEMBERS", "GARNET_OXIDES", "GarnetEndMembers", "cations_per_oxygen", "garnet_end_members",
-           "garnet_end_members_with_sd"]
+           "garnet_end_members_with_sd", "mean_atomic_number"]
 
 #: The oxides whose cations make the garnet end-members (X_alm, X_prp, X_grs, X_sps).
 GARNET_OXIDES = ("FeO", "MgO", "CaO", "MnO")
+
+
+# Atomic numbers of the cations of jaxpetro.chemistry.OXIDES (and O, H).
+_Z = {"O": 8, "H": 1, "Si": 14, "Ti": 22, "Al": 13, "Cr": 24, "Fe": 26, "Mn": 25, "Mg": 12, "Ca": 20, "Na": 11, "K": 19,
+      "P": 15, "Ni": 28, "Zn": 30, "Ba": 56, "Sr": 38, "Zr": 40, "V": 23, "Co": 27, "Y": 39, "Ce": 58, "La": 57,
+      "Nb": 41, "Th": 90, "U": 92}
+_O_MASS, _H_MASS = 15.999, 1.008
+
+
+def mean_atomic_number(wt: Real[ArrayLike, "... oxides"], oxides: tuple[str, ...]) -> np.ndarray:
+    """Mass-fraction-weighted mean atomic number Zbar = sum_i c_i Z_i of a composition.
+
+    The X-ray continuum (the background under a peak) grows about linearly with Zbar
+    (Kramers 1923), which is how :func:`jaxpetro.models.xray.calibrate_on_map_rates` carries
+    a background from the phases that lack an element to those that have it.
+
+    Args:
+        wt: wt% oxides (..., len(oxides)); negative values count as 0. The unanalysed
+            remainder of a total below 100 wt% is counted as H2O (the usual reason for a low
+            total in silicates: OH in micas, amphiboles, chlorite); a total above 100 is
+            normalised.
+        oxides: oxide formulas (keys of :data:`jaxpetro.chemistry.OXIDES`).
+
+    Returns:
+        float64 (...,) mean Z (quartz 10.8; almandine ~15.5).
+    """
+    coef = []
+    for o in oxides:
+        ox = OXIDES[o]
+        cation_mass = ox.molar_mass - ox.n_oxygen * _O_MASS  # all cations of the formula
+        coef.append((cation_mass * _Z[ox.cation] + ox.n_oxygen * _O_MASS * _Z["O"]) / ox.molar_mass / 100.0)
+    wt = np.maximum(np.asarray(wt, np.float64), 0.0)
+    total = wt.sum(-1)
+    missing = np.clip(100.0 - total, 0.0, None)
+    h2o = (2 * _H_MASS * _Z["H"] + _O_MASS * _Z["O"]) / (2 * _H_MASS + _O_MASS) / 100.0
+    return np.asarray((wt @ np.asarray(coef) + missing * h2o) * 100.0 / np.maximum(total + missing, 1e-12))
 
 
 def _as_float(wt: ArrayLike) -> Array:

@@ -36,7 +36,9 @@ __all__ = [
     "Calibration",
     "QuantifyOptions",
     "Quantified",
+    "ABSENT_WT",
     "calibrate",
+    "calibrate_on_map_rates",
     "dead_time_factor",
     "exposure_s_uA",
     "fit_alpha_gamma",
@@ -258,6 +260,110 @@ def calibrate(
                                                                         n_phases)
     beta, beta_se, n_beta = fit_beta(peak, spot_rate, weight, tile, options.n_tiles)
     return Calibration(alpha, alpha_se, beta, beta_se, gamma, gamma_se, n_spots, n_beta, source)
+
+
+#: A phase whose spots average less than this wt% of an oxide lacks the element: its map rate
+#: is background (used by :func:`calibrate_on_map_rates`).
+ABSENT_WT = 0.1
+
+
+@functools.partial(jax.jit, static_argnames=("n_phases", "n_tiles"))
+def calibrate_on_map_rates(
+    wt: Real[ArrayLike, "n J"],
+    rate: Real[ArrayLike, "n J"],
+    rate_var: Real[ArrayLike, "n J"],
+    phase: Int[ArrayLike, " n"],
+    use: Bool[ArrayLike, " n"],
+    mean_z: Real[ArrayLike, " K"],
+    n_phases: int,
+    n_tiles: int = 1,
+) -> Calibration:
+    """Calibration from spots that report wt% but no intensities: wt% against the map rate
+    at the spot (errors in variables), with a per-phase background.
+
+    Model, per element j and phase k: ``wt_s = alpha_jk (x_s - g_jk)`` with x_s the true map
+    rate (cps/µA) at spot s and g_jk the phase's background rate. The observed rate is
+    ``x_s + noise``, Poisson with the known variance ``rate_var``: an errors-in-variables
+    problem. The least-squares slope sum w x / sum x^2 is biased low by the noise
+    (regression dilution: E[x^2] = x^2 + var); this uses the ratio estimator
+    ``alpha_jk = sum_s wt_s / sum_s (x_s - g_jk)``, unbiased to first order since E[x_obs] =
+    x, with the second-order term removed: E[1/Sx] ~ (1 + var(Sx)/Sx^2)/Sx.
+
+    Background: a phase whose spots average below :data:`ABSENT_WT` of the oxide lacks the
+    element, so its mean rate is its background. The continuum scales with the mean atomic
+    number (Kramers' law), so the phases with the element take ``g_jk = c_j Zbar_k`` with
+    ``c_j`` the Zbar-weighted mean of the absent phases' backgrounds per unit Z (0 when every
+    phase has the element: the background is then part of alpha, as before).
+
+    Args:
+        wt: (n, J) spot wt% (NaN: not reported).
+        rate, rate_var: (n, J) map rate at each spot (window mean, cps/µA) and its Poisson
+            variance (counts / (pixels x exposure)^2, (cps/µA)^2), from pixels selected
+            without looking at that element's counts (see
+            :func:`jaxpetro.models.spots.window_mean_eiv`).
+        phase: (n,) component of each spot; use: (n,) spots that enter.
+        mean_z: (K,) mean atomic number of each phase (from its spots' wt%,
+            :func:`jaxpetro.models.oxides.mean_atomic_number`; any value for phases without spots).
+        n_phases: K. n_tiles: beta tiles (beta is 1 on every tile: the map rate is the intensity).
+
+    Returns:
+        :class:`Calibration` with beta = 1, gamma = g (the background rate, cps/µA), alpha and
+        their standard errors (alpha_se from the scatter of the spots about the line and the
+        counting noise; gamma_se the standard error of the background mean).
+    """
+    require_float64("calibrate_on_map_rates")
+    w, x, v = (jnp.asarray(a, jnp.float64) for a in (wt, rate, rate_var))
+    ok = jnp.asarray(use)[:, None] & jnp.isfinite(w) & jnp.isfinite(x) & jnp.isfinite(v)  # (n, J)
+    okf = ok.astype(jnp.float64)
+    w, x, v = (jnp.where(ok, a, 0.0) for a in (w, x, v))
+    onehot = jax.nn.one_hot(jnp.asarray(phase), n_phases, dtype=jnp.float64)  # (n, K)
+    n_k = okf.T @ onehot  # (J, K)
+    sw, sx, sv = (a.T @ onehot for a in (w * okf, x, v))  # (J, K) sums over each phase's spots
+    mean_w = sw / jnp.maximum(n_k, 1.0)
+    mean_x = sx / jnp.maximum(n_k, 1.0)
+    z = jnp.asarray(mean_z, jnp.float64)[None, :]
+
+    absent = (n_k >= 1) & (mean_w < ABSENT_WT)
+    # Background per unit Z from the absent phases, weighted by their spot counts.
+    c = (jnp.where(absent, n_k * mean_x, 0.0).sum(1) / jnp.maximum(jnp.where(absent, n_k * z, 0.0).sum(1), 1e-300))
+    has_absent = absent.any(axis=1)
+    c = jnp.where(has_absent, c, 0.0)
+    g = jnp.where(absent, mean_x, c[:, None] * z)  # (J, K)
+    # SE of the absent phases' means: Poisson variance of their spot rates (sv / n^2 per phase).
+    c_var = jnp.where(absent, sv, 0.0).sum(1) / jnp.maximum(jnp.where(absent, n_k * z, 0.0).sum(1), 1e-300) ** 2
+    g_se = jnp.where(absent, jnp.sqrt(sv) / jnp.maximum(n_k, 1.0), jnp.sqrt(c_var)[:, None] * z)
+    g_se = jnp.where(has_absent[:, None] | absent, g_se, 0.0)
+
+    net = sx - n_k * g  # sum of (x - g) over the phase's spots
+    # Ratio estimator with its second-order bias removed (var(sum x) = sum var).
+    alpha_own = sw / jnp.where(net > 0, net, 1.0) * (1.0 - sv / jnp.where(net > 0, net, 1.0) ** 2)
+    pred = (x - onehot @ g.T) * (onehot @ alpha_own.T)  # (n, J) each spot against its phase's line
+    resid2 = ((w - pred) ** 2 * okf).T @ onehot  # (J, K)
+    # alpha_se: scatter about the line (which includes the counting noise of x) over the net sum.
+    alpha_own_se = jnp.sqrt(resid2 / jnp.maximum(n_k - 1.0, 1.0) * n_k) / jnp.where(net > 0, net, 1.0)
+    detected = (n_k >= 1) & (net > 0) & ~absent & (alpha_own > 0)
+    # Pooled alpha (phases without spots, or without the element): sum w / sum (x - g) over detected phases.
+    sw_p = jnp.where(detected, sw, 0.0).sum(1)
+    net_p = jnp.where(detected, net, 0.0).sum(1)
+    pooled = sw_p / jnp.where(net_p > 0, net_p, 1.0)
+    pooled_se = jnp.sqrt(jnp.where(detected, resid2, 0.0).sum(1) / jnp.maximum(jnp.where(detected, n_k, 0.0).sum(1) - 1.0, 1.0)
+                         * jnp.where(detected, n_k, 0.0).sum(1)) / jnp.where(net_p > 0, net_p, 1.0)
+    one = n_k >= 2
+    alpha = jnp.where(detected, alpha_own, pooled[:, None])
+    # One spot gives no scatter: it borrows the pooled relative error.
+    borrowed = alpha_own * (pooled_se / jnp.maximum(pooled, 1e-300))[:, None]
+    alpha_se = jnp.where(detected & one, alpha_own_se, jnp.where(detected, borrowed, pooled_se[:, None]))
+    # Phases without spots: the Kramers background at the mean Z of the phases with spots.
+    z_known = jnp.where(n_k.sum(0) > 0, z[0], 0.0)
+    z_mean = z_known.sum() / jnp.maximum((n_k.sum(0) > 0).sum().astype(jnp.float64), 1.0)
+    gamma = jnp.where(n_k >= 1, g, c[:, None] * z_mean)
+    gamma_se = jnp.where(n_k >= 1, g_se, jnp.sqrt(c_var)[:, None] * z_mean)
+    source = jnp.where(detected, ALPHA_OWN, ALPHA_POOLED).astype(jnp.int32)
+    n_el = w.shape[1]
+    beta = jnp.ones((n_tiles, n_el))
+    n_beta = jnp.broadcast_to(okf.sum(0), (n_tiles, n_el)).astype(jnp.int32)
+    return Calibration(alpha, alpha_se, beta, jnp.zeros((n_tiles, n_el)), gamma, gamma_se, n_k.astype(jnp.int32),
+                       n_beta, source)
 
 
 def imported_calibration(

@@ -55,6 +55,7 @@ from jaxpetro.models.xray import (
     QuantifyOptions,
     Quantified,
     calibrate,
+    calibrate_on_map_rates,
     dead_time_factor,
     exposure_s_uA,
     imported_calibration,
@@ -506,11 +507,10 @@ def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], co
     spot_rate = spot_model.window_mean(rate_img, spots.row, spots.col, memberships, index, options.threshold,
                                        options.beta_window // 2)
     wt = spots.wt[:, spot_j]
-    if spots.peak is not None:
-        peak, bg = spots.peak[:, spot_j], spots.background[:, spot_j]
-    else:
-        # No spot intensities: calibrate wt% on the map rate itself (beta = 1, gamma = 0).
-        peak, bg = spot_rate, np.zeros_like(spot_rate)
+    if spots.peak is None:  # no spot intensities: wt% against the map rates (errors in variables)
+        return _calibrate_on_map_rates(spots, spot_j, chan, corrected, memberships, index, options,
+                                       anchoring.labels.phases)
+    peak, bg = spots.peak[:, spot_j], spots.background[:, spot_j]
     own = memberships[spots.row, spots.col, np.maximum(index, 0)]
     if not np.any((index >= 0) & (own >= options.threshold)):
         raise InputError(
@@ -519,6 +519,62 @@ def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], co
         )
     tile = tile_index(rows, cols, options.beta_tiles)[spots.row, spots.col]
     cal = calibrate(wt, peak, bg, np.maximum(index, 0), index >= 0, spot_rate, own, tile, k_n, options)
+    return jax.tree_util.tree_map(np.asarray, cal)
+
+
+#: Below this many counts per pixel of a major element (>= 1 wt%) at the spots, a run
+#: without spot intensities warns: each pixel's wt% then has >10 % counting error.
+LOW_COUNTS = 100.0
+
+
+def _calibrate_on_map_rates(spots: SpotSet, spot_j: list[int], chan: list[int], corrected: Corrected,
+                            memberships: np.ndarray, index: np.ndarray, options: QuantifyOptions,
+                            names: tuple[str, ...] = ()) -> Calibration:
+    """alpha and a per-phase background from spots with wt% only (see
+    :func:`jaxpetro.models.xray.calibrate_on_map_rates`): the spots' map rates are noisy
+    regressors of known Poisson variance, averaged over same-phase pixels chosen without the
+    element's own counts (:func:`jaxpetro.models.spots.window_mean_eiv`)."""
+    from jaxpetro.chemistry import OXIDES
+    from jaxpetro.kernels.mixture import poisson_rates
+    from jaxpetro.models.oxides import mean_atomic_number
+
+    counts, exposure, xray, valid = corrected.counts, corrected.exposure, corrected.xray, corrected.valid
+    rows, cols, _ = counts.shape
+    k_n = memberships.shape[-1]
+    x_img = counts[..., xray]
+    p = memberships[valid]
+    rates = np.asarray(poisson_rates(x_img[valid], p))  # (K, C) counts per pixel
+    log_prior = np.log(np.maximum(p.mean(0), 1e-12))
+    position = [xray.index(c) for c in chan]
+    local, local_var, _ = spot_model.window_mean_eiv(x_img, exposure[xray], spots.row, spots.col, index, rates,
+                                                     log_prior, position, options.threshold, options.beta_window // 2)
+    phase_map = np.where(valid, memberships.argmax(-1), -1)
+    inner, inner_var, _ = spot_model.interior_rates(x_img[..., position], exposure[chan], phase_map, valid, k_n)
+    rate, var = spot_model.shrink_to_phase(local, local_var, inner, inner_var, index)
+    wt = spots.wt[:, spot_j]
+    known = [j for j, o in enumerate(spots.oxides) if o in OXIDES]
+    spot_z = mean_atomic_number(np.nan_to_num(spots.wt[:, known]), tuple(spots.oxides[j] for j in known))
+    used = index >= 0
+    z = np.array([spot_z[used & (index == k)].mean() if np.any(used & (index == k)) else np.nan for k in range(k_n)])
+    cal = calibrate_on_map_rates(wt, rate, var, np.maximum(index, 0), used, np.nan_to_num(z, nan=np.nanmean(z)),
+                                 k_n, options.n_tiles)
+    # Low counts: name the (element, phase) pairs of major elements below LOW_COUNTS per pixel.
+    low = []
+    for jj, (j, ch) in enumerate(zip(spot_j, chan)):
+        for k in range(k_n):
+            sel = used & (index == k)
+            if sel.any() and np.nanmean(wt[sel, jj]) >= 1.0:
+                per_pixel = float(np.mean(rate[sel, jj]) * exposure[ch])
+                if per_pixel < LOW_COUNTS:
+                    low.append((per_pixel, spots.elements[j], k))
+    if low:
+        low.sort()
+        listed = ", ".join(f"{el} {per:.0f} in {names[k] if k < len(names) else f'component {k}'}"
+                           for per, el, k in low[:6])
+        _warn(f"the spot table has no intensities and the maps hold few counts per pixel of major elements ({listed}): "
+              f"calibrated on the map rates with an errors-in-variables estimator, but each pixel's wt% has "
+              f"~{100 / np.sqrt(max(low[0][0], 1.0)):.0f} % counting error; average pixels (summary.regions, "
+              "summary.profile_width) or map with a longer dwell.")
     return jax.tree_util.tree_map(np.asarray, cal)
 
 
