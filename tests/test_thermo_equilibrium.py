@@ -21,7 +21,7 @@ from jaxpetro.errors import InputError
 from jaxpetro.thermo.bulk import COMPONENTS, components_from_elements, components_from_wt
 from jaxpetro.thermo.endmembers import R_GAS
 from jaxpetro.thermo.equilibrium import (
-    EquilibriumOptions, assemblage, equilibrate, solve_nodes, solve_nodes_jacobians,
+    EquilibriumOptions, assemblage, equilibrate, kkt_matrix, kkt_residual, solve_nodes, solve_nodes_jacobians,
 )
 from jaxpetro.thermo.growth import garnet_fractions, grow, remove_shell
 
@@ -124,6 +124,15 @@ def test_implicit_derivatives_equal_central_differences(solved):
     # the garnet responds to MnO most strongly per mole (spessartine)
     dg = np.abs(np.asarray(jac.x_bulk[i0][a:b]))
     assert COMPONENTS[int(np.argmax(dg.max(axis=0)))] == "MnO"
+
+
+def test_the_block_kkt_matrix_is_the_jacobian_of_the_residual(solved):
+    system, P, T, B, labels, eq, _ = solved
+    i = _index(labels, "ref", "pelite_b", 7)
+    lam = np.linalg.lstsq(np.asarray(system.A).T, np.asarray(eq.mu[i]) / (R_GAS * T[i]), rcond=None)[0]
+    z = jnp.concatenate([eq.n[i], jnp.asarray(lam)])
+    full = jax.jacfwd(lambda zz: kkt_residual(system, zz, P[i], T[i], jnp.asarray(B[i])))(z)
+    np.testing.assert_allclose(np.asarray(kkt_matrix(system, z, P[i], T[i])), np.asarray(full), rtol=1e-12, atol=1e-12)
 
 
 def test_failing_nodes_are_reported_with_a_reason(solved):

@@ -9,7 +9,7 @@ mass balance A n = b (closed system), the Karush-Kuhn-Tucker conditions are
     A n - b = 0                                        (mass balance)
 
 solved by Newton's method on that square system (the Hessian of each phase block is
-d(mu/RT)/dn by forward-mode differentiation; a dense LU solve of the KKT matrix, no inverse),
+d(mu/RT)/dn by forward-mode differentiation of that phase alone, :func:`kkt_matrix`; a dense LU solve of the KKT matrix, no inverse),
 damped so that every site fraction and every solution phase amount stays positive
 (fraction-to-the-boundary rule, as in interior-point methods: the logarithms of ideal mixing
 are the barrier) and backtracked on the residual norm. RT lambda are the chemical potentials
@@ -35,6 +35,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 from jaxtyping import Array, Float, Int
 
@@ -48,7 +49,7 @@ from jaxpetro.thermo.endmembers import R_GAS
 from jaxpetro.thermo.solutions import SolutionModel, chemical_potentials, solution_model
 
 __all__ = ["REASONS", "Assemblage", "Equilibrium", "EquilibriumOptions", "Jacobians", "assemblage", "equilibrate",
-           "kkt_residual", "phase_volumes", "solve_nodes", "solve_nodes_jacobians", "starting_amounts"]
+           "kkt_matrix", "kkt_residual", "phase_volumes", "solve_nodes", "solve_nodes_jacobians", "starting_amounts"]
 
 #: reason codes of a node (``Equilibrium.reason``)
 REASONS = {0: "ok", 1: "did not converge", 2: "non-finite value", 3: "a phase amount is negative or zero "
@@ -240,6 +241,26 @@ def kkt_residual(system: Assemblage, z: Float[Array, " M"], P, T, bulk: Float[Ar
     return jnp.concatenate([f1, f2])
 
 
+def kkt_matrix(system: Assemblage, z: Float[Array, " M"], P, T, g=None) -> Float[Array, "M M"]:
+    """dF/dz of :func:`kkt_residual`: [[H, -A^T], [A, 0]] with H the block-diagonal d(mu/RT)/dn
+    (one block per solution phase, forward mode on that phase's amounts only; a pure phase's mu
+    does not depend on n). Cheaper than differentiating F in all M directions: the lambda and
+    mass-balance blocks are constant and the phases do not interact."""
+    g = standard_gibbs(system, P, T) if g is None else g
+    N = system.size
+    n = z[:N]
+    blocks = []
+    for (a, b), kind, m in zip(system.slices, system.kinds, system.models):
+        if kind == "pure":
+            blocks.append(jnp.zeros((b - a, b - a), dtype=z.dtype))
+        else:
+            ga = g[a:b]
+            blocks.append(jax.jacfwd(lambda npp, m=m, ga=ga: chemical_potentials(m, npp / jnp.sum(npp), P, T, ga))(n[a:b]))
+    H = jax.scipy.linalg.block_diag(*blocks) / (R_GAS * T)
+    r = system.A.shape[0]
+    return jnp.block([[H, -system.A.T], [system.A, jnp.zeros((r, r), dtype=z.dtype)]])
+
+
 def starting_amounts(system: Assemblage, bulk: Float[Array, " C"]) -> Float[Array, " N"]:
     """End-member amounts with the starting compositions x0 and phase amounts from a least-squares
     fit of the bulk (clipped to at least 2 % of the largest, so that every phase starts present)."""
@@ -284,7 +305,7 @@ def _newton(system: Assemblage, z0, P, T, bulk, opts: EquilibriumOptions) -> _Lo
 
     def body(s: _Loop):
         f = F(s.z)
-        J = jax.jacfwd(F)(s.z)
+        J = kkt_matrix(system, s.z, P, T, g)
         dz = jnp.linalg.solve(J, -f)
         alpha0 = _max_step(system, s.z[:N], dz[:N], opts.boundary)
 
@@ -348,8 +369,7 @@ def equilibrate(system: Assemblage, P, T, bulk, n0=None, options: EquilibriumOpt
     z0 = jax.lax.stop_gradient(jnp.concatenate([n_start, lam0]))
     loop = _newton(*frozen[:1], z0, *frozen[1:], opts)
     z_star = jax.lax.stop_gradient(loop.z)
-    J = jax.lax.stop_gradient(jax.jacfwd(
-        lambda z: kkt_residual(frozen[0], z, frozen[1], frozen[2], frozen[3], g_frozen))(z_star))
+    J = jax.lax.stop_gradient(kkt_matrix(frozen[0], z_star, frozen[1], frozen[2], g_frozen))
     g = standard_gibbs(system, P, T)
     z = z_star - jnp.linalg.solve(J, kkt_residual(system, z_star, P, T, bulk, g))  # the implicit-differentiation step
     n, lam = z[:N], z[N:]
