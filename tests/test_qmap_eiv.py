@@ -89,19 +89,30 @@ def _export_without_intensities(sec, folder: Path) -> list[str]:
     return [f"input.maps={folder / 'maps.npz'}", f"input.spots={folder / 'spots.csv'}", "output.plots=false"]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@float64
-def test_quartz_sio2_unbiased_at_10_counts_per_pixel(seed, tmp_path, capsys):
-    """~11 Si counts per quartz pixel, spot table with wt% only: the mean SiO2 over pure
-    quartz pixels is within 0.5 % of the truth (the least-squares calibration on the map
-    rates it replaces read 2-10 % low on these seeds), and the run warns about the counts."""
+def _quartz_bias(seed, folder):
     sec = make_thin_section(rows=128, cols=128, n_spots=40, seed=seed, dwell_ms=0.1)
-    cfg = load_config(None, QmapConfig, _export_without_intensities(sec, tmp_path / "in"))
+    cfg = load_config(None, QmapConfig, _export_without_intensities(sec, folder))
     res = qmap.analyse(cfg, Stages(8, "qmap", True))
     pure = sec.fractions[..., sec.phases.index("Qtz")] > 0.999
-    si = sec.counts[..., 0][pure].mean()
-    assert 5 < si < 20
-    found, truth = res.quant.wt[..., 0][pure].mean(), sec.wt[..., 0][pure].mean()
-    assert abs(found / truth - 1) < 0.005, (found, truth)
+    assert 5 < sec.counts[..., 0][pure].mean() < 20  # ~11 Si counts per quartz pixel
+    return float(res.quant.wt[..., 0][pure].mean() / sec.wt[..., 0][pure].mean() - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@float64
+def test_quartz_sio2_at_10_counts_per_pixel(seed, tmp_path, capsys):
+    """~11 Si counts per quartz pixel, spot table with wt% only: the mean SiO2 over pure
+    quartz pixels is within 1 % of the truth on one seed (the spread between seeds, ~0.5 %,
+    is the spots' own analytical noise and the map's exposure drift; the least-squares
+    calibration on the map rates this replaces read 2-10 % low), and the run warns."""
+    assert abs(_quartz_bias(seed, tmp_path / "in")) < 0.01
     err = capsys.readouterr().err
     assert "no intensities" in err and "errors-in-variables" in err
+
+
+@pytest.mark.slow
+@float64
+def test_quartz_sio2_bias_below_half_a_percent_over_seeds(tmp_path):
+    """Issue 10 item 3: the bias (mean error over seeds 0-5) below 0.5 % relative."""
+    bias = [_quartz_bias(seed, tmp_path / f"in{seed}") for seed in range(6)]
+    assert abs(np.mean(bias)) < 0.005 and max(abs(b) for b in bias) < 0.01, bias

@@ -162,3 +162,48 @@ def test_mixing_model_rates_screening_and_fractions():
     np.testing.assert_allclose(res.fractions.sum(1), 1.0, atol=1e-6)
     assert res.unmixed_share >= mixed.mean() and res.gap_p99 >= 0
     assert np.mean(np.argmax(res.fractions[~mixed], 1) == k[~mixed]) > 0.99
+
+
+def test_zoned_phase_pixels_stay_pure_mixed_boundary_pixels_are_unmixed():
+    """Issue 10 item 4. Left half: a homogeneous phase; right half: a phase zoned by +-25 %
+    across its grain (garnet-like). The purity screen's critical deviance is scaled per phase
+    by its interior pixels' median deviance: the zoned phase's pure pixels keep fraction 1
+    (a plain chi-square screen unmixes most of them), and the column of 50/50 boundary
+    pixels is still unmixed to about 50/50."""
+    from jaxpetro.models.mixing import fit_mixing, interior_mask, phase_scales
+
+    rng = np.random.default_rng(3)
+    rows, cols = 40, 40
+    lam = np.array([[2000.0, 50.0, 300.0], [600.0, 1500.0, 400.0]])
+    f = np.zeros((rows, cols, 2))
+    f[:, :20, 0] = 1.0
+    f[:, 20:, 1] = 1.0
+    f[:, 20] = [0.5, 0.5]  # the boundary column
+    zoning = 1.0 + 0.25 * np.cos(np.linspace(0, np.pi, 20))[None, :, None] * np.array([1.0, -1.0, 0.5])
+    rate_b = np.zeros((rows, cols, 3))
+    rate_b[:, 20:] = lam[1] * zoning  # zoned across the grain (columns 20-39)
+    mu = f[..., :1] * lam[0] + f[..., 1:] * rate_b
+    x = rng.poisson(mu).reshape(-1, 3).astype(np.float32)
+    labels = np.argmax(f, -1)
+    labels[:, 20] = 1
+    member = np.eye(2, dtype=np.float32)[labels.reshape(-1)]  # EM-like: the boundary looks pure
+    interior = interior_mask(labels).reshape(-1)
+    opts = UnmixOptions(chunk_size=256)
+    res = fit_mixing(x, member, opts, interior)
+    frac = res.fractions.reshape(rows, cols, 2)
+    pure_b = frac[:, 22:, 1]  # pure zoned pixels away from the boundary
+    assert np.mean(pure_b < 0.99) < 0.01
+    # ~0.6, not 0.5: the zoned phase's rate at its edge (column 20) is 25 % off its mean rate,
+    # which the linear mixing model (one rate per phase) cannot know.
+    np.testing.assert_allclose(frac[:, 20, 0].mean(), 0.5, atol=0.15)
+    assert np.mean(frac[:, 20, 0] > 0.2) > 0.9  # the boundary column is unmixed
+    assert np.mean(frac[:, :19, 0] == 1.0) > 0.99  # homogeneous phase: false alarms at pure_p only
+    # The scale: ~1 for the homogeneous phase, large for the zoned one; without it (one
+    # scale for all, the old screen) most zoned pixels fail.
+    from jaxpetro.kernels.unmixing import best_single_phase
+    single = best_single_phase(x, res.rates, options=opts)
+    scale = phase_scales(np.asarray(single.deviance), np.asarray(single.index), 2, 3, interior)
+    assert scale[0] < 1.5 and scale[1] > 5
+    from scipy.stats import chi2
+    plain = np.asarray(single.deviance).reshape(rows, cols)[:, 22:] > chi2.ppf(1 - opts.pure_p, 3)
+    assert plain.mean() > 0.3

@@ -101,6 +101,10 @@ class QuantifyConfig:
     weights: Literal["memberships", "fractions"] = option(
         "memberships", "phase weights of the wt% formula: EM memberships or linear-mixing fractions (needs mixing.enabled)"
     )
+    beta_p: float = option(
+        1e-3, "per-element test of each spot against its map pixel (Poisson prediction interval, widened by the spots' "
+        "overdispersion): spots outside it at this p-value are left out of that element's beta (0 = off)", ge=0, lt=1
+    )
     parameters: str | None = option(None, "parameters.csv of an earlier run: quantify with it instead of spots", path=True)
     chunk_size: int = option(65536, "pixels per block of quantification work", ge=1)
 

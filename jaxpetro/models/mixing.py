@@ -11,6 +11,14 @@ module builds that model from a clustered map:
    quantile ``1 - pure_p`` with one degree of freedom per channel);
 3. the pixels that no pure phase explains are unmixed; the others keep their phase.
 
+Zoned phases (garnet) scatter beyond counting noise about their mean rate, so a pure-but-zoned
+pixel would fail a plain chi-square screen and be "unmixed" into spurious fractions of other
+phases. The critical deviance of each phase is therefore scaled, as the spot outlier test does
+(:func:`jaxpetro.models.spots.spot_outliers`), by max(1, median deviance of the phase's
+grain-interior pixels / chi-square median): a homogeneous phase keeps the plain quantile, a
+zoned one gets a proportionally wider one. Interior pixels (all 8 neighbours of the same best
+phase) keep boundary pixels out of that median.
+
 See docs/science.md (linear mixing; Lanari et al. 2014, 2019 for XMapTools' treatment of
 mixed pixels).
 """
@@ -26,7 +34,7 @@ from scipy.stats import chi2  # scipy ships with jax
 from jaxpetro.kernels.mixture import poisson_rates
 from jaxpetro.kernels.unmixing import UnmixOptions, best_single_phase, unmix
 
-__all__ = ["Mixing", "fit_mixing", "mix_pixels", "pure_phase_rates"]
+__all__ = ["Mixing", "fit_mixing", "interior_mask", "mix_pixels", "phase_scales", "pure_phase_rates"]
 
 
 class Mixing(NamedTuple):
@@ -50,17 +58,50 @@ def _critical_deviance(pure_p: float, n_channels: int) -> float:
     return float(chi2.ppf(1.0 - max(float(pure_p), 1e-12), n_channels))
 
 
+def interior_mask(labels: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool: pixels whose 8 neighbours all carry the pixel's label (grain
+    interiors; map edges count as different). ``labels`` < 0 are never interior."""
+    rows, cols = labels.shape
+    pad = np.pad(labels, 1, constant_values=-1)
+    out = labels >= 0
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            if dr or dc:
+                out &= pad[1 + dr: 1 + dr + rows, 1 + dc: 1 + dc + cols] == labels
+    return out
+
+
+def phase_scales(deviance: np.ndarray, index: np.ndarray, n_phases: int, n_channels: int,
+                 interior: np.ndarray | None = None, min_pixels: int = 20) -> np.ndarray:
+    """(K,) factor of each phase's critical deviance: max(1, median deviance of its interior
+    pixels (best single phase k; all pixels without ``interior``) / chi-square(J) median).
+    Phases with fewer than ``min_pixels`` such pixels keep 1."""
+    dev, index = np.asarray(deviance), np.asarray(index)
+    sel_all = np.ones(dev.shape, bool) if interior is None else np.asarray(interior, bool)
+    med = chi2.median(n_channels)
+    scale = np.ones(n_phases)
+    for k in range(n_phases):
+        sel = sel_all & (index == k)
+        if sel.sum() >= min_pixels:
+            scale[k] = max(1.0, float(np.median(dev[sel])) / med)
+    return scale
+
+
 def pure_phase_rates(
-    counts: Real[ArrayLike, "N J"], memberships: Real[ArrayLike, "N K"], options: UnmixOptions = UnmixOptions()
+    counts: Real[ArrayLike, "N J"], memberships: Real[ArrayLike, "N K"], options: UnmixOptions = UnmixOptions(),
+    interior: np.ndarray | None = None,
 ) -> np.ndarray:
     """(K, J) pure-phase counts per pixel: the membership-weighted means over all pixels,
     then, for each phase that has pure pixels (deviance of their best single phase within
-    the ``pure_p`` quantile), the weighted mean over those pure pixels only."""
+    the ``pure_p`` quantile, scaled per phase by :func:`phase_scales` over the ``interior``
+    (N,) pixels), the weighted mean over those pure pixels only."""
     x = np.asarray(counts)
     p = np.asarray(memberships)
     rates = np.asarray(poisson_rates(x, p))
     single = best_single_phase(x, rates, options=options)
-    pure = np.asarray(single.deviance) <= _critical_deviance(options.pure_p, x.shape[1])
+    dev, idx = np.asarray(single.deviance), np.asarray(single.index)
+    scale = phase_scales(dev, idx, p.shape[1], x.shape[1], interior)
+    pure = dev <= _critical_deviance(options.pure_p, x.shape[1]) * scale[idx]
     if pure.any():
         has_pure = np.bincount(np.asarray(single.index)[pure], minlength=p.shape[1])[:, None] > 0
         rates = np.where(has_pure, np.asarray(poisson_rates(x[pure], p[pure])), rates)
@@ -68,10 +109,12 @@ def pure_phase_rates(
 
 
 def mix_pixels(
-    counts: Real[ArrayLike, "N J"], rates: Real[ArrayLike, "K J"], options: UnmixOptions = UnmixOptions()
+    counts: Real[ArrayLike, "N J"], rates: Real[ArrayLike, "K J"], options: UnmixOptions = UnmixOptions(),
+    interior: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Mixing fractions (N, K) float32: pixels that their best pure phase explains within
-    counting noise (deviance below the chi-square quantile ``1 - pure_p``) keep that
+    counting noise (deviance below the chi-square quantile ``1 - pure_p``, scaled per phase
+    by :func:`phase_scales` over the ``interior`` (N,) pixels for zoned phases) keep that
     phase; the others are unmixed. Returns (fractions, share unmixed, 99th percentile gap)."""
     x = np.asarray(counts)
     rates = np.asarray(rates)
@@ -80,7 +123,8 @@ def mix_pixels(
     index, dev = np.asarray(single.index), np.asarray(single.deviance)
     fractions = np.zeros((n, rates.shape[0]), np.float32)
     fractions[np.arange(n), index] = 1.0
-    todo = np.flatnonzero(dev > _critical_deviance(options.pure_p, j)) if options.pure_p > 0 else np.arange(n)
+    scale = phase_scales(dev, index, rates.shape[0], j, interior)
+    todo = np.flatnonzero(dev > _critical_deviance(options.pure_p, j) * scale[index]) if options.pure_p > 0 else np.arange(n)
     gap = 0.0
     if todo.size:
         # Pad to a multiple of the block so that maps of similar size share one compilation.
@@ -94,9 +138,12 @@ def mix_pixels(
 
 
 def fit_mixing(
-    counts: Real[ArrayLike, "N J"], memberships: Real[ArrayLike, "N K"], options: UnmixOptions = UnmixOptions()
+    counts: Real[ArrayLike, "N J"], memberships: Real[ArrayLike, "N K"], options: UnmixOptions = UnmixOptions(),
+    interior: np.ndarray | None = None,
 ) -> Mixing:
-    """:func:`pure_phase_rates` then :func:`mix_pixels` (X-ray counts per pixel, EM memberships)."""
-    rates = pure_phase_rates(counts, memberships, options)
-    fractions, share, gap = mix_pixels(counts, rates, options)
+    """:func:`pure_phase_rates` then :func:`mix_pixels` (X-ray counts per pixel, EM memberships;
+    ``interior`` (N,) bool: grain-interior pixels for the zoned-phase scaling, see
+    :func:`interior_mask`; None: all pixels)."""
+    rates = pure_phase_rates(counts, memberships, options, interior)
+    fractions, share, gap = mix_pixels(counts, rates, options, interior)
     return Mixing(fractions, rates, share, gap)

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2  # scipy ships with jax
+from scipy.stats import chi2, norm, poisson  # scipy ships with jax
 
 from jaxpetro.errors import InputError
 from jaxpetro.kernels.unmixing import poisson_deviance
 
-__all__ = ["SpotLabels", "agreement", "base_phase", "interior_rates", "label_spots", "shrink_to_phase", "spot_outliers",
+__all__ = ["SpotLabels", "agreement", "base_phase", "beta_consistency", "interior_rates", "label_spots", "shrink_to_phase", "spot_outliers",
            "window_mean", "window_mean_eiv"]
 
 
@@ -124,22 +124,25 @@ def agreement(phase_map: np.ndarray, row: np.ndarray, col: np.ndarray, index: np
 
 
 def window_mean(image: np.ndarray, row: np.ndarray, col: np.ndarray, memberships: np.ndarray, index: np.ndarray,
-                threshold: float, half: int) -> np.ndarray:
+                threshold: float, half: int, return_count: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Mean of ``image`` (rows, cols, J) over the (2 half + 1)^2 window around each spot
     pixel (row, col), over the pixels whose membership in the spot's component ``index``
     is at least ``threshold``; the spot pixel alone where none is. Returns (n, J) float64.
 
     Averaging a few same-phase neighbours divides the counting noise of the map rate at
-    a spot (the x of the beta regression) by up to 2 half + 1.
+    a spot (the x of the beta regression) by up to 2 half + 1. With ``return_count`` also
+    the (n,) number of pixels averaged.
     """
     rows, cols = image.shape[:2]
     out = np.empty((len(row), image.shape[2]))
+    count = np.ones(len(row), np.int64)
     for s, (r, c, k) in enumerate(zip(row, col, index)):
         r0, r1, c0, c1 = max(r - half, 0), min(r + half + 1, rows), max(c - half, 0), min(c + half + 1, cols)
         block = image[r0:r1, c0:c1].astype(np.float64)
         m = memberships[r0:r1, c0:c1, k] >= threshold if k >= 0 else np.zeros(block.shape[:2], bool)
         out[s] = block[m].mean(axis=0) if m.any() else image[r, c]
-    return out
+        count[s] = max(int(m.sum()), 1)
+    return (out, count) if return_count else out
 
 
 def window_mean_eiv(counts: np.ndarray, exposure: np.ndarray, row: np.ndarray, col: np.ndarray, index: np.ndarray,
@@ -275,3 +278,49 @@ def shrink_to_phase(local: np.ndarray, local_var: np.ndarray, phase_rate: np.nda
         out[sel] = phase_rate[k] + kappa * (x - phase_rate[k])
         out_var[sel] = kappa**2 * v + (1.0 - kappa) ** 2 * phase_var[k]
     return out, out_var
+
+
+def beta_consistency(observed: np.ndarray, predicted: np.ndarray, usable: np.ndarray, p_value: float,
+                     n_pixels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """qntmap's per-element consistency test of each spot against its map pixel.
+
+    The spot's peak intensity divided by beta predicts the counts of its pixel, ``mu`` (the
+    pixel's exposure times the predicted rate). Under Poisson noise the pixel's counts lie
+    in its Poisson prediction interval at ``p_value`` (two-sided; the residual is expressed as
+    the normal quantile z of its exact mid-p tail, ~ (obs - mu)/sqrt(mu) at high counts); counts outside it mean the spot and its pixel did not see the same
+    material (a spot on an inclusion or a crack, a pixel mixed with a neighbour, a bad
+    analysis). Real maps scatter beyond counting noise (probe-current drift, zoning within
+    the pixel, the spot's own error), so the interval is widened by the overdispersion of
+    the usable spots, phi = max(1, median(z^2) / 0.455) (0.455: the chi-square(1) median),
+    a robust scale that a few bad spots do not inflate (the same scaling as the spot
+    outlier test for zoned phases).
+
+    Args:
+        observed, predicted: (n, J) counts at each spot's pixel (or the mean over the
+            same-phase pixels of its window) and their prediction.
+        n_pixels: (n,) pixels averaged in ``observed`` (the variance is mu / n_pixels).
+        usable: (n, J) bool, the spots tested (others are returned consistent, z NaN).
+        p_value: false-alarm probability per spot and element (0: every spot consistent).
+
+    Returns:
+        ``(consistent, z, phi)``: (n, J) bool, (n, J) standardised residual (normal
+        quantile of the Poisson tail of the window's counts), (J,) overdispersion factor.
+    """
+    obs, mu = np.asarray(observed, np.float64), np.maximum(np.asarray(predicted, np.float64), 1e-12)
+    usable = np.asarray(usable, bool) & np.isfinite(obs) & np.isfinite(mu)
+    n = (np.ones(obs.shape[0]) if n_pixels is None else np.asarray(n_pixels, np.float64))[:, None]
+    # The window's summed counts are Poisson(n mu): z from the exact mid-p tail, so that a trace
+    # element with 2 expected counts is not flagged for 4 (the normal approximation would).
+    k, lam = np.rint(np.where(usable, obs, 0.0) * n), np.where(usable, mu, 1.0) * n
+    upper = poisson.sf(k, lam) + 0.5 * poisson.pmf(k, lam)  # P(X > k) + P(X = k) / 2
+    z = np.where(usable, -norm.ppf(np.clip(upper, 1e-300, 1.0 - 1e-16)), np.nan)
+    phi = np.ones(obs.shape[1])
+    for j in range(obs.shape[1]):
+        zj = z[usable[:, j], j]
+        if zj.size >= 3:
+            phi[j] = max(1.0, float(np.median(zj**2)) / chi2.median(1))
+    if p_value <= 0:
+        return np.ones(obs.shape, bool), z, phi
+    crit = norm.ppf(1.0 - p_value / 2.0) * np.sqrt(phi)[None, :]
+    consistent = ~usable | (np.abs(np.nan_to_num(z)) <= crit)
+    return consistent, z, phi

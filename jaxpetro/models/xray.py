@@ -185,7 +185,7 @@ def fit_alpha_gamma(
 def fit_beta(
     peak: Real[ArrayLike, "n J"],
     spot_rate: Real[ArrayLike, "n J"],
-    weight: Real[ArrayLike, " n"],
+    weight: Real[ArrayLike, " n"] | Real[ArrayLike, "n J"],
     tile: Int[ArrayLike, " n"],
     n_tiles: int,
 ) -> tuple[Array, Array, Array]:
@@ -195,13 +195,17 @@ def fit_beta(
     This is the weighted least-squares slope through the origin with variance
     proportional to x, i.e. Poisson-like map noise; unlike the ordinary slope it is not
     biased by the counting noise of x. ``weight`` is the membership of the spot's phase
-    (zero below the threshold). Tiles without a usable spot take the all-tile value.
+    (zero below the threshold), one per spot (n,) or per spot and element (n, J) (zero where
+    a spot failed that element's consistency test). Tiles without a usable spot take the
+    all-tile value.
 
     Returns:
         ``(beta, beta_se, n_used)``, each (T, J); beta is NaN where no spot is usable at all.
     """
     y, x = jnp.asarray(peak, jnp.float64), jnp.asarray(spot_rate, jnp.float64)
-    w = jnp.where(jnp.isfinite(y) & jnp.isfinite(x), jnp.asarray(weight, jnp.float64)[:, None], 0.0)
+    weight = jnp.asarray(weight, jnp.float64)
+    weight = weight[:, None] if weight.ndim == 1 else weight  # (n,) or per element (n, J)
+    w = jnp.where(jnp.isfinite(y) & jnp.isfinite(x), weight, 0.0)
     y, x = jnp.where(w > 0, y, 0.0), jnp.where(w > 0, x, 0.0)
     t = jax.nn.one_hot(jnp.asarray(tile), n_tiles, dtype=jnp.float64)  # (n, T)
 
@@ -233,6 +237,7 @@ def calibrate(
     tile: Int[ArrayLike, " n"],
     n_phases: int,
     options: QuantifyOptions = QuantifyOptions(),
+    beta_use: Bool[ArrayLike, "n J"] | None = None,
 ) -> Calibration:
     """All calibration constants from the spots (see :func:`fit_alpha_gamma`, :func:`fit_beta`).
 
@@ -248,6 +253,8 @@ def calibrate(
         tile: beta tile of each spot's pixel (see :func:`tile_index`).
         n_phases: K.
         options: ``threshold`` and ``beta_tiles`` are used here.
+        beta_use: (n, J) spots that may enter each element's beta (default all), e.g. those
+            passing :func:`jaxpetro.models.spots.beta_consistency`.
 
     Differentiable in the spot data (wt, intensities, map rates, memberships).
     """
@@ -256,6 +263,8 @@ def calibrate(
     use = jnp.asarray(use)
     m = jnp.asarray(membership)
     weight = jnp.where(use & (m >= options.threshold), m, 0.0)
+    if beta_use is not None:
+        weight = jnp.where(jnp.asarray(beta_use), weight[:, None], 0.0)
     alpha, alpha_se, gamma, gamma_se, n_spots, source = fit_alpha_gamma(wt, peak - background, background, phase, use,
                                                                         n_phases)
     beta, beta_se, n_beta = fit_beta(peak, spot_rate, weight, tile, options.n_tiles)

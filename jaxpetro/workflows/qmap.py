@@ -48,7 +48,7 @@ from jaxpetro.kernels.unmixing import UnmixOptions
 from jaxpetro.models import spots as spot_model
 from jaxpetro.models import summaries
 from jaxpetro.models.clustering import ClusteringOptions, ClusterResult, cluster_map
-from jaxpetro.models.mixing import Mixing, fit_mixing
+from jaxpetro.models.mixing import Mixing, fit_mixing, interior_mask
 from jaxpetro.models.oxides import GARNET_OXIDES, garnet_end_members, garnet_end_members_with_sd
 from jaxpetro.models.xray import (
     Calibration,
@@ -152,13 +152,19 @@ class Phases(NamedTuple):
 
 
 class CalibrationStage(NamedTuple):
-    """Stage 6: what is quantified and with which constants (``cal`` None: phases only)."""
+    """Stage 6: what is quantified and with which constants (``cal`` None: phases only).
+
+    ``beta_use`` (n, J) bool: the spots that entered each element's beta (None without spot
+    intensities or with imported parameters); ``beta_note``: per spot, why it was left out
+    of some element's beta ("" when it was not)."""
 
     elements: tuple[str, ...]
     oxides: tuple[str, ...]
     channels: list[int]
     cal: Calibration | None
     quantified: bool
+    beta_use: np.ndarray | None = None
+    beta_note: tuple[str, ...] | None = None
 
 
 class QmapResults(NamedTuple):
@@ -222,7 +228,7 @@ def analyse(config: QmapConfig, stages: Stages) -> QmapResults:
         mixing = mix(corrected, phases, config) if config.mixing.enabled else None
         fractions = None if mixing is None else mixing.fractions.reshape(phases.memberships.shape)
     with stages.stage("calibration"):
-        cal = calibration(data.spots, data.stack.channels, corrected, anchoring, phases, config)
+        cal = calibration(data.spots, data.stack.channels, corrected, anchoring, phases, config, fractions)
     with stages.stage("quantification"):
         weights = fractions if config.quantify.weights == "fractions" else phases.memberships
         quant = quantification(corrected, cal, weights, config.quantify)
@@ -444,9 +450,10 @@ def mix(corrected: Corrected, phases: Phases, config: QmapConfig) -> Mixing:
     counts = corrected.counts[..., xray].reshape(-1, len(xray))
     k = phases.memberships.shape[-1]
     memberships = phases.memberships.reshape(-1, k)
+    interior = interior_mask(phases.phase_map).reshape(-1)  # for the zoned-phase scaling of the purity screen
     if valid.all():
-        return fit_mixing(counts, memberships, UnmixOptions.from_config(config.mixing))
-    fit = fit_mixing(counts[valid], memberships[valid], UnmixOptions.from_config(config.mixing))
+        return fit_mixing(counts, memberships, UnmixOptions.from_config(config.mixing), interior)
+    fit = fit_mixing(counts[valid], memberships[valid], UnmixOptions.from_config(config.mixing), interior[valid])
     fractions = np.zeros((valid.size, k), np.float32)  # excluded pixels: no phase
     fractions[valid] = fit.fractions
     return fit._replace(fractions=fractions)
@@ -469,11 +476,13 @@ def _match_elements(spots: SpotSet | None, channels, xray) -> tuple[list[int], l
 
 
 def calibration(spots: SpotSet | None, channels: tuple[str, ...], corrected: Corrected, anchoring: Anchoring,
-                phases: Phases, config: QmapConfig) -> CalibrationStage:
-    """alpha, beta, gamma from the spots, or read from ``quantify.parameters``."""
+                phases: Phases, config: QmapConfig, fractions: np.ndarray | None = None) -> CalibrationStage:
+    """alpha, beta, gamma from the spots, or read from ``quantify.parameters``. With mixing
+    ``fractions``, a spot enters beta weighted by its pixel's fraction of the spot's phase."""
     q = config.quantify
     spot_j, chan = _match_elements(spots, channels, corrected.xray)
     quantified = bool(chan)
+    beta_use, beta_note = None, None  # spot checks of beta: only when beta is fitted on spot intensities
     if q.parameters is not None and spots is not None:
         elements = tuple(channels[c] for c in chan) if chan else tuple(channels[c] for c in corrected.xray)
         chan = chan or corrected.xray
@@ -483,19 +492,29 @@ def calibration(spots: SpotSet | None, channels: tuple[str, ...], corrected: Cor
     elif quantified:
         elements = tuple(spots.elements[j] for j in spot_j)
         oxides = tuple(spots.oxides[j] for j in spot_j)
-        cal = _calibrate_from_spots(spots, spot_j, chan, corrected, phases.memberships, anchoring, q)
+        cal, beta_use, beta_note = _calibrate_from_spots(spots, spot_j, chan, corrected, phases.memberships, anchoring,
+                                                         q, fractions)
     else:
         elements, oxides, cal = (), (), None
     options = QuantifyOptions.from_config(q)
     if cal is not None and cal.beta.shape[0] not in (1, options.n_tiles):
         raise InputError(f"parameters file '{q.parameters}' has beta for {cal.beta.shape[0]} tiles but "
                          f"quantify.beta_tiles = {list(q.beta_tiles)}; set beta_tiles to match.")
-    return CalibrationStage(elements, oxides, chan, cal, quantified)
+    return CalibrationStage(elements, oxides, chan, cal, quantified, beta_use, beta_note)
 
 
 def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], corrected: Corrected,
-                          memberships: np.ndarray, anchoring: Anchoring, q: QuantifyConfig) -> Calibration:
-    """alpha, beta, gamma from the spots (see :func:`jaxpetro.models.xray.calibrate`)."""
+                          memberships: np.ndarray, anchoring: Anchoring, q: QuantifyConfig,
+                          fractions: np.ndarray | None = None,
+                          ) -> tuple[Calibration, np.ndarray | None, tuple[str, ...] | None]:
+    """alpha, beta, gamma from the spots (see :func:`jaxpetro.models.xray.calibrate`), with
+    the spots that entered each element's beta and why the others did not.
+
+    beta is robust to mixed and bad spot pixels (issue 10 item 1): a spot enters beta with
+    the weight of its pixel's mixing fraction of the spot's phase (its membership without
+    mixing), none below ``quantify.threshold``; then each spot is tested per element against
+    its pixel (:func:`jaxpetro.models.spots.beta_consistency`) and beta is refitted without
+    the spots inconsistent for that element."""
     options = QuantifyOptions.from_config(q)
     counts, exposure = corrected.counts, corrected.exposure
     rows, cols, _ = counts.shape
@@ -504,22 +523,55 @@ def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], co
     # phases too: they have no anchor but do have a phase).
     index = np.where(anchoring.outlier, -1, anchoring.labels.index)
     rate_img = counts[..., chan] / exposure[chan].astype(np.float32)
-    spot_rate = spot_model.window_mean(rate_img, spots.row, spots.col, memberships, index, options.threshold,
-                                       options.beta_window // 2)
+    # Same-phase window pixels by mixing fraction where available: EM memberships are near 1 on most
+    # boundary pixels, which would bring a neighbour's counts into the window.
+    weights = memberships if fractions is None else fractions
+    spot_rate, n_window = spot_model.window_mean(rate_img, spots.row, spots.col, weights, index,
+                                                 options.threshold, options.beta_window // 2, return_count=True)
     wt = spots.wt[:, spot_j]
     if spots.peak is None:  # no spot intensities: wt% against the map rates (errors in variables)
-        return _calibrate_on_map_rates(spots, spot_j, chan, corrected, memberships, index, options,
-                                       anchoring.labels.phases)
+        cal = _calibrate_on_map_rates(spots, spot_j, chan, corrected, memberships, index, options,
+                                      anchoring.labels.phases)
+        return cal, None, None
     peak, bg = spots.peak[:, spot_j], spots.background[:, spot_j]
-    own = memberships[spots.row, spots.col, np.maximum(index, 0)]
+    what = "membership" if fractions is None else "mixing fraction"
+    own = weights[spots.row, spots.col, np.maximum(index, 0)]
     if not np.any((index >= 0) & (own >= options.threshold)):
         raise InputError(
-            f"no spot pixel has a membership of at least quantify.threshold = {options.threshold:g} in its own "
+            f"no spot pixel has a {what} of at least quantify.threshold = {options.threshold:g} in its own "
             "phase, so beta cannot be fitted; lower quantify.threshold or check the spot positions (orientation)."
         )
     tile = tile_index(rows, cols, options.beta_tiles)[spots.row, spots.col]
-    cal = calibrate(wt, peak, bg, np.maximum(index, 0), index >= 0, spot_rate, own, tile, k_n, options)
-    return jax.tree_util.tree_map(np.asarray, cal)
+    args = (wt, peak, bg, np.maximum(index, 0), index >= 0, spot_rate, own, tile, k_n, options)
+    cal = jax.tree_util.tree_map(np.asarray, calibrate(*args))
+    # Consistency of each spot with its pixel, per element: the spot's peak / beta predicts the counts per
+    # pixel of the same-phase window that enters beta (its mean of n pixels has variance mu / n).
+    tested = (index >= 0) & (own >= options.threshold)
+    observed = spot_rate * exposure[chan][None, :]
+    predicted = peak / cal.beta[tile] * exposure[chan][None, :]
+    consistent, z, _ = spot_model.beta_consistency(observed, predicted, tested[:, None] & np.isfinite(peak), q.beta_p,
+                                                   n_window)
+    if not consistent.all():
+        cal = jax.tree_util.tree_map(np.asarray, calibrate(*args, beta_use=consistent))
+    beta_use = tested[:, None] & consistent & np.isfinite(peak)
+    elements = [spots.elements[j] for j in spot_j]
+    notes = []
+    for s in range(len(spots)):
+        if index[s] < 0:
+            notes.append("")
+        elif not tested[s]:
+            notes.append(f"mixed pixel: {what} {own[s]:.2f} of {anchoring.labels.phases[index[s]]} < quantify.threshold "
+                         f"{options.threshold:g} (left out of every beta)")
+        else:
+            bad = np.flatnonzero(~consistent[s])
+            notes.append("; ".join(f"{elements[j]}: pixel {observed[s, j]:.0f} counts, spot predicts "
+                                   f"{predicted[s, j]:.0f} (z = {z[s, j]:+.1f})" for j in bad))
+    flagged = [str(i) for i, n in zip(spots.id, notes) if n and not n.startswith("mixed")]
+    if flagged:
+        _warn(f"spot(s) {', '.join(flagged[:10])}{' ...' if len(flagged) > 10 else ''} disagree with their map pixel "
+              "beyond counting noise for some elements: left out of those elements' beta (see spots.csv, "
+              "column beta_note; quantify.beta_p sets the test).")
+    return cal, beta_use, tuple(notes)
 
 
 #: Below this many counts per pixel of a major element (>= 1 wt%) at the spots, a run
@@ -719,13 +771,21 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
     write_csv(out / "summary.csv", header, table)
     if spots is not None and anch.labels is not None:
         pix = phase_map[spots.row, spots.col]
+        n_spots = len(spots)
+        if cal_stage.beta_use is not None:  # elements whose beta each spot entered, and why not the others
+            beta_elements = [" ".join(e for e, u in zip(elements, row) if u) for row in cal_stage.beta_use]
+            beta_note = list(cal_stage.beta_note)
+        else:
+            beta_elements, beta_note = [""] * n_spots, [""] * n_spots
         write_csv(
             out / "spots.csv",
-            ["id", "label", "phase", "x_px", "y_px", "used", "outlier", "deviance", "pixel_phase", "agrees"],
+            ["id", "label", "phase", "x_px", "y_px", "used", "outlier", "deviance", "pixel_phase", "agrees",
+             "beta_elements", "beta_note"],
             [[int(i), lab, anch.labels.phases[k] if k >= 0 else "", int(c), int(r), bool(a >= 0), bool(o), d,
-              names[p], bool(k >= 0 and p == k)]
-             for i, lab, k, r, c, a, o, d, p in zip(spots.id, spots.phase, anch.labels.index, spots.row, spots.col,
-                                                    anch.anchor_index, anch.outlier, anch.deviance, pix)],
+              names[p], bool(k >= 0 and p == k), beta_elements[s], beta_note[s]]
+             for s, (i, lab, k, r, c, a, o, d, p) in enumerate(zip(spots.id, spots.phase, anch.labels.index, spots.row,
+                                                                   spots.col, anch.anchor_index, anch.outlier,
+                                                                   anch.deviance, pix))],
         )
     datasets["checks"] = dict(checks)
     units = {**UNITS, **_clustering_units(result.family, config.clustering.transform)}
