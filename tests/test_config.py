@@ -93,7 +93,7 @@ def test_unknown_key_suggests_closest_and_lists_section(tmp_path):
 def test_unknown_top_level_key_without_close_match(tmp_path):
     msg = error_of(write(tmp_path, "zzz: 1\n"), DemoConfig)
     assert "unknown key 'zzz'" in msg and "Did you mean" not in msg
-    assert "clustering, isocon, mixing, output, ptpath, quantify, seed, synthetic" in msg
+    assert "clustering, isocon, mixing, output, per_grain, ptpath, quantify, section, seed, synthetic" in msg
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,23 @@ from jaxpetro.io.results import read_hdf5
 
 
 def test_demo_writes_every_output(tmp_path, capsys):
+    """The default chain on a 160 x 144 section: qmap, the section chain (garnets found, joint
+    P-T path against the truth), isocon."""
     out = tmp_path / "demo-out"
-    status = main(["demo", "--out", str(out), "--quiet", "--set", "synthetic.rows=96", "--set", "synthetic.cols=80"])
+    status = main(["demo", "--out", str(out), "--quiet", "--set", "synthetic.rows=160", "--set", "synthetic.cols=144"])
     assert status == 0
     for name in ("demo.h5", "summary.csv", "accuracy.csv", "phases.png", "config.resolved.yaml",
                  "qmap/qmap.h5", "qmap/SiO2.png", "qmap/parameters.csv", "section/maps.npz",
-                 "section/jeol/.qnt/wt.qnt", "ptpath/ptpath.csv", "isocon/isocon.csv"):
+                 "section/jeol/.qnt/wt.qnt", "section/section.csv", "section/accuracy.csv",
+                 "section/joint/ptpath.csv", "section/section_report.png", "section/report.md",
+                 "section/grains/1/shells.csv", "isocon/isocon.csv"):
         assert (out / name).stat().st_size > 0, name
+    with open(out / "section" / "accuracy.csv") as fh:
+        acc = {k: float(v) for k, v in next(csv.DictReader(fh)).items()}
+    assert acc["n_grains_matched"] == acc["n_grains_planted"] == acc["n_grains_found"] >= 3
+    assert np.isfinite(acc["rmse_P_kbar"]) and np.isfinite(acc["rmse_T_C"])  # recovery: tests/test_section.py
     data, attrs = read_hdf5(out / "demo.h5")
-    assert data["membership"].shape == (96, 80, 6)
+    assert data["membership"].shape == (160, 144, 6)
     np.testing.assert_allclose(data["membership"].sum(-1), 1.0, atol=1e-5)
     assert sorted(data["phases"]) == sorted(["Qtz", "Pl", "Bt", "Ms", "Grt", "Ilm"])
     assert float(data["summary"]["accuracy_pure"]) > 0.99
@@ -35,7 +43,7 @@ def test_demo_writes_every_output(tmp_path, capsys):
 
 def test_demo_is_reproducible_and_seeded(tmp_path):
     args = ["demo", "--quiet", "--set", "synthetic.rows=48", "--set", "synthetic.cols=48", "--set", "output.plots=false",
-            "--set", "ptpath=false", "--set", "isocon=false"]
+            "--set", "section=false", "--set", "isocon=false"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     assert main(args + ["--out", str(tmp_path / "c"), "--set", "seed=5"]) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import time
 
 import numpy as np
@@ -118,6 +120,22 @@ def test_mixed_pixel_share(seed):
     mixed = s.fractions.max(-1) < 0.99
     # Every mixed pixel has at least two phases present.
     assert np.all((s.fractions[mixed] > 0).sum(-1) >= 2)
+
+
+def test_garnets_grew_on_one_path_and_some_are_cut_off_centre():
+    """Every garnet's growth coordinate is 1 on its rim; the largest starts at 0 (central, first); a
+    late garnet is a central cut whose core starts later; an off-centre cut's section centre lies at
+    start + d / L on the path; the truth is reported per garnet."""
+    s = make_thin_section(seed=0, garnet_size=(0.12, 0.14))
+    assert len(s.garnets) >= 4 and len(s.garnet_growth) == len(s.garnets)
+    L = s.garnets[0][2]
+    first, offc, late = s.garnet_growth[:3]
+    assert first.start == 0.0 and first.cut_offset_px == 0.0
+    assert late.cut_offset_px == 0.0 and late.start == pytest.approx((L - s.garnets[2][2]) / L)
+    assert offc.cut_offset_px > 0 and offc.radius_3d_px == pytest.approx(math.hypot(s.garnets[1][2], offc.cut_offset_px))
+    for (yc, xc, r), g in zip(s.garnets, s.garnet_growth):
+        core = s.garnet_rho[int(round(yc)), int(round(xc))]
+        assert core == pytest.approx(g.start + g.cut_offset_px / L, abs=0.03)
 
 
 def test_garnet_geometry(sec):

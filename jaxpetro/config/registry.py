@@ -15,6 +15,7 @@ WORKFLOWS: dict[str, tuple[str, str]] = {
     "qmap": ("jaxpetro.workflows.qmap", "jaxpetro.config.qmap:QmapConfig"),
     "ptpath": ("jaxpetro.workflows.ptpath", "jaxpetro.config.ptpath:PtpathConfig"),
     "isocon": ("jaxpetro.workflows.isocon", "jaxpetro.config.isocon:IsoconConfig"),
+    "section": ("jaxpetro.workflows.section", "jaxpetro.config.section:SectionConfig"),
     "batch": ("jaxpetro.workflows.batch", "jaxpetro.config.batch:BatchConfig"),
 }
 

@@ -30,6 +30,7 @@ from jaxpetro import __version__
 from jaxpetro.errors import InputError, OutputError
 
 __all__ = [
+    "read_csv_table",
     "atomic_write",
     "prepare_out_dir",
     "read_hdf5",
@@ -246,6 +247,32 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
             writer.writerows(table)
 
     return atomic_write(Path(path), write)
+
+
+def read_csv_table(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A CSV table written by :func:`write_csv` as ``{column: array}``: float arrays where every
+    cell is a number or empty (NaN), string arrays otherwise.
+
+    Raises:
+        InputError: missing or unreadable file, no header.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as err:
+        raise InputError(f"cannot read table '{path}': {err}.") from None
+    if not rows:
+        raise InputError(f"table '{path}' is empty; expected a header row.")
+    header, body = rows[0], rows[1:]
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        cells = [r[j].strip() if j < len(r) else "" for r in body]
+        try:
+            out[name] = np.array([float(c) if c else np.nan for c in cells])
+        except ValueError:
+            out[name] = np.array(cells)
+    return out
 
 
 def write_resolved_config(out_dir: str | os.PathLike, config_yaml: str) -> Path:

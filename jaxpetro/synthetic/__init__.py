@@ -9,6 +9,7 @@ from jaxpetro.synthetic.thin_section import (
     CHANNELS,
     ELEMENTS,
     GARNET_PATH,
+    GarnetGrowth,
     OXIDES,
     PHASE_WT,
     PHASES,

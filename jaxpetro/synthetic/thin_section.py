@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,7 @@ __all__ = [
     "SpotTable",
     "ThinSection",
     "GARNET_PATH",
+    "GarnetGrowth",
     "calibration_truth",
     "garnet_end_members_truth",
     "garnet_path",
@@ -348,8 +350,11 @@ class ThinSection:
             phase k: W = alpha_jk * (beta_j * r_ij - gamma_jk), r = counts/exposure.
         garnets: tuple of (row_c, col_c, radius_px) per porphyroblast, the first the
             largest; radius is the mean radius (outlines are slightly irregular).
-        garnet_rho: float32 (rows, cols), normalised radius in the nearest garnet
-            (0 core, 1 rim, >1 outside); NaN far from any garnet.
+        garnet_rho: float32 (rows, cols), growth coordinate in the nearest garnet: the
+            position on the common growth path (0 the first garnet's core, 1 every rim, > 1
+            outside); NaN far from any garnet. For the largest garnet it is the normalised
+            radius; smaller ones nucleated later or are cut off their centre (``garnet_growth``).
+        garnet_growth: :class:`GarnetGrowth` per garnet (3-D radius, cut offset, start).
         phase_z: float64 (n_phases,) mean atomic number of each nominal phase.
         foliation_deg: angle of the foliation (mica elongation) from the column axis,
             degrees, positive towards increasing rows.
@@ -380,6 +385,7 @@ class ThinSection:
     foliation_deg: float
     seed: int
     intensity_scale: float
+    garnet_growth: tuple = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -543,7 +549,7 @@ def _stratified_assign(areas: np.ndarray, targets: np.ndarray, rng) -> np.ndarra
     return out
 
 
-def _place_garnets(rng, rows, cols):
+def _place_garnets(rng, rows, cols, size=(0.16, 0.19)):
     """Non-overlapping garnet porphyroblasts: (row_c, col_c, radius, harmonics) list."""
     m = min(rows, cols)
     target = 0.11 * rows * cols
@@ -569,7 +575,7 @@ def _place_garnets(rng, rows, cols):
                 return True
         return False
 
-    r1 = m * rng.uniform(0.16, 0.19)
+    r1 = m * rng.uniform(*size)
     add(max(r1, 2.5), 50)
     # Smaller porphyroblasts fill the deficit towards ~11 % garnet (several on long maps).
     # Long strip-like maps get more and relatively larger ones.
@@ -585,11 +591,51 @@ def _place_garnets(rng, rows, cols):
     return garnets
 
 
-def _garnet_rho_lattice(garnets, rows, cols):
-    """float32 (2R+1, 2C+1) normalised garnet radius on the half-pixel lattice; NaN away."""
+class GarnetGrowth(NamedTuple):
+    """How one porphyroblast of the section grew and was cut (pixels; see :func:`_garnet_growth`).
+
+    Attributes:
+        radius_3d_px: final radius of the sphere.
+        cut_offset_px: distance of the section plane from the sphere's centre (0 = central cut).
+        start: growth coordinate at nucleation (0 = with the first garnet, the largest; the
+            rim of every garnet is at 1): the shell at 3-D radius r has the composition of
+            ``start + r / L`` on the common path, L the largest garnet's radius.
+    """
+
+    radius_3d_px: float
+    cut_offset_px: float
+    start: float
+
+
+def _garnet_growth(garnets, rng) -> list[GarnetGrowth]:
+    """Growth and cut of every garnet, all grown along one P-T path at one radial rate
+    (interface-controlled growth independent of size; Kretz 1974), growth ending together.
+
+    The first (largest) garnet nucleated first and is cut through its centre: its section radius
+    L is the full growth length. Each other garnet, of section radius r, is a sphere of radius R
+    in [r, L] cut at ``d = sqrt(R^2 - r^2)`` from its centre, nucleated at ``(L - R) / L``: the
+    second is mostly an off-centre cut (R = r + 0.6 (L - r)), the third a centrally cut late
+    one (R = r), the rest drawn between the two (R = r + u (L - r), u ~ U(0, 0.8)).
+    """
+    if not garnets:
+        return []
+    L = garnets[0][2]
+    out = [GarnetGrowth(float(L), 0.0, 0.0)]
+    for k, g in enumerate(garnets[1:], start=1):
+        r = g[2]
+        u = 0.6 if k == 1 else 0.0 if k == 2 else float(rng.uniform(0.0, 0.8))
+        R = r + u * max(L - r, 0.0)
+        out.append(GarnetGrowth(float(R), float(math.sqrt(max(R * R - r * r, 0.0))), float((L - R) / L)))
+    return out
+
+
+def _garnet_rho_lattice(garnets, growth, rows, cols):
+    """float32 (2R+1, 2C+1) growth coordinate on the half-pixel lattice (< 1 inside a garnet,
+    1 on its rim, > 1 outside); NaN away from garnets."""
     ly, lx = 2 * rows + 1, 2 * cols + 1
     rho = np.full((ly, lx), np.nan, dtype=np.float32)
-    for yc, xc, r, harm in garnets:
+    L = garnets[0][2] if garnets else 1.0
+    for (yc, xc, r, harm), gg in zip(garnets, growth):
         ext = 1.25 * r + 1.0
         # lattice index i <-> coordinate -0.5 + 0.5 i
         i0 = max(int(math.floor(2 * (yc - ext) + 1)), 0)
@@ -603,7 +649,8 @@ def _garnet_rho_lattice(garnets, rows, cols):
         rad = np.full_like(d, 1.0)
         for n, a, ph in harm:
             rad += a * np.cos(n * (th - ph))
-        g = (d / (r * rad)).astype(np.float32)
+        rho2 = r * d / (r * rad)  # 2-D distance with the outline's irregularity normalised out (px)
+        g = ((gg.start * L + np.sqrt(rho2 * rho2 + gg.cut_offset_px**2)) / L).astype(np.float32)
         sub = rho[i0:i1, j0:j1]
         np.copyto(sub, g, where=~(sub <= g))  # keep the nearer (smaller rho) garnet
     return rho
@@ -617,10 +664,12 @@ _P_INCLUSION = 0.05
 _MODE_TARGET = np.array([0.35, 0.20, 0.15, 0.15, 0.11, 0.015])
 
 
-def _microstructure(rng, rows, cols):
+def _microstructure(rng, rows, cols, growth_rng, garnet_size):
     """Draw the phase label of every half-pixel lattice point.
 
-    Returns (phase lattice int8 (2R+1, 2C+1), garnet rho lattice, garnets, foliation deg).
+    Returns (phase lattice int8 (2R+1, 2C+1), garnet rho lattice, garnets, foliation deg,
+    garnet growth). ``growth_rng`` draws the garnets' growth (its own stream, so the
+    microstructure does not depend on it).
     """
     m = min(rows, cols)
     # Shrink grains on small maps so that every phase still has grain interiors.
@@ -632,8 +681,9 @@ def _microstructure(rng, rows, cols):
     t_fine = _Tessellation(rng, rows, cols, max(_SIZE_FINE * s, 3.0), _ASPECT_MATRIX, ct, st)
     t_mica = _Tessellation(rng, rows, cols, _SIZE_MICA * s, _ASPECT_MICA, ct, st)
 
-    garnets = _place_garnets(rng, rows, cols)
-    rho_lat = _garnet_rho_lattice(garnets, rows, cols)
+    garnets = _place_garnets(rng, rows, cols, garnet_size)
+    growth = _garnet_growth(garnets, growth_rng)
+    rho_lat = _garnet_rho_lattice(garnets, growth, rows, cols)
 
     ly, lx = 2 * rows + 1, 2 * cols + 1
     lab_c = np.empty((ly, lx), np.int32)
@@ -706,7 +756,7 @@ def _microstructure(rng, rows, cols):
     del lab_f
     gphase = np.where(in_incl > 0, in_incl - 1, _GRT).astype(np.int8)
     np.copyto(phase, gphase, where=garnet)
-    return phase, rho_lat, garnets, theta
+    return phase, rho_lat, garnets, theta, growth
 
 
 def _fractions(phase_lat: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -863,6 +913,7 @@ def make_thin_section(
     current_nA: float | int = 100.0,
     step_um: float | int = 2.0,
     intensity_scale: float | int = 1.0,
+    garnet_size: tuple[float, float] = (0.16, 0.19),
 ) -> ThinSection:
     """Simulate an EPMA map dataset of a garnet-biotite-muscovite-plagioclase-quartz
     schist (with accessory ilmenite) and its ground truth.
@@ -879,6 +930,10 @@ def make_thin_section(
         step_um: pixel size in um (> 0); links spot stage positions to pixels.
         intensity_scale: multiplier (> 0) of the instrument's sensitivity and background
             (alpha is divided by it, gamma multiplied): 5-10 gives ~1e4-count maps.
+        garnet_size: range of the largest garnet's radius as a fraction of the map's
+            smaller side; smaller garnets (nucleated later, some cut off their centre) fill
+            the garnet mode to ~11 %: the default gives one large porphyroblast and one or two
+            small ones, (0.12, 0.14) (the demo's) 4-5 garnets of different sizes on a square map.
 
     Returns:
         A :class:`ThinSection`. At the defaults (20 ms, 100 nA: exposure 0.002 s*uA)
@@ -901,10 +956,14 @@ def make_thin_section(
     current_nA = _check_pos("current_nA", current_nA)
     step_um = _check_pos("step_um", step_um)
     intensity_scale = _check_pos("intensity_scale", intensity_scale)
+    if not (len(garnet_size) == 2 and 0.02 <= garnet_size[0] <= garnet_size[1] <= 0.3):
+        raise ConfigError(f"make_thin_section: garnet_size {tuple(garnet_size)} must be (lo, hi) with "
+                          f"0.02 <= lo <= hi <= 0.3 (radius / map side).")
 
     rng = np.random.Generator(np.random.PCG64(seed))
+    growth_rng = np.random.Generator(np.random.PCG64([seed, 13]))
     for _attempt in range(8):
-        phase_lat, rho_lat, garnets, theta = _microstructure(rng, rows, cols)
+        phase_lat, rho_lat, garnets, theta, growth = _microstructure(rng, rows, cols, growth_rng, garnet_size)
         fractions = _fractions(phase_lat, rows, cols)
         del phase_lat
         garnet_rho = np.ascontiguousarray(rho_lat[1::2, 1::2])
@@ -980,6 +1039,7 @@ def make_thin_section(
         gamma=gamma,
         garnets=garnet_tuple,
         garnet_rho=garnet_rho,
+        garnet_growth=tuple(growth),
         spots=spots,
         phase_z=phase_z,
         foliation_deg=float(theta),

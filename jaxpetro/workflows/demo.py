@@ -10,9 +10,13 @@ Stages (each a function with a typed result):
 3. :func:`score`: the result against the truth (pixel accuracy, ARI, modal proportions,
    per-oxide RMSE of wt% over all, pure and mixed pixels, with memberships and with
    mixing fractions as phase weights);
-4. the ``run_demo`` of ``ptpath`` (a synthetic garnet profile, ``ptpath/``) and of
+4. :func:`section_chain`: ``jaxpetro section``'s stages on the quantified map (the garnets
+   found, their 2-D zoning aligned on one growth coordinate, the joint P–T path and one per
+   grain) into ``section/``, scored against the path the garnets grew along
+   (``section/accuracy.csv``);
+5. the ``run_demo`` of ``ptpath`` (a synthetic garnet profile, ``ptpath/``) and of
    ``isocon`` (a synthetic whole-rock set, ``isocon/``);
-5. :func:`write_outputs`: ``demo.h5``, ``summary.csv`` (modal proportions),
+6. :func:`write_outputs`: ``demo.h5``, ``summary.csv`` (modal proportions),
    ``accuracy.csv``, ``phases.png`` beside the truth.
 
 ``config.resolved.yaml`` is written by the CLI before the run starts.
@@ -88,7 +92,7 @@ class Score(NamedTuple):
 def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the demo; returns a summary dict (accuracy, RMSE, modal proportions, timings)."""
     out = prepare_out_dir(out_dir)
-    stages = Stages(5, "demo", quiet)
+    stages = Stages(6, "demo", quiet)
     with stages.stage("simulate_s", "simulating thin section"):
         sec, jeol = simulate(config, out / "section")
     with stages.stage("qmap_s", "quantifying (qmap)"):
@@ -97,6 +101,9 @@ def run(config: DemoConfig, out_dir: Path, quiet: bool = False) -> dict:
         scored = score(sec, results, qcfg)
         write_outputs(config, out, sec, results, scored)
     others = {}
+    with stages.stage("section_s", "one thin section to a P-T path (section)"):
+        if config.section:
+            others["section"] = section_chain(config, out / "section", sec, results)
     with stages.stage("ptpath_s", "P-T path (ptpath)"):
         if config.ptpath:
             from jaxpetro.workflows.ptpath import run_demo as ptpath_demo
@@ -120,7 +127,7 @@ def simulate(config: DemoConfig, folder: Path) -> tuple[ThinSection, Path]:
     syn = config.synthetic
     sec = make_thin_section(
         rows=syn.rows, cols=syn.cols, n_spots=syn.n_spots, seed=config.seed,
-        dwell_ms=syn.dwell_ms, current_nA=syn.current_nA, step_um=syn.step_um,
+        dwell_ms=syn.dwell_ms, current_nA=syn.current_nA, step_um=syn.step_um, garnet_size=syn.garnet_size,
     )
     export_section(sec, folder)
     jeol = folder / "jeol"
@@ -148,6 +155,50 @@ def quantify_section(config: DemoConfig, jeol: Path, out: Path) -> tuple[QmapCon
     results = qmap.analyse(qcfg, Stages(8, "qmap", quiet=True))
     qmap.write_outputs(qcfg, q_out, results)
     return qcfg, results
+
+
+def section_chain(config: DemoConfig, out: Path, sec: ThinSection, results: qmap.QmapResults) -> dict:
+    """``jaxpetro section``'s stages on the quantified synthetic map, into ``out``, and the joint
+    path against the truth: ``accuracy.csv`` (rmse_P_kbar, rmse_T_C, coverage_P, coverage_T of the
+    90 % bands at the joint shells, n_grains_found, n_grains_planted, n_grains_matched).
+
+    The truth at growth coordinate s (µm of the reference grain) is the section's path
+    (:func:`jaxpetro.synthetic.garnet_path`) at s / L, L the largest planted garnet's radius.
+    A map too small for three shells in any garnet gets a warning, not an error.
+    """
+    from importlib import resources
+
+    from jaxpetro.config.section import SectionConfig
+    from jaxpetro.errors import InputError
+    from jaxpetro.synthetic import garnet_path
+    from jaxpetro.workflows import section as section_wf
+
+    table = resources.files("jaxpetro.synthetic").joinpath("data", "garnet_grid_demo.csv")
+    scfg = load_config({"seed": config.seed, "grains": {"per_grain": config.per_grain},
+                        "ptpath": {"forward": {"kind": "table", "path": str(table)}, "ensemble": {"size": 300},
+                                   "map_check": False, "output": config_to_dict(config.output)},
+                        "output": config_to_dict(config.output)}, SectionConfig)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = section_wf.analyse(scfg, results, out, Stages(4, "section", quiet=True))
+    except InputError as err:
+        print(f"jaxpetro: warning: the section chain was skipped on this map: {err}", file=sys.stderr)
+        return {"skipped": str(err)}
+    j = summary["joint"]
+    L = sec.garnets[0][2] * sec.step_um
+    P_true, T_true = garnet_path(np.asarray(j["radius_um"]) / L)
+    planted = [(g[0], g[1], g[2]) for g in sec.garnets]
+    matched = sum(any(np.hypot(g["centroid_y_px"] - r, g["centroid_x_px"] - c) < 0.5 * R for r, c, R in planted)
+                  for g in summary["grains"])
+    acc = {"rmse_P_kbar": float(np.sqrt(np.mean((j["P_kbar"] - P_true) ** 2))),
+           "rmse_T_C": float(np.sqrt(np.mean((j["T_C"] - T_true) ** 2))),
+           "coverage_P": float(np.mean((j["P_lo"] <= P_true) & (P_true <= j["P_hi"]))),
+           "coverage_T": float(np.mean((j["T_lo"] <= T_true) & (T_true <= j["T_hi"]))),
+           "n_grains_found": summary["n_grains"], "n_grains_planted": len(planted), "n_grains_matched": int(matched)}
+    write_csv(out / "accuracy.csv", list(acc), [list(acc.values())])
+    truth_rows = [[r, p, t] for r, p, t in zip(j["radius_um"], P_true, T_true)]
+    write_csv(out / "truth.csv", ["growth_um", "P_kbar", "T_C"], truth_rows)
+    return acc
 
 
 def score(sec: ThinSection, results: qmap.QmapResults, qcfg: QmapConfig) -> Score:
@@ -279,6 +330,11 @@ def _print_table(summary: dict) -> None:
     rm = summary["rmse"]["memberships"]
     lines.append("wt% RMSE, all / pure / mixed pixels: " + ", ".join(
         f"{o} {rm['all'][o]:.2f}/{rm['pure'][o]:.2f}/{rm['mixed'][o]:.2f}" for o in summary["oxides"][:4]) + " ...")
+    sc = summary.get("section", {})
+    if "rmse_P_kbar" in sc:
+        lines.append(f"section: {sc['n_grains_found']} garnets found ({sc['n_grains_planted']} planted); joint P-T "
+                     f"path RMSE {sc['rmse_P_kbar']:.2f} kbar, {sc['rmse_T_C']:.1f} °C; 90 % bands cover "
+                     f"{100 * sc['coverage_P']:.0f} % (P), {100 * sc['coverage_T']:.0f} % (T) of the shells")
     for key in ("ptpath", "isocon"):
         if key in summary:
             lines.append(f"{key}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

@@ -1,0 +1,405 @@
+"""``jaxpetro section``: one thin section to a P–T(–t) path — quantify, find the garnets, read their
+2-D zoning, align them on one growth coordinate and invert one joint path (and one per grain).
+
+Stages: :func:`quantify` (the qmap stages, written into ``qmap/``) -> :func:`garnet_maps` ->
+:func:`read_grains` (grains, centres, shells, radial profiles; :mod:`jaxpetro.models.grains`) ->
+:func:`align_grains` (common growth coordinate, joint profile, per-grain consistency) ->
+:func:`invert` (``jaxpetro ptpath`` on the joint profile and on every grain) -> :func:`write_outputs`.
+
+Writes ``section.csv`` (one row per grain: id, centroid_x_px, centroid_y_px, radius_um, n_pixels,
+edge, core_offset_um, cut_offset_um, start_um, centre, n_shells, chi2_per_dof, p_value, used),
+``grains/<id>/shells.csv`` (growth_um, radius_um, X_*, X_*_sd, X_*_spread, n_pixels),
+``grains/<id>/profiles.csv`` (radial profiles), ``grains/<id>/ptpath/`` (that grain alone),
+``joint/profile.csv`` and ``joint/ptpath/`` (the joint path, ``joint/ptpath.csv`` a copy of its
+path), ``section.h5``, ``section_report.png`` and ``report.md``. Assumptions: docs/section.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxpetro._precision import float64
+from jaxpetro.config.loader import NestedConfig, config_to_yaml, load_config
+from jaxpetro.config.ptpath import PtpathConfig
+from jaxpetro.config.qmap import QmapConfig
+from jaxpetro.config.section import GrainsConfig, SectionConfig
+from jaxpetro.errors import ConfigError, InputError
+from jaxpetro.io.profiles import write_profile
+from jaxpetro.io.results import prepare_out_dir, read_csv_table, run_attrs, write_csv, write_hdf5
+from jaxpetro.models import grains as gm
+from jaxpetro.models.oxides import GARNET_END_MEMBERS, GARNET_OXIDES, garnet_end_members_with_sd
+from jaxpetro.workflows import qmap
+from jaxpetro.workflows.stages import Stages
+
+__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "garnet_maps", "invert",
+           "quantify", "read_grains", "run", "write_outputs"]
+
+CONFIG = SectionConfig
+SECTION_COLUMNS = ("id", "centroid_x_px", "centroid_y_px", "radius_um", "n_pixels", "edge", "core_offset_um",
+                   "cut_offset_um", "start_um", "centre", "n_shells", "chi2_per_dof", "p_value", "used")
+
+
+class GarnetMaps(NamedTuple):
+    """Per-pixel garnet data of the quantified map.
+
+    Attributes:
+        fraction: (rows, cols) garnet fraction (mixing fractions, else memberships).
+        X, X_sd: (rows, cols, 4) end-member fractions and their propagated sd (NaN off garnet).
+        total: (rows, cols) oxide total (wt%).
+        valid: (rows, cols) analysed pixels. step_um: pixel size.
+    """
+
+    fraction: np.ndarray
+    X: np.ndarray
+    X_sd: np.ndarray
+    total: np.ndarray
+    valid: np.ndarray
+    step_um: float
+
+
+class GrainZoning(NamedTuple):
+    """One grain's 2-D zoning: the grain, its centre (row, col) and how it was found, its shells,
+    radial profiles (angles deg, radius µm, X (n_dir, m, 4)) and usable-pixel count."""
+
+    grain: gm.Grain
+    centre: tuple[float, float]
+    centre_method: str
+    shells: gm.Shells
+    profiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+    n_usable: int
+
+
+class Joint(NamedTuple):
+    """Grains on the common growth coordinate: the reference grain's index, each grain's
+    alignment and consistency with the others, which grains are used, the merged profile."""
+
+    reference: int
+    alignments: list[gm.Alignment]
+    consistency: list[gm.Consistency]
+    used: list[bool]
+    merged: gm.Shells
+    length_um: float
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _sub_config(raw: NestedConfig, schema: type, key: str, extra: dict | None = None):
+    data = {**dict(raw), **(extra or {})}
+    try:
+        return load_config(data, schema, base_dir=getattr(raw, "base_dir", None))
+    except ConfigError as err:
+        raise ConfigError(f"section '{key}:' block: {err}") from None
+
+
+def quantify(config: SectionConfig, out: Path) -> tuple[QmapConfig, qmap.QmapResults]:
+    """The qmap stages on the ``qmap:`` block's input; qmap's outputs go to ``out``."""
+    qcfg = _sub_config(config.qmap, QmapConfig, "qmap", {"seed": config.qmap.get("seed", config.seed)})
+    results = qmap.analyse(qcfg, Stages(8, "qmap", quiet=True))
+    qmap.write_outputs(qcfg, prepare_out_dir(out), results)
+    return qcfg, results
+
+
+def garnet_maps(results: qmap.QmapResults, cfg: GrainsConfig) -> GarnetMaps:
+    """Garnet fraction, end-members with errors and totals of every pixel.
+
+    Raises:
+        InputError: no garnet phase of that name, or no wt% maps (a spot table is needed).
+    """
+    names = list(results.phases.names)
+    if cfg.phase not in names:
+        raise InputError(f"the qmap result has no phase '{cfg.phase}' (phases: {', '.join(names)}); set "
+                         f"grains.phase to the garnet's name.")
+    if results.quant is None:
+        raise InputError("the map was not quantified (no spot analyses with wt%); the section chain needs wt% "
+                         "maps: give qmap.input a spot table.")
+    oxides = tuple(results.calibration.oxides)
+    missing = [o for o in GARNET_OXIDES if o not in oxides]
+    if missing:
+        raise InputError(f"the quantified oxides lack {', '.join(missing)}: garnet end-members need FeO, MgO, CaO "
+                         f"and MnO maps with spot calibration.")
+    k = names.index(cfg.phase)
+    weights = results.fractions if results.fractions is not None else results.phases.memberships
+    frac = np.asarray(weights[..., k], float)
+    rows, cols = frac.shape
+    wt = np.asarray(results.quant.wt, float).reshape(rows, cols, -1)
+    se = np.asarray(results.quant.se, float).reshape(rows, cols, -1)
+    X = np.full((rows, cols, 4), np.nan)
+    X_sd = np.full((rows, cols, 4), np.nan)
+    on = (frac >= cfg.min_fraction) & np.all(np.isfinite(wt), axis=-1)
+    if on.any():
+        members = garnet_end_members_with_sd(wt[on], se[on], oxides)
+        X[on], X_sd[on] = np.asarray(members.x), np.asarray(members.sd)
+    valid = np.asarray(results.corrected.valid, bool).reshape(rows, cols) if results.corrected.valid is not None \
+        else np.ones((rows, cols), bool)
+    step = float(results.input.stack.step_um or 1.0)
+    return GarnetMaps(frac, X, X_sd, np.nansum(wt, axis=-1), valid, step)
+
+
+def read_grains(maps: GarnetMaps, cfg: GrainsConfig, mask: np.ndarray | None = None) -> tuple[np.ndarray,
+                                                                                               list[GrainZoning]]:
+    """Find the grains and read each one's centre, shells and radial profiles.
+
+    Raises:
+        InputError: no grain, or no grain with usable shells.
+    """
+    labels, grains = gm.find_grains(maps.fraction, cfg.min_fraction, cfg.min_pixels, mask, cfg.seeds, maps.valid)
+    if not grains:
+        raise InputError(f"no garnet grain of at least grains.min_pixels={cfg.min_pixels} pixels with garnet "
+                         f"fraction >= grains.min_fraction={cfg.min_fraction} in the section; check grains.phase "
+                         f"or lower those keys.")
+    if not cfg.use_edge_grains:
+        grains = [g for g in grains if not g.edge]
+    grains = grains[: cfg.max_grains]
+    lo, hi = cfg.total_wt
+    out = []
+    for g in grains:
+        inside = labels == g.label
+        usable = inside & (maps.fraction >= cfg.pure_fraction) & (maps.total >= lo) & (maps.total <= hi)
+        usable &= np.all(np.isfinite(maps.X), axis=-1)
+        centre, how = gm.growth_centre(inside, np.where(usable, maps.X[..., 3], np.nan), cfg.centre)
+        if how == "mn":
+            # The most concentric centre near the Mn maximum or near the outline's centre (a sphere's
+            # section is a circle about the growth centre's projection; the Mn maximum is noisy in the
+            # weakly zoned section of a late or off-centre grain): the better of the two.
+            found = [gm.concentric_centre(maps.X, usable, start, g.radius_px, 0.3)
+                     for start in (centre, g.centroid)]
+            centre = min(found, key=lambda cs: cs[1])[0]
+        dist = gm.distance_map(inside.shape, centre, maps.step_um)
+        sh = gm.shells(dist, maps.X, usable, cfg.shell_width_um, maps.X_sd, cfg.min_shell_pixels)
+        prof = gm.radial_profiles(centre, maps.X, usable, cfg.directions, 1.2 * g.radius_px, maps.step_um)
+        out.append(GrainZoning(g, centre, how, sh, prof, int(usable.sum())))
+    if not any(z.shells.radius_um.size >= 3 for z in out):
+        raise InputError("no garnet grain has three usable shells (pure garnet pixels with totals in "
+                         f"grains.total_wt={list(cfg.total_wt)}); lower grains.pure_fraction or "
+                         "grains.shell_width_um.")
+    return labels, out
+
+
+def align_grains(zoning: list[GrainZoning], cfg: GrainsConfig, step_um: float) -> Joint:
+    """The reference grain (the largest not touching the edge, else the largest), every grain's
+    alignment to it, the merged profile and each grain's consistency with the others."""
+    usable = [i for i, z in enumerate(zoning) if z.shells.radius_um.size >= 3]
+    inner = [i for i in usable if not zoning[i].grain.edge]
+    ref = (inner or usable)[0]
+    L = zoning[ref].grain.radius_px * step_um
+    ref_sh = zoning[ref].shells
+    alignments = []
+    for i, z in enumerate(zoning):
+        if i == ref:
+            sh = z.shells
+            alignments.append(gm.Alignment(sh.radius_um.copy(), 0.0, 0.0, 0.0, 0.0, int(sh.X.size)))
+        elif i in usable:
+            alignments.append(gm.align(z.shells, z.grain.radius_px * step_um, ref_sh, L, cfg.model_sd))
+        else:
+            alignments.append(gm.Alignment(np.zeros(0), np.nan, np.nan, np.nan, np.nan, 0))
+    sets = {i: (alignments[i].growth_um, zoning[i].shells.X, zoning[i].shells.sd) for i in usable}
+    merged = gm.merge(list(sets.values()), cfg.shell_width_um)
+    cons = []
+    for i in range(len(zoning)):
+        others = [sets[j] for j in usable if j != i]
+        if i not in usable or not others:
+            cons.append(gm.Consistency(np.nan, 0, np.nan))
+            continue
+        s, X, sd = sets[i]
+        cons.append(gm.consistency(s, X, sd, gm.merge(others, cfg.shell_width_um), cfg.model_sd))
+    return Joint(ref, alignments, cons, [i in usable for i in range(len(zoning))], merged, L)
+
+
+def _ptpath_config(config: SectionConfig, profile: Path):
+    return _sub_config(config.ptpath, PtpathConfig, "ptpath",
+                       {"profile": str(profile), "seed": config.ptpath.get("seed", config.seed)})
+
+
+def _run_ptpath(config: SectionConfig, profile: Path, out: Path) -> dict:
+    from jaxpetro.workflows import ptpath  # the heavy module only when an inversion runs
+
+    return ptpath.run(_ptpath_config(config, profile), out, quiet=True)
+
+
+def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: Joint,
+           stages: Stages | None = None) -> dict[str, Any]:
+    """``jaxpetro ptpath`` on the joint profile (``joint/``) and, with ``grains.per_grain``, on
+    every usable grain's aligned shells (``grains/<id>/ptpath``). Returns their summaries."""
+    folder = out / "joint"
+    folder.mkdir(exist_ok=True)
+    m = joint.merged
+    write_profile(folder / "profile.csv", m.radius_um, m.X, m.sd)
+    result = {"joint": _run_ptpath(config, folder / "profile.csv", folder / "ptpath")}
+    shutil.copyfile(folder / "ptpath" / "ptpath.csv", folder / "ptpath.csv")
+    if config.grains.per_grain:
+        for z, a, used in zip(zoning, joint.alignments, joint.used):
+            if not used:
+                continue
+            g_dir = out / "grains" / str(z.grain.id)
+            result[f"grain_{z.grain.id}"] = _run_ptpath(config, g_dir / "shells_profile.csv", g_dir / "ptpath")
+    return result
+
+
+def _write_grain_files(out: Path, zoning: list[GrainZoning], joint: Joint) -> None:
+    for z, a in zip(zoning, joint.alignments):
+        g_dir = out / "grains" / str(z.grain.id)
+        g_dir.mkdir(parents=True, exist_ok=True)
+        sh = z.shells
+        em = list(GARNET_END_MEMBERS)
+        header = ["growth_um", "radius_um", *em, *[f"{e}_sd" for e in em], *[f"{e}_spread" for e in em], "n_pixels"]
+        growth = a.growth_um if a.growth_um.size == sh.radius_um.size else np.full(sh.radius_um.size, np.nan)
+        write_csv(g_dir / "shells.csv", header,
+                  [[growth[i], sh.radius_um[i], *sh.X[i], *sh.sd[i], *sh.spread[i], int(sh.n_pixels[i])]
+                   for i in range(sh.radius_um.size)])
+        if a.growth_um.size == sh.radius_um.size and sh.radius_um.size:
+            write_profile(g_dir / "shells_profile.csv", a.growth_um, sh.X, sh.sd)
+        angles, radius, X = z.profiles
+        rows = [[ang, r, *X[d, i]] for d, ang in enumerate(angles) for i, r in enumerate(radius)
+                if np.all(np.isfinite(X[d, i]))]
+        write_csv(g_dir / "profiles.csv", ["direction_deg", "radius_um", *em], rows)
+
+
+def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages: Stages,
+            mask: np.ndarray | None = None) -> dict:
+    """Everything after quantification, into ``out`` (used by :func:`run` and by the demo)."""
+    cfg = config.grains
+    with stages.stage("grains"):
+        maps = garnet_maps(results, cfg)
+        labels, zoning = read_grains(maps, cfg, mask)
+        for z in zoning:
+            if z.grain.edge:
+                print(f"jaxpetro: warning: grain {z.grain.id} touches the map edge; its outer shells are partial "
+                      f"(set grains.use_edge_grains: false to leave it out).", file=sys.stderr)
+            if z.centre_method != "mn" and cfg.centre == "mn":
+                print(f"jaxpetro: warning: grain {z.grain.id}: no Mn maximum inside the grain; its geometric "
+                      f"centre is used.", file=sys.stderr)
+    with stages.stage("align"):
+        joint = align_grains(zoning, cfg, maps.step_um)
+        _write_grain_files(out, zoning, joint)
+    with stages.stage("invert", "inverting (ptpath)"):
+        paths = invert(config, out, zoning, joint)
+    with stages.stage("write", "writing"):
+        summary = write_outputs(config, out, maps, labels, zoning, joint, paths, results)
+    return summary
+
+
+@float64
+def run(config: SectionConfig, out_dir: Path, quiet: bool = False) -> dict:
+    """Run the workflow; returns a summary (grains, joint path extent, consistency, timings)."""
+    out = prepare_out_dir(out_dir)
+    stages = Stages(5, "section", quiet)
+    with stages.stage("qmap", "quantifying (qmap)"):
+        _, results = quantify(config, out / "qmap")
+    mask = None
+    if config.grains.mask is not None:
+        mask = read_mask_labels(config.grains.mask, results.phases.memberships.shape[:2])
+    summary = analyse(config, results, out, stages, mask)
+    stages.close()
+    summary["timings"] = stages.timings
+    if not quiet:
+        _report(summary)
+    return summary
+
+
+def read_mask_labels(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """A grain mask image as integer labels (one value or colour per grain, 0/black background).
+
+    Raises:
+        InputError: unreadable file or a size other than the map's.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            img = np.load(path, allow_pickle=False)
+        else:
+            from skimage import io as skio
+
+            img = skio.imread(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read the grain mask '{path}': {err}; give a PNG, TIFF or .npy image.") from None
+    if img.ndim == 3:  # colours -> one integer per colour
+        flat = img[..., :3].reshape(-1, 3).astype(np.int64)
+        codes = flat[:, 0] * 65536 + flat[:, 1] * 256 + flat[:, 2]
+        img = codes.reshape(img.shape[:2])
+    if img.shape != tuple(shape):
+        raise InputError(f"the grain mask '{path}' is {img.shape[0]} x {img.shape[1]} pixels but the map is "
+                         f"{shape[0]} x {shape[1]}; give a mask of the map's size.")
+    return img
+
+
+def write_outputs(config: SectionConfig, out: Path, maps: GarnetMaps, labels: np.ndarray,
+                  zoning: list[GrainZoning], joint: Joint, paths: dict, results: qmap.QmapResults) -> dict:
+    """section.csv, section.h5, report.md and section_report.png; returns the summary."""
+    rows = []
+    for z, a, c, used in zip(zoning, joint.alignments, joint.consistency, joint.used):
+        g = z.grain
+        chi = c.chi2 / c.dof if c.dof else np.nan
+        rows.append([g.id, z.centre[1], z.centre[0], g.radius_px * maps.step_um, g.n_pixels, g.edge,
+                     a.core_offset_um, a.cut_offset_um, a.start_um, z.centre_method, int(z.shells.radius_um.size),
+                     chi, c.p_value, used])
+    write_csv(out / "section.csv", list(SECTION_COLUMNS), rows)
+    joint_path = read_csv_table(out / "joint" / "ptpath.csv")
+    h5 = {"labels": labels.astype(np.int32), "garnet_fraction": maps.fraction.astype(np.float32),
+          "X": maps.X.astype(np.float32), "joint": {"growth_um": joint.merged.radius_um, "X": joint.merged.X,
+                                                    "X_sd": joint.merged.sd, "spread": joint.merged.spread,
+                                                    "n_shells": joint.merged.n_pixels}}
+    for z, a in zip(zoning, joint.alignments):
+        h5[f"grains/{z.grain.id}"] = {"radius_um": z.shells.radius_um, "growth_um": a.growth_um,
+                                      "X": z.shells.X, "X_sd": z.shells.sd, "spread": z.shells.spread,
+                                      "n_pixels": z.shells.n_pixels}
+    units = {"labels": "1", "garnet_fraction": "1", "X": "1", "joint/growth_um": "um", "joint/X": "1",
+             "joint/X_sd": "1", "joint/spread": "1", "joint/n_shells": "1", "grains/*/radius_um": "um",
+             "grains/*/growth_um": "um", "grains/*/X": "1", "grains/*/X_sd": "1", "grains/*/spread": "1",
+             "grains/*/n_pixels": "1"}
+    write_hdf5(out / "section.h5", h5, run_attrs(config_to_yaml(config), config.seed), units=units)
+    summary = {"n_grains": len(zoning), "n_used": int(sum(joint.used)), "reference": zoning[joint.reference].grain.id,
+               "growth_length_um": joint.length_um,
+               "joint": {k: joint_path[k] for k in ("radius_um", "P_kbar", "T_C", "P_lo", "P_hi", "T_lo", "T_hi")},
+               "grains": [dict(zip(SECTION_COLUMNS, r)) for r in rows]}
+    _report_md(out / "report.md", summary, paths)
+    if config.output.plots:
+        from jaxpetro.io.section_plots import section_report_figure
+
+        per_grain = {}
+        for z in zoning:
+            p = out / "grains" / str(z.grain.id) / "ptpath" / "ptpath.csv"
+            if p.exists():
+                per_grain[z.grain.id] = read_csv_table(p)
+        section_report_figure(out / "section_report.png", results.phases.phase_map, list(results.phases.names),
+                              labels, [(z.grain.id, z.centre) for z in zoning],
+                              [(z.grain.id, a.growth_um, z.shells.X) for z, a in zip(zoning, joint.alignments)],
+                              joint_path, per_grain, maps.step_um, config.output.dpi)
+    return summary
+
+
+def _report_md(path: Path, summary: dict, paths: dict) -> None:
+    j = summary["joint"]
+    k = int(np.argmax(j["P_kbar"]))
+    lines = ["# jaxpetro section", "",
+             f"{summary['n_grains']} garnet grains found, {summary['n_used']} used; reference grain "
+             f"{summary['reference']} (growth length {summary['growth_length_um']:.0f} µm).", "",
+             f"Joint path: core {j['P_kbar'][0]:.2f} kbar / {j['T_C'][0]:.0f} °C, rim {j['P_kbar'][-1]:.2f} kbar / "
+             f"{j['T_C'][-1]:.0f} °C, peak P {j['P_kbar'][k]:.2f} kbar [{j['P_lo'][k]:.2f}, {j['P_hi'][k]:.2f}] at "
+             f"{j['T_C'][k]:.0f} °C.", "",
+             "| grain | radius (µm) | pixels | edge | core offset (µm) | cut offset (µm) | start (µm) | "
+             "χ²/dof vs others | p | used |", "|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    for g in summary["grains"]:
+        lines.append(f"| {g['id']} | {g['radius_um']:.0f} | {g['n_pixels']} | {g['edge']} | {g['core_offset_um']:.1f} "
+                     f"| {g['cut_offset_um']:.1f} | {g['start_um']:.1f} | {g['chi2_per_dof']:.2f} | "
+                     f"{g['p_value']:.2g} | {g['used']} |")
+    lines += ["", "Files: section.csv, grains/<id>/{shells,profiles}.csv, grains/<id>/ptpath/, joint/profile.csv, "
+              "joint/ptpath.csv, section.h5, section_report.png; the quantified map in qmap/."]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _report(summary: dict) -> None:
+    j = summary["joint"]
+    k = int(np.argmax(j["P_kbar"]))
+    lines = [f"{summary['n_grains']} garnet grains, {summary['n_used']} used (reference grain {summary['reference']})",
+             f"joint path: core {j['P_kbar'][0]:.2f} kbar {j['T_C'][0]:.0f} °C -> rim {j['P_kbar'][-1]:.2f} kbar "
+             f"{j['T_C'][-1]:.0f} °C; peak P {j['P_kbar'][k]:.2f} kbar [{j['P_lo'][k]:.2f}, {j['P_hi'][k]:.2f}]"]
+    for g in summary["grains"]:
+        lines.append(f"  grain {g['id']}: r {g['radius_um']:.0f} µm, core at {g['core_offset_um']:.0f} µm of the "
+                     f"growth path, χ²/dof {g['chi2_per_dof']:.2f}" + (" (edge)" if g["edge"] else ""))
+    print("\n".join(lines), file=sys.stderr)

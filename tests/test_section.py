@@ -1,0 +1,181 @@
+"""``jaxpetro section``: grains, centres, shells, alignment of late and off-centre grains, the joint
+profile, consistency — against planted truth — and the chain on the synthetic section."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxpetro.errors import InputError
+from jaxpetro.models import grains as gm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _disc_field(shape, centre, radius, X_of_s, s0=0.0, d=0.0):
+    """Garnet fraction and end-member maps of a disc whose pixel at section radius rho has the
+    composition X(s0 + sqrt(rho^2 + d^2))."""
+    rr, cc = np.indices(shape, dtype=float)
+    rho = np.hypot(rr - centre[0], cc - centre[1])
+    inside = rho <= radius
+    X = np.where(inside[..., None], X_of_s(s0 + np.sqrt(rho**2 + d**2)), np.nan)
+    return inside.astype(float), X
+
+
+def _X_of_s(s, L=40.0):
+    """A smooth prograde profile: sps and grs fall, prp rises, alm the balance."""
+    u = np.clip(np.asarray(s, float) / L, 0, 1)
+    sps, grs, prp = 0.20 * (1 - u) ** 1.5 + 0.02, 0.20 - 0.10 * u, 0.05 + 0.10 * u**1.3
+    return np.stack([1 - sps - grs - prp, prp, grs, sps], axis=-1)
+
+
+def test_find_grains_sizes_order_and_edges():
+    frac = np.zeros((120, 160))
+    for (r, c, R) in ((60, 60, 25), (30, 130, 12), (110, 140, 10)):  # the last touches the bottom edge
+        rr, cc = np.indices(frac.shape)
+        frac[np.hypot(rr - r, cc - c) <= R] = 0.95
+    frac[60, 60] = 0.0  # an inclusion: filled, still one grain
+    labels, grains = gm.find_grains(frac, 0.5, 30)
+    assert [g.id for g in grains] == [1, 2, 3]
+    assert grains[0].radius_px == pytest.approx(25, abs=0.6) and grains[1].radius_px == pytest.approx(12, abs=0.6)
+    assert grains[0].centroid == pytest.approx((60, 60), abs=0.1)
+    assert [g.edge for g in grains] == [False, False, True]
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    _, kept = gm.find_grains(frac, 0.5, 30, seeds=[(30, 130)])
+    assert len(kept) == 1 and kept[0].centroid == pytest.approx((30, 130), abs=0.1)
+    with pytest.raises(InputError, match="not on a garnet pixel"):
+        gm.find_grains(frac, 0.5, 30, seeds=[(5, 5)])
+    with pytest.raises(InputError, match="outside"):
+        gm.find_grains(frac, 0.5, 30, seeds=[(500, 5)])
+    with pytest.raises(InputError, match="map is 120 x 160"):
+        gm.find_grains(frac, 0.5, 30, mask=np.zeros((10, 10), int))
+
+
+def test_centre_and_shells_recover_a_planted_profile():
+    centre = (50.3, 61.7)
+    frac, X = _disc_field((100, 120), centre, 30.0, _X_of_s)
+    usable = frac > 0.5
+    start, how = gm.growth_centre(usable, np.where(usable, X[..., 3], np.nan), "mn")
+    assert how == "mn" and math.hypot(start[0] - centre[0], start[1] - centre[1]) < 2.0
+    found, score = gm.concentric_centre(X, usable, start, 30.0)
+    assert score >= 0
+    assert math.hypot(found[0] - centre[0], found[1] - centre[1]) < 0.3
+    sh = gm.shells(gm.distance_map(usable.shape, found, 1.0), X, usable, 3.0)
+    # each shell's mean is the profile near its mean radius (curvature only), errors from the spread
+    np.testing.assert_allclose(sh.X, _X_of_s(sh.radius_um), atol=2e-3)
+    assert np.all(sh.sd > 0) and np.all(sh.n_pixels >= 5)
+
+
+@pytest.mark.parametrize("s0,d", [(0.0, 0.0), (12.0, 0.0), (0.0, 25.0), (6.0, 15.0)])
+def test_align_recovers_late_nucleation_and_off_centre_cuts(s0, d):
+    L = 40.0
+    ref_r = np.arange(1.5, L, 3.0)
+    reference = gm.Shells(ref_r, _X_of_s(ref_r), np.full((ref_r.size, 4), 1e-3), np.zeros((ref_r.size, 4)),
+                          np.full(ref_r.size, 50))
+    r = math.sqrt((L - s0) ** 2 - d**2)  # section radius of a sphere of radius L - s0 cut at d
+    rho = np.arange(1.0, r, 2.0)
+    grain = gm.Shells(rho, _X_of_s(s0 + np.sqrt(rho**2 + d**2)), np.full((rho.size, 4), 1e-3),
+                      np.zeros((rho.size, 4)), np.full(rho.size, 30))
+    a = gm.align(grain, r, reference, L, model_sd=1e-3, n_grid=401)
+    assert a.cut_offset_um == pytest.approx(d, abs=1.5)
+    assert a.start_um == pytest.approx(s0, abs=1.5)
+    np.testing.assert_allclose(a.growth_um, s0 + np.sqrt(rho**2 + d**2), atol=1.0)
+
+
+def test_merge_is_the_inverse_variance_combination():
+    s1, s2 = np.array([1.0, 4.0]), np.array([1.5, 7.0])
+    X1, X2 = np.full((2, 4), 0.2), np.full((2, 4), 0.3)
+    sd1, sd2 = np.full((2, 4), 0.01), np.full((2, 4), 0.02)
+    m = gm.merge([(s1, X1, sd1), (s2, X2, sd2)], 3.0)
+    assert m.radius_um.tolist() == [1.25, 4.0, 7.0]
+    w1, w2 = 1 / 0.01**2, 1 / 0.02**2
+    np.testing.assert_allclose(m.X[0], (w1 * 0.2 + w2 * 0.3) / (w1 + w2))
+    np.testing.assert_allclose(m.sd[0], 1 / math.sqrt(w1 + w2))
+    np.testing.assert_allclose(m.X[1], 0.2) and np.testing.assert_allclose(m.X[2], 0.3)
+    assert m.n_pixels.tolist() == [2, 1, 1]
+
+
+def test_consistency_p_value_is_the_chi_square_tail():
+    from scipy.stats import chi2  # oracle (scipy comes with jax)
+
+    r = np.arange(1.0, 20.0, 2.0)
+    others = gm.Shells(r, _X_of_s(r), np.full((r.size, 4), 0.004), np.zeros((r.size, 4)), np.ones(r.size))
+    rng = np.random.default_rng(0)
+    X = _X_of_s(r) + 0.005 * rng.standard_normal((r.size, 4))
+    c = gm.consistency(r, X, np.full((r.size, 4), 0.003), others, model_sd=0.0)
+    expected = np.sum((X - _X_of_s(r)) ** 2 / (0.003**2 + 0.004**2))
+    assert c.chi2 == pytest.approx(expected) and c.dof == r.size * 4
+    assert c.p_value == pytest.approx(chi2.sf(expected, r.size * 4), rel=1e-6)
+    bad = gm.consistency(r, X + 0.05, np.full((r.size, 4), 0.003), others, model_sd=0.0)
+    assert bad.p_value < 1e-6  # a grain from another path is flagged
+
+
+# ----------------------------------------------------------------------------- the chain, end to end
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """`jaxpetro section` through the CLI on a 192 x 176 synthetic section exported as JEOL."""
+    from jaxpetro.cli import main
+    from jaxpetro.synthetic import make_thin_section
+    from jaxpetro.synthetic.jeol import write_jeol
+
+    root = tmp_path_factory.mktemp("section")
+    sec = make_thin_section(rows=192, cols=176, seed=1, garnet_size=(0.12, 0.14))
+    write_jeol(sec, root / "jeol", dialect="old")
+    (root / "section.yaml").write_text(
+        "qmap:\n  input: {format: jeol, map_dir: jeol/.map/1, qnt_dir: jeol/.qnt}\n  output: {plots: false}\n"
+        "grains: {per_grain: false}\n"
+        "ptpath:\n  forward: {kind: table, path: " + str(ROOT / "configs" / "data" / "garnet_grid_demo.csv") + "}\n"
+        "  ensemble: {size: 200}\n  map_check: false\n  output: {plots: false}\n")
+    assert main(["section", str(root / "section.yaml"), "--out", str(root / "out"), "--quiet"]) == 0
+    return sec, root
+
+
+def test_chain_finds_the_planted_garnets_and_their_zoning(chain):
+    from jaxpetro.io.results import read_csv_table
+    from jaxpetro.synthetic.thin_section import garnet_end_members_truth
+
+    sec, root = chain
+    out = root / "out"
+    for name in ("section.csv", "section.h5", "report.md", "section_report.png", "joint/ptpath.csv",
+                 "joint/profile.csv", "qmap/qmap.h5", "grains/1/shells.csv", "grains/1/profiles.csv"):
+        assert (out / name).stat().st_size > 0, name
+    table = read_csv_table(out / "section.csv")
+    assert len(table["id"]) == len(sec.garnets)
+    L = sec.garnets[0][2]
+    for k, ((yc, xc, r), g) in enumerate(zip(sec.garnets, sec.garnet_growth)):
+        # each planted garnet found, its growth centre within 1.5 px, its radius within 10 %
+        d = np.hypot(table["centroid_y_px"] - yc, table["centroid_x_px"] - xc)
+        i = int(np.argmin(d))
+        assert d[i] < 1.5 and table["radius_um"][i] == pytest.approx(r * sec.step_um, rel=0.1)
+        # where the section's centre lies on the common path (s0 + d), within 5 µm
+        assert table["core_offset_um"][i] == pytest.approx((g.start * L + g.cut_offset_px) * sec.step_um, abs=5.0)
+        # shell compositions = the planted zoning at the shells' true growth coordinate, within
+        # counting noise plus the calibration's few-0.001 bias
+        sh = read_csv_table(out / "grains" / str(int(table["id"][i])) / "shells.csv")
+        rho = (g.start * L + np.sqrt((sh["radius_um"] / sec.step_um) ** 2 + g.cut_offset_px**2)) / L
+        X = np.stack([sh[f"X_{e}"] for e in ("alm", "prp", "grs", "sps")], -1)
+        sd = np.stack([sh[f"X_{e}_sd"] for e in ("alm", "prp", "grs", "sps")], -1)
+        err = X - garnet_end_members_truth(rho)
+        assert np.all(np.abs(err) < 4 * sd + 0.012), (k, err)
+    assert np.all(table["p_value"] > 1e-3)  # the grains agree: one path
+
+
+def test_no_garnet_and_a_wrong_mask_are_clear_errors(chain, capsys):
+    from jaxpetro.cli import main
+
+    sec, root = chain
+    status = main(["section", str(root / "section.yaml"), "--out", str(root / "bad"), "--quiet",
+                   "--set", "grains.phase=Grnt"])
+    err = capsys.readouterr().err
+    assert status == 3 and "no phase 'Grnt'" in err and "grains.phase" in err and "Traceback" not in err
+    np.save(root / "mask.npy", np.zeros((10, 12), int))
+    status = main(["section", str(root / "section.yaml"), "--out", str(root / "bad2"), "--quiet",
+                   "--set", f"grains.mask={root / 'mask.npy'}"])
+    err = capsys.readouterr().err
+    assert status == 3 and "10 x 12" in err and "192 x 176" in err
+    status = main(["section", str(root / "section.yaml"), "--out", str(root / "bad3"), "--quiet",
+                   "--set", "grains.min_pixels=100000"])
+    assert status == 3 and "no garnet grain" in capsys.readouterr().err
