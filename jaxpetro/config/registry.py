@@ -16,6 +16,7 @@ WORKFLOWS: dict[str, tuple[str, str]] = {
     "ptpath": ("jaxpetro.workflows.ptpath", "jaxpetro.config.ptpath:PtpathConfig"),
     "isocon": ("jaxpetro.workflows.isocon", "jaxpetro.config.isocon:IsoconConfig"),
     "section": ("jaxpetro.workflows.section", "jaxpetro.config.section:SectionConfig"),
+    "forward": ("jaxpetro.workflows.forward", "jaxpetro.config.forward:ForwardConfig"),
     "batch": ("jaxpetro.workflows.batch", "jaxpetro.config.batch:BatchConfig"),
 }
 

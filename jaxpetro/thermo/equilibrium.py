@@ -277,6 +277,7 @@ def starting_amounts(system: Assemblage, bulk: Float[Array, " C"]) -> Float[Arra
 
 class _Loop(NamedTuple):
     z: Array
+    f: Array  # the residual at z (the accepted trial's: not evaluated twice)
     fnorm: Array
     it: Array
 
@@ -304,22 +305,24 @@ def _newton(system: Assemblage, z0, P, T, bulk, opts: EquilibriumOptions) -> _Lo
         return (s.it < opts.max_iter) & (s.fnorm > opts.tol) & jnp.isfinite(s.fnorm)
 
     def body(s: _Loop):
-        f = F(s.z)
         J = kkt_matrix(system, s.z, P, T, g)
-        dz = jnp.linalg.solve(J, -f)
+        dz = jnp.linalg.solve(J, -s.f)
         alpha0 = _max_step(system, s.z[:N], dz[:N], opts.boundary)
 
         # backtracking on the residual norm, unrolled (a nested while_loop doubles compile time)
-        alpha, fn = alpha0, norm(F(s.z + alpha0 * dz))
+        alpha = alpha0
+        f_new = F(s.z + alpha0 * dz)
+        fn = norm(f_new)
         for _ in range(opts.max_backtrack):
             worse = ~(fn < (1.0 - 1e-4 * alpha) * s.fnorm)
             trial = jnp.where(worse, 0.5 * alpha, alpha)
-            fn = jnp.where(worse, norm(F(s.z + trial * dz)), fn)
+            f_new = jnp.where(worse, F(s.z + trial * dz), f_new)
+            fn = norm(f_new)
             alpha = trial
-        return _Loop(s.z + alpha * dz, fn, s.it + 1)
+        return _Loop(s.z + alpha * dz, f_new, fn, s.it + 1)
 
-    f0 = norm(F(z0))
-    return jax.lax.while_loop(cond, body, _Loop(z0, f0, jnp.asarray(0, dtype=jnp.int32)))
+    f0 = F(z0)
+    return jax.lax.while_loop(cond, body, _Loop(z0, f0, norm(f0), jnp.asarray(0, dtype=jnp.int32)))
 
 
 class Equilibrium(eqx.Module):
