@@ -163,7 +163,7 @@ def test_chain_finds_the_planted_garnets_and_their_zoning(chain):
     assert np.all(table["p_value"] > 1e-3)  # the grains agree: one path
 
 
-def test_no_garnet_and_a_wrong_mask_are_clear_errors(chain, capsys):
+def test_an_unknown_garnet_phase_is_a_clear_error(chain, capsys):
     from jaxpetro.cli import main
 
     sec, root = chain
@@ -171,11 +171,25 @@ def test_no_garnet_and_a_wrong_mask_are_clear_errors(chain, capsys):
                    "--set", "grains.phase=Grnt"])
     err = capsys.readouterr().err
     assert status == 3 and "no phase 'Grnt'" in err and "grains.phase" in err and "Traceback" not in err
-    np.save(root / "mask.npy", np.zeros((10, 12), int))
-    status = main(["section", str(root / "section.yaml"), "--out", str(root / "bad2"), "--quiet",
-                   "--set", f"grains.mask={root / 'mask.npy'}"])
-    err = capsys.readouterr().err
-    assert status == 3 and "10 x 12" in err and "192 x 176" in err
-    status = main(["section", str(root / "section.yaml"), "--out", str(root / "bad3"), "--quiet",
-                   "--set", "grains.min_pixels=100000"])
-    assert status == 3 and "no garnet grain" in capsys.readouterr().err
+
+
+def test_no_grain_a_wrong_mask_and_a_bad_mask_file_are_clear_errors(tmp_path):
+    from jaxpetro.config.section import GrainsConfig
+    from jaxpetro.workflows import section as S
+
+    frac, X = _disc_field((60, 70), (30, 35), 12.0, _X_of_s)
+    maps = S.GarnetMaps(frac, X, np.full_like(X, 0.002), np.full(frac.shape, 100.0), np.ones(frac.shape, bool), 2.0)
+    labels, zoning = S.read_grains(maps, GrainsConfig(shell_width_um=4.0))
+    assert len(zoning) == 1 and zoning[0].shells.radius_um.size >= 3
+    with pytest.raises(InputError, match="no garnet grain of at least grains.min_pixels=100000"):
+        S.read_grains(maps, GrainsConfig(min_pixels=100000))
+    with pytest.raises(InputError, match="map is 60 x 70"):
+        S.read_grains(maps, GrainsConfig(), mask=np.zeros((10, 12), int))
+    with pytest.raises(InputError, match="three usable shells"):  # every pixel's total outside the range
+        S.read_grains(maps._replace(total=np.full(frac.shape, 80.0)), GrainsConfig())
+    np.save(tmp_path / "m.npy", np.zeros((10, 12), int))
+    with pytest.raises(InputError, match="10 x 12 pixels but the map is 60 x 70"):
+        S.read_mask_labels(tmp_path / "m.npy", (60, 70))
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(InputError, match="cannot read the grain mask"):
+        S.read_mask_labels(tmp_path / "bad.png", (60, 70))

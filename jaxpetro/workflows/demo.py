@@ -180,7 +180,9 @@ def section_chain(config: DemoConfig, out: Path, sec: ThinSection, results: qmap
                         "output": config_to_dict(config.output)}, SectionConfig)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        summary = section_wf.analyse(scfg, results, out, Stages(4, "section", quiet=True))
+        L_true = sec.garnets[0][2] * sec.step_um
+        summary = section_wf.analyse(scfg, results, out, Stages(4, "section", quiet=True),
+                                     truth=lambda s, _L: garnet_path(np.asarray(s) / L_true))
     except InputError as err:
         print(f"jaxpetro: warning: the section chain was skipped on this map: {err}", file=sys.stderr)
         return {"skipped": str(err)}

@@ -28,7 +28,7 @@ from jaxpetro.config.loader import NestedConfig, config_to_yaml, load_config
 from jaxpetro.config.ptpath import PtpathConfig
 from jaxpetro.config.qmap import QmapConfig
 from jaxpetro.config.section import GrainsConfig, SectionConfig
-from jaxpetro.errors import ConfigError, InputError
+from jaxpetro.errors import ConfigError, InputError, JaxpetroError
 from jaxpetro.io.profiles import write_profile
 from jaxpetro.io.results import prepare_out_dir, read_csv_table, run_attrs, write_csv, write_hdf5
 from jaxpetro.models import grains as gm
@@ -225,7 +225,8 @@ def _run_ptpath(config: SectionConfig, profile: Path, out: Path) -> dict:
 def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: Joint,
            stages: Stages | None = None) -> dict[str, Any]:
     """``jaxpetro ptpath`` on the joint profile (``joint/``) and, with ``grains.per_grain``, on
-    every usable grain's aligned shells (``grains/<id>/ptpath``). Returns their summaries."""
+    every usable grain's aligned shells (``grains/<id>/ptpath``). Returns their summaries; a grain
+    whose own inversion fails (e.g. its path leaves the table) is warned about and recorded."""
     folder = out / "joint"
     folder.mkdir(exist_ok=True)
     m = joint.merged
@@ -237,7 +238,11 @@ def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: J
             if not used:
                 continue
             g_dir = out / "grains" / str(z.grain.id)
-            result[f"grain_{z.grain.id}"] = _run_ptpath(config, g_dir / "shells_profile.csv", g_dir / "ptpath")
+            try:
+                result[f"grain_{z.grain.id}"] = _run_ptpath(config, g_dir / "shells_profile.csv", g_dir / "ptpath")
+            except JaxpetroError as err:  # one grain's failure does not stop the section (the joint path stands)
+                result[f"grain_{z.grain.id}"] = {"error": str(err)}
+                print(f"jaxpetro: warning: grain {z.grain.id} alone could not be inverted: {err}", file=sys.stderr)
     return result
 
 
@@ -261,8 +266,11 @@ def _write_grain_files(out: Path, zoning: list[GrainZoning], joint: Joint) -> No
 
 
 def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages: Stages,
-            mask: np.ndarray | None = None) -> dict:
-    """Everything after quantification, into ``out`` (used by :func:`run` and by the demo)."""
+            mask: np.ndarray | None = None, truth=None) -> dict:
+    """Everything after quantification, into ``out`` (used by :func:`run` and by the demo).
+
+    ``truth``: optional function of the growth coordinate (µm) and the growth length (µm)
+    returning the true (P kbar, T °C), drawn in the figure (synthetic sections)."""
     cfg = config.grains
     with stages.stage("grains"):
         maps = garnet_maps(results, cfg)
@@ -280,7 +288,7 @@ def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages:
     with stages.stage("invert", "inverting (ptpath)"):
         paths = invert(config, out, zoning, joint)
     with stages.stage("write", "writing"):
-        summary = write_outputs(config, out, maps, labels, zoning, joint, paths, results)
+        summary = write_outputs(config, out, maps, labels, zoning, joint, paths, results, truth)
     return summary
 
 
@@ -329,7 +337,8 @@ def read_mask_labels(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def write_outputs(config: SectionConfig, out: Path, maps: GarnetMaps, labels: np.ndarray,
-                  zoning: list[GrainZoning], joint: Joint, paths: dict, results: qmap.QmapResults) -> dict:
+                  zoning: list[GrainZoning], joint: Joint, paths: dict, results: qmap.QmapResults,
+                  truth=None) -> dict:
     """section.csv, section.h5, report.md and section_report.png; returns the summary."""
     rows = []
     for z, a, c, used in zip(zoning, joint.alignments, joint.consistency, joint.used):
@@ -369,7 +378,8 @@ def write_outputs(config: SectionConfig, out: Path, maps: GarnetMaps, labels: np
         section_report_figure(out / "section_report.png", results.phases.phase_map, list(results.phases.names),
                               labels, [(z.grain.id, z.centre) for z in zoning],
                               [(z.grain.id, a.growth_um, z.shells.X) for z, a in zip(zoning, joint.alignments)],
-                              joint_path, per_grain, maps.step_um, config.output.dpi)
+                              joint_path, per_grain, maps.step_um, config.output.dpi,
+                              None if truth is None else truth(joint_path["radius_um"], joint.length_um))
     return summary
 
 
