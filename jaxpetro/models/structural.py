@@ -107,7 +107,7 @@ DEFAULT_MINERALS: dict[str, str] = {
     **dict.fromkeys(("chl", "chlorite"), "chlorite"),
     **dict.fromkeys(("pl", "plg", "plag", "plagioclase"), "plagioclase"),
     **dict.fromkeys(("kfs", "ksp", "kf", "k-feldspar", "kfeldspar", "k_feldspar", "alkali feldspar",
-                     "orthoclase", "microcline", "sanidine"), "k_feldspar"),
+                     "or", "mc", "sa", "orthoclase", "microcline", "sanidine"), "k_feldspar"),
     **dict.fromkeys(("cpx", "clinopyroxene", "aug", "augite", "di", "diopside", "omp", "omphacite"),
                     "clinopyroxene"),
     **dict.fromkeys(("opx", "orthopyroxene", "en", "enstatite", "hyp", "hypersthene"), "orthopyroxene"),
