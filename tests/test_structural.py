@@ -313,6 +313,8 @@ def test_float32_maps_agree_with_float64_and_the_formula_is_differentiable():
     assert f32.cations["Si"].dtype == jnp.float32
     for k in f64.cations:
         assert float(f32.cations[k]) == pytest.approx(float(f64.cations[k]), abs=2e-5), k
+    jitted = jax.jit(lambda w: structural_formula(w, oxides, "cpx").datasets())(jnp.asarray(wt))
+    assert float(jitted["sites"]["M1_Fe3"]) == pytest.approx(float(f64.sites["M1_Fe3"]), rel=1e-12)
     grad = jax.grad(lambda w: structural_formula(w, oxides, "cpx").end_members["X_en"])(jnp.asarray(wt))
     assert np.all(np.isfinite(np.asarray(grad))) and float(grad[oxides.index("MgO")]) > 0
 
