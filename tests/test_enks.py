@@ -13,7 +13,7 @@ from _numpy_enks import numpy_enks
 
 
 def garnet_like(seed=0, n=30, p=4, missing=0.15):
-    """Linear 'Gibbs-method' garnet problem: state (P kbar, T °C), 4 fractions, noise 0.005."""
+    """Linear garnet problem (a linearised table): state (P kbar, T °C), 4 fractions, noise 0.005."""
     rng = np.random.default_rng(seed)
     H = rng.normal(size=(n, p, 2)) * np.array([0.02, 0.001])
     b = rng.uniform(0.1, 0.3, (n, p))
@@ -381,3 +381,34 @@ def test_kernels_work_in_the_dtype_they_are_given():
         # the float32 ensemble mean is still close to the exact one (loose: float32 and 16 members)
         sd = np.sqrt(np.diagonal(np.asarray(exact.cov_s), axis1=1, axis2=2))
         assert np.abs((np.asarray(res.smoothed.mean(1)) - np.asarray(exact.mean_s)) / sd).max() < 3.0
+
+
+def test_transition_scales_each_members_noise_by_its_own_state():
+    """The state-dependent forecast is f(x_m) + sqrt(s(x_m)) w_m with the draws w of the plain
+    forecast (same key), a zero-variance component following f exactly; a constant s = c with
+    f = identity is the random walk with Q scaled by c, through the whole smoother."""
+    rng = np.random.default_rng(0)
+    Xa = jnp.asarray(rng.normal(size=(50, 3)) * [1.0, 0.5, 2.0])
+    Q = jnp.diag(jnp.array([0.3, 2.0, 0.0]) ** 2)
+
+    def transition(params, x, aux):
+        return x.at[2].add(x[0] ** 2), jnp.exp(x[1])
+
+    key = jax.random.key(5)
+    out = np.asarray(enks.propagate(key, Xa, jnp.eye(3), Q, transition))
+    w = np.asarray(enks.propagate(key, jnp.zeros_like(Xa), jnp.eye(3), Q))
+    Xn = np.asarray(Xa)
+    ref = Xn + np.sqrt(np.exp(Xn[:, 1]))[:, None] * w
+    ref[:, 2] = Xn[:, 2] + Xn[:, 0] ** 2
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    assert np.all(w[:, 2] == 0)
+
+    model, y, mask = garnet_like(n=15)
+    X0 = prior_ensemble(model, SMALL)
+    args = (jax.random.key(2), enks.linear_obs, None, X0, y, mask, model.R)
+    c = 2.5
+    scaled = enks.ensemble_smoother(*args, model.Q * c, (model.H, model.b), options=enks.SmootherOptions(size=SMALL))
+    walk = enks.ensemble_smoother(*args, model.Q, (model.H, model.b), options=enks.SmootherOptions(size=SMALL),
+                                  transition=lambda p, x, a: (x, jnp.asarray(c, x.dtype)))
+    np.testing.assert_allclose(walk.smoothed, scaled.smoothed, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(walk.loglik, scaled.loglik, rtol=1e-12)

@@ -14,7 +14,9 @@ Four = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class LinearForwardConfig:
-    """Linearised ('Gibbs method') model X = X0 + A (P - P0) + B (T - T0), order alm, prp, grs, sps."""
+    """Linearised table X = X0 + A (P - P0) + B (T - T0), order alm, prp, grs, sps: a first-order
+    expansion of a forward model about (P0, T0) with constant sensitivities (not Spear's Gibbs
+    method, whose coefficients change along the path)."""
 
     X0: Four = option((0.70, 0.12, 0.10, 0.08), "composition at (P0, T0)", ge=0, le=1)
     P0: float = option(8.0, "reference pressure (kbar)")
@@ -36,7 +38,8 @@ class FractionationConfig:
 class ForwardConfig:
     """Forward model: composition as a function of P and T."""
 
-    kind: Literal["table", "linear"] = option("table", "table = gridded CSV / Perple_X .tab; linear = sensitivities")
+    kind: Literal["table", "linear"] = option(
+        "table", "table = gridded CSV / Perple_X .tab; linear = linearised table (constant sensitivities)")
     path: str | None = option(None, "forward table (CSV P_kbar,T_C,X_alm,X_prp,X_grs,X_sps or Perple_X .tab)", path=True)
     linear: LinearForwardConfig = section(LinearForwardConfig, "linearised model (kind: linear)")
     fractionation: FractionationConfig = section(FractionationConfig, "optional Rayleigh correction of X_sps")
@@ -51,10 +54,19 @@ class ForwardConfig:
 
 @dataclass(frozen=True)
 class GrowthConfig:
-    """Growth law dr/dt = k0 exp(-Q / (R T)); gives time per shell (t_Myr) when both are set."""
+    """Growth law dr/dt = k0 exp(-Q / (R T)) (r / r_ref)^-m; gives time per shell (t_Myr) when
+    k0 and Q are set; with ``walk: time`` it is part of the system model (the random walk of P and
+    T runs in time), and with ages k0 and Q are estimated (these values are then the prior means)."""
 
     k0_um_per_Myr: float | None = option(None, "pre-exponential growth rate (µm/Myr)", gt=0)
     Q_J_per_mol: float | None = option(None, "activation energy (J/mol)", ge=0)
+    walk: Literal["time", "radius"] = option(
+        "time", "time = random walk in time, noise per shell ∝ Δt = Δr / G(T); radius = walk in radius, "
+                "t_Myr computed afterwards")
+    radius_exponent: float = option(0.0, "m of G ∝ (r / r_ref)^-m: 0 interface control, 1 diffusion-limited", ge=0)
+    r_ref_um: float = option(1000.0, "reference radius of the radius dependence (µm)", gt=0)
+    ln_k0_sd: float = option(2.3, "prior sd of ln k0 when ages are given (2.3: a factor 10)", gt=0)
+    Q_sd_J_per_mol: float = option(20000.0, "prior sd of Q when ages are given (J/mol)", gt=0)
 
     def __post_init__(self):
         if (self.k0_um_per_Myr is None) != (self.Q_J_per_mol is None):
@@ -88,9 +100,35 @@ class HyperConfig:
     sd: float | None = option(
         None, "measurement sd of every fraction; empty = the profile's _sd columns, else estimated", gt=0
     )
+    model_sd: float | None = option(
+        None, "forward-model error sd per fraction (always in R); empty = estimated when the measurement sds "
+              "are known (_sd columns or sd), else included in the estimated sd; 0 = none", ge=0)
     steps: int = option(120, "Adam iterations of the estimation", ge=1)
     learning_rate: float = option(0.1, "Adam step size (on log scales)", gt=0)
     members: int = option(200, "ensemble members of the likelihood estimate (table model)", ge=10)
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    """How a shell's four end-member fractions enter the likelihood."""
+
+    closure: bool = option(
+        True, "observe three independent fractions of the four renormalised to sum 1, with the covariance "
+              "propagated from the _sd columns (delta method); false = the four as measured, diagonal R")
+    drop: Literal["X_alm", "X_prp", "X_grs", "X_sps"] = option(
+        "X_alm", "the end-member left out of the three (the likelihood does not depend on the choice)")
+
+
+@dataclass(frozen=True)
+class McmcConfig:
+    """NumPyro NUTS reference posterior of the MRF formulation (Kuwatani et al. 2012) on the same
+    forward model and noise (the noise scales of the ensemble run)."""
+
+    enabled: bool = option(False, "also sample the path with NUTS (minutes; a reference, not the default)")
+    chains: int = option(2, "chains (run vectorised in one process)", ge=1)
+    samples: int = option(500, "samples per chain after warm-up", ge=10)
+    warmup: int = option(500, "warm-up (adaptation) iterations per chain", ge=10)
+    target_accept: float = option(0.85, "target acceptance probability of NUTS", gt=0, lt=1)
 
 
 @dataclass(frozen=True)
@@ -112,7 +150,13 @@ class PtpathConfig:
 
     seed: int = option(0, "seed of every random step (same seed, same numbers)", ge=0)
     profile: str = option(help="zoning profile CSV: radius_um, X_alm, X_prp, X_grs, X_sps [, <column>_sd]", path=True)
-    inclusions: str | None = option(None, "inclusion thermobarometry CSV: radius_um, P_kbar, T_C, P_sd, T_sd", path=True)
+    inclusions: str | None = option(
+        None, "inclusion thermobarometry CSV: radius_um, P_kbar, T_C, P_sd, T_sd [, PT_corr]", path=True)
+    constraints: str | None = option(
+        None, "line constraints CSV (P = a + b T with an sd in P): radius_um, a_kbar, b_kbar_per_C, sd_kbar", path=True)
+    ages: str | None = option(None, "ages CSV: radius_um, age_Ma, age_sd_Ma (estimates k0 and Q; needs growth)",
+                              path=True)
+    observation: ObservationConfig = section(ObservationConfig, "likelihood of the compositions")
     forward: ForwardConfig = section(ForwardConfig, "forward model")
     growth: GrowthConfig = section(GrowthConfig, "growth law (time axis)")
     ensemble: EnsembleConfig = section(EnsembleConfig, "ensemble smoother")
@@ -120,7 +164,16 @@ class PtpathConfig:
     prior: PriorConfig = section(PriorConfig, "prior of the core")
     map_check: bool = option(True, "also compute the MAP path (L-BFGS) as a deterministic cross-check")
     sensitivity: bool = option(False, "write the Jacobian of the smoothed path w.r.t. the observed compositions")
+    mcmc: McmcConfig = section(McmcConfig, "NUTS reference posterior")
     output: OutputConfig = section(OutputConfig, "figures")
+
+    def __post_init__(self):
+        if self.ages and self.growth.k0_um_per_Myr is None:
+            raise ConfigError(
+                "ages are given but no growth law: set growth.k0_um_per_Myr and growth.Q_J_per_mol (the prior "
+                "means of the rate constants the ages estimate), or drop ages.")
+        if self.ages and self.growth.walk != "time":
+            raise ConfigError("ages need growth.walk: time (the clock is part of the state); set it or drop ages.")
 
 
 __all__ = [
@@ -130,6 +183,8 @@ __all__ = [
     "GrowthConfig",
     "HyperConfig",
     "LinearForwardConfig",
+    "McmcConfig",
+    "ObservationConfig",
     "PriorConfig",
     "PtpathConfig",
 ]

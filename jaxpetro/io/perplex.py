@@ -15,12 +15,21 @@ Two formats:
 End-member columns are recognised by the last token of their name (``X_alm``,
 ``Gt(W),alm``, ``Grt_prp``, ``py``, ``gr``, ``spss``...). Both readers return a
 :class:`GarnetTable` on an ascending regular grid with NaN at missing nodes.
+
+Closure (the observation's normalisation): a zoning profile gives four fractions that sum
+to 1 (an analysis recast on alm + prp + grs + sps). A table whose garnet model has more
+end-members -- khoharite ``kho`` (Mg3Fe3+2Si3O12) in the White et al. (2014) garnet,
+andradite ``andr`` -- is recast the same way: kho counted with pyrope (its Mg), andr with
+grossular (its Ca), then the four divided by their sum at every node. A table whose four
+columns do not sum to 1 (within :data:`SUM_TOLERANCE`) is renormalised likewise; both are
+reported with a :class:`TableWarning` naming the columns and the largest deviation.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +46,23 @@ _ALIASES = {
     "X_grs": {"grs", "gr", "xgr", "xgrs", "grossular"},
     "X_sps": {"sps", "spss", "xsps", "xspss", "spessartine"},
 }
+#: Extra garnet end-members folded into the four of the observation (name aliases -> the
+#: end-member that takes them): khoharite with pyrope (Mg), andradite with grossular (Ca).
+_EXTRA = {
+    "X_prp": {"kho", "khoh", "xkho", "khoharite"},
+    "X_grs": {"andr", "adr", "and", "xandr", "andradite"},
+}
+#: |sum of the four end-member columns - 1| above which a node is renormalised (and reported).
+SUM_TOLERANCE = 1e-3
 _P_UNITS = {"kbar": 1.0, "bar": 1e-3, "gpa": 10.0, "mpa": 1e-2}
 _T_UNITS = {"c": 0.0, "k": -273.15}
 # A table with more missing nodes than this is not a usable forward model.
 MAX_MISSING = 0.5
+
+
+class TableWarning(UserWarning):
+    """A forward table recast onto the four observed end-members (extra columns folded in,
+    or columns not summing to 1 renormalised); the message names the columns."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +136,21 @@ def _axis_of(name: str) -> tuple[str, float, float] | None:
     return ("T", 1.0, _T_UNITS[unit]) if unit in _T_UNITS else None
 
 
-def _columns(names: list[str], source: str) -> tuple[dict, dict]:
-    """Indices of the P, T axis columns and of the four end-members."""
-    axes, ems = {}, {}
+def _extra_of(name: str) -> str | None:
+    """The observed end-member an extra garnet end-member column is counted with, or None."""
+    token = [t for t in re.split(r"[,_:\s.()\[\]]+", name.strip().lower().rstrip(")")) if t]
+    if not token:
+        return None
+    for em, names in _EXTRA.items():
+        if token[-1] in names:
+            return em
+    return None
+
+
+def _columns(names: list[str], source: str) -> tuple[dict, dict, dict]:
+    """Indices of the P, T axis columns, of the four end-members, and of extra end-member
+    columns (index -> the end-member that takes them)."""
+    axes, ems, extra = {}, {}, {}
     for k, name in enumerate(names):
         ax = _axis_of(name)
         if ax is not None and ax[0] not in axes:
@@ -125,13 +159,53 @@ def _columns(names: list[str], source: str) -> tuple[dict, dict]:
         em = _endmember_of(name)
         if em is not None and em not in ems:
             ems[em] = k
+            continue
+        host = _extra_of(name)
+        if host is not None:
+            extra[k] = host
     missing = [e for e in ENDMEMBERS if e not in ems]
     if missing:
         raise InputError(
             f"forward table '{source}': no column for {', '.join(missing)} (columns found: {', '.join(names)}); "
             f"name the garnet end-member columns X_alm, X_prp, X_grs, X_sps."
         )
-    return axes, ems
+    return axes, ems, extra
+
+
+def _closed(data: np.ndarray, names: list[str], ems: dict, extra: dict, source: str) -> np.ndarray:
+    """(rows, 4) end-member fractions recast as the observation is: extra end-members folded
+    into their host (kho -> prp, andr -> grs), then divided by the sum of the four at every
+    node whose sum is off by more than :data:`SUM_TOLERANCE`. Warns (:class:`TableWarning`)
+    naming the columns. NaN rows stay NaN."""
+    X = data[:, [ems[e] for e in ENDMEMBERS]].copy()
+    # Before any renormalisation (which would hide it): every column must be a mole fraction.
+    for k in [*(ems[e] for e in ENDMEMBERS), *extra]:
+        bad = np.flatnonzero(np.isfinite(data[:, k]) & ((data[:, k] < 0) | (data[:, k] > 1)))
+        if bad.size:
+            raise InputError(
+                f"forward table '{source}': fractions outside [0, 1] (column {names[k]} = {data[bad[0], k]:g} in data "
+                f"row {int(bad[0]) + 1}); the table must hold garnet end-member mole fractions.")
+    folded = []
+    for k, host in extra.items():
+        col = np.nan_to_num(data[:, k], nan=0.0)  # an empty extra cell: that end-member is absent
+        X[:, ENDMEMBERS.index(host)] += col
+        folded.append(f"{names[k]} counted with {names[ems[host]]}")
+    total = X.sum(axis=1)
+    off = np.isfinite(total) & (np.abs(total - 1.0) > SUM_TOLERANCE) & (total > 0)
+    if folded or off.any():
+        cols = ", ".join(names[ems[e]] for e in ENDMEMBERS)
+        worst = float(np.nanmax(np.abs(total - 1.0))) if np.isfinite(total).any() else 0.0
+        what = (f"{'; '.join(folded)}; " if folded else "") + (
+            f"the columns {cols} sum to 1 +- {worst:.3g} at worst ({int(off.sum())} of "
+            f"{int(np.isfinite(total).sum())} nodes off by more than {SUM_TOLERANCE:g})")
+        warnings.warn(
+            f"forward table '{source}': {what}; the four fractions are renormalised to sum to 1 at every node, "
+            f"as the profile's analyses are (alm + prp + grs + sps = 1).",
+            TableWarning,
+            stacklevel=3,
+        )
+        X = np.where(off[:, None], X / np.where(off, total, 1.0)[:, None], X)
+    return X
 
 
 _MISSING_NODE = "; use a number, or leave the cell empty for a missing node"
@@ -142,7 +216,7 @@ def _parse_csv(text: str, source: str) -> GarnetTable:
     if len(rows) < 2:
         raise InputError(f"forward table '{source}' has no data rows; expected a header and one row per P-T node.")
     names = [c.strip() for c in rows[0]]
-    axes, ems = _columns(names, source)
+    axes, ems, extra = _columns(names, source)
     if "P" not in axes or "T" not in axes:
         raise InputError(
             f"forward table '{source}': need a pressure and a temperature column (P_kbar or P_bar, T_C or T_K); "
@@ -152,13 +226,12 @@ def _parse_csv(text: str, source: str) -> GarnetTable:
     for i, row in enumerate(rows[1:]):
         if len(row) != len(names):
             raise InputError(f"forward table '{source}', line {i + 2}: {len(row)} cells, but the header has {len(names)}.")
-        for k in (axes["P"][0], axes["T"][0], *ems.values()):
+        for k in (axes["P"][0], axes["T"][0], *ems.values(), *extra):
             data[i, k] = parse_number(row[k], f"forward table '{source}', line {i + 2}, column {names[k]}",
                                       hint=_MISSING_NODE)
     (kp, sp, op), (kt, st, ot) = axes["P"], axes["T"]
     P, T = data[:, kp] * sp + op, data[:, kt] * st + ot
-    X = data[:, [ems[e] for e in ENDMEMBERS]]
-    return _grid(P, T, X, source)
+    return _grid(P, T, _closed(data, names, ems, extra, source), source)
 
 
 def _regular_axis(values: np.ndarray, name: str, source: str) -> np.ndarray:
@@ -264,7 +337,7 @@ def _parse_tab(text: str, source: str) -> GarnetTable:
         data[r] = [parse_number(c, f"Perple_X table '{source}', data line {r + 1}", hint=_MISSING_NODE) for c in cells]
     if {variables[0][1][0], variables[1][1][0]} != {"P", "T"}:
         raise InputError(f"Perple_X table '{source}': the independent variables must be P and T.")
-    axes, ems = _columns(names, source)
+    axes, ems, extra = _columns(names, source)
     coords = {}
     if all(v[0] in names for v in variables):  # spreadsheet = T: nodes in the leading columns
         for name, (axis, scale, offset), *_ in variables:
@@ -276,8 +349,7 @@ def _parse_tab(text: str, source: str) -> GarnetTable:
         idx = np.arange(len(rows))
         coords[a1] = (min1 + st1 * (idx % c1)) * s1 + o1
         coords[a2] = (min2 + st2 * (idx // c1)) * s2 + o2
-    X = data[:, [ems[e] for e in ENDMEMBERS]]
-    return _grid(coords["P"], coords["T"], X, source)
+    return _grid(coords["P"], coords["T"], _closed(data, names, ems, extra, source), source)
 
 
 def write_tab(path: str | Path, table: GarnetTable, spreadsheet: bool = True, title: str = "garnet") -> Path:
@@ -300,4 +372,4 @@ def write_tab(path: str | Path, table: GarnetTable, spreadsheet: bool = True, ti
     return path
 
 
-__all__ = ["ENDMEMBERS", "GarnetTable", "read_table", "write_tab"]
+__all__ = ["ENDMEMBERS", "SUM_TOLERANCE", "GarnetTable", "TableWarning", "read_table", "write_tab"]

@@ -9,7 +9,14 @@ a row with all four empty is a missing shell. Radii must be strictly increasing.
 Fractions must lie in [0, 1]; rows whose four fractions do not sum to ~1 are accepted
 with a :class:`CompositionWarning`.
 
-Inclusion CSV: ``radius_um, P_kbar, T_C, P_sd, T_sd`` (one row per inclusion thermobarometer).
+Inclusion CSV: ``radius_um, P_kbar, T_C, P_sd, T_sd[, PT_corr]`` (one row per inclusion
+thermobarometer; ``PT_corr`` the correlation of its P and T errors, in (-1, 1), 0 when absent: a
+full 2 x 2 covariance).
+
+Line-constraint CSV: ``radius_um, a_kbar, b_kbar_per_C, sd_kbar`` -- one equilibrium (a reaction
+line) or an isomeke of elastic barometry, ``P = a + b T`` with an sd in P, at a radius.
+
+Age CSV: ``radius_um, age_Ma, age_sd_Ma`` (e.g. Sm-Nd / Lu-Hf ages of a core and a rim).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from jaxpetro.io.results import write_csv
 
 ENDMEMBERS = ("X_alm", "X_prp", "X_grs", "X_sps")
 INCLUSION_COLUMNS = ("radius_um", "P_kbar", "T_C", "P_sd", "T_sd")
+CONSTRAINT_COLUMNS = ("radius_um", "a_kbar", "b_kbar_per_C", "sd_kbar")
+AGE_COLUMNS = ("radius_um", "age_Ma", "age_sd_Ma")
 #: |sum of the four fractions - 1| above which a row is reported (analyses of garnet
 #: normalised to 4 end-members sum to 1; noise of 0.005 per fraction gives a sum sd of 0.01).
 SUM_TOLERANCE = 0.05
@@ -61,13 +70,43 @@ class GarnetProfile:
 
 @dataclass(frozen=True)
 class Inclusions:
-    """Inclusion thermobarometry (P, T with standard deviations at given radii), sorted by radius."""
+    """Inclusion thermobarometry (P, T with standard deviations and their correlation at given
+    radii), sorted by radius. ``PT_corr`` is 0 where the file has no such column."""
 
     radius_um: np.ndarray
     P_kbar: np.ndarray
     T_C: np.ndarray
     P_sd: np.ndarray
     T_sd: np.ndarray
+    source: str
+    PT_corr: np.ndarray | None = None
+
+    @property
+    def cov(self) -> np.ndarray:
+        """(k, 2, 2) covariance of (P kbar, T °C) per inclusion."""
+        rho = np.zeros_like(self.P_sd) if self.PT_corr is None else self.PT_corr
+        c = rho * self.P_sd * self.T_sd
+        return np.stack([np.stack([self.P_sd**2, c], -1), np.stack([c, self.T_sd**2], -1)], -2)
+
+
+@dataclass(frozen=True)
+class LineConstraints:
+    """Line constraints ``P = a + b T`` (sd in kbar) at given radii, sorted by radius."""
+
+    radius_um: np.ndarray
+    a_kbar: np.ndarray
+    b_kbar_per_C: np.ndarray
+    sd_kbar: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class Ages:
+    """Ages (Ma, with sd) at given radii, sorted by radius."""
+
+    radius_um: np.ndarray
+    age_Ma: np.ndarray
+    age_sd_Ma: np.ndarray
     source: str
 
 
@@ -183,27 +222,67 @@ def read_profile(path: str | Path) -> GarnetProfile:
     return GarnetProfile(r, X, sd, str(path))
 
 
+def _read_points(path: Path, what: str, columns: tuple[str, ...], positive: tuple[str, ...],
+                 optional: tuple[str, ...] = ()) -> dict:
+    """Columns of a per-radius point file, all cells required (``optional`` columns may be
+    absent: None), the ``positive`` ones > 0, rows sorted by radius."""
+    header, rows = _read_rows(path, what)
+    cols = {c: _column(path, header, rows, c, what) for c in columns}
+    cols.update({c: _column(path, header, rows, c, what, required=False) for c in optional})
+    _check_radii(path, cols["radius_um"], what)
+    for c in (*columns[1:], *optional):
+        if cols[c] is None:
+            continue
+        bad = ~np.isfinite(cols[c])
+        if bad.any():
+            raise InputError(f"{what} file '{path}', line {int(np.flatnonzero(bad)[0]) + 2}: {c} is empty; "
+                             f"every row needs {', '.join(columns[1:])}.")
+    for c in positive:
+        if np.any(cols[c] <= 0):
+            i = int(np.flatnonzero(cols[c] <= 0)[0])
+            raise InputError(f"{what} file '{path}', line {i + 2}: {c} must be positive (found {cols[c][i]:g}).")
+    order = np.argsort(cols["radius_um"], kind="stable")
+    return {c: (v[order] if v is not None else None) for c, v in cols.items()}
+
+
 def read_inclusions(path: str | Path) -> Inclusions:
-    """Read inclusion thermobarometry ``radius_um, P_kbar, T_C, P_sd, T_sd`` (rows sorted by radius).
+    """Read inclusion thermobarometry ``radius_um, P_kbar, T_C, P_sd, T_sd[, PT_corr]`` (rows sorted by radius).
+
+    Raises:
+        InputError: missing file/column, non-numeric or empty cell, non-positive sd, a
+            correlation outside (-1, 1).
+    """
+    path = Path(path)
+    what = "inclusion"
+    cols = _read_points(path, what, INCLUSION_COLUMNS, ("P_sd", "T_sd"), optional=("PT_corr",))
+    rho = cols.pop("PT_corr")
+    if rho is not None and np.any(np.abs(rho) >= 1):
+        i = int(np.flatnonzero(np.abs(rho) >= 1)[0])
+        raise InputError(f"{what} file '{path}': PT_corr {rho[i]:g} is not a correlation strictly between -1 and 1; "
+                         f"give the correlation coefficient of the P and T errors (0: independent).")
+    return Inclusions(*(cols[c] for c in INCLUSION_COLUMNS), source=str(path), PT_corr=rho)
+
+
+def read_constraints(path: str | Path) -> LineConstraints:
+    """Read line constraints ``radius_um, a_kbar, b_kbar_per_C, sd_kbar`` (P = a + b T, sd in P).
 
     Raises:
         InputError: missing file/column, non-numeric or empty cell, non-positive sd.
     """
     path = Path(path)
-    what = "inclusion"
-    header, rows = _read_rows(path, what)
-    cols = {c: _column(path, header, rows, c, what) for c in INCLUSION_COLUMNS}
-    _check_radii(path, cols["radius_um"], what)
-    for c in INCLUSION_COLUMNS[1:]:
-        bad = ~np.isfinite(cols[c])
-        if bad.any():
-            raise InputError(f"{what} file '{path}', line {int(np.flatnonzero(bad)[0]) + 2}: {c} is empty; every inclusion needs P, T and their sd.")
-    for c in ("P_sd", "T_sd"):
-        if np.any(cols[c] <= 0):
-            i = int(np.flatnonzero(cols[c] <= 0)[0])
-            raise InputError(f"{what} file '{path}', line {i + 2}: {c} must be positive (found {cols[c][i]:g}).")
-    order = np.argsort(cols["radius_um"], kind="stable")
-    return Inclusions(*(cols[c][order] for c in INCLUSION_COLUMNS), source=str(path))
+    cols = _read_points(path, "line-constraint", CONSTRAINT_COLUMNS, ("sd_kbar",))
+    return LineConstraints(*(cols[c] for c in CONSTRAINT_COLUMNS), source=str(path))
+
+
+def read_ages(path: str | Path) -> Ages:
+    """Read ages ``radius_um, age_Ma, age_sd_Ma``.
+
+    Raises:
+        InputError: missing file/column, non-numeric or empty cell, non-positive sd.
+    """
+    path = Path(path)
+    cols = _read_points(path, "age", AGE_COLUMNS, ("age_sd_Ma",))
+    return Ages(*(cols[c] for c in AGE_COLUMNS), source=str(path))
 
 
 def write_profile(path: str | Path, radius_um, X, sd=None) -> Path:
@@ -223,4 +302,17 @@ def write_profile(path: str | Path, radius_um, X, sd=None) -> Path:
     return write_csv(path, header, rows)
 
 
-__all__ = ["CompositionWarning", "GarnetProfile", "Inclusions", "read_inclusions", "read_profile", "write_profile"]
+__all__ = [
+    "AGE_COLUMNS",
+    "Ages",
+    "CONSTRAINT_COLUMNS",
+    "CompositionWarning",
+    "GarnetProfile",
+    "Inclusions",
+    "LineConstraints",
+    "read_ages",
+    "read_constraints",
+    "read_inclusions",
+    "read_profile",
+    "write_profile",
+]

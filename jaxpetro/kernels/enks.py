@@ -19,6 +19,12 @@ step is updated (full EnKS), with ``lag = L`` only the last L. Two analysis vari
   moved by the Kalman gain and the anomalies by the symmetric square root
   ``(I + V R^-1 V^T / (N-1))^-1/2``, computed from a p x p eigendecomposition.
 
+A nonlinear, state-dependent system model replaces ``F x`` by an optional ``transition(params, x, aux_n)
+-> (f(x), s(x))``: member m is forecast as ``f(x_m) + sqrt(s(x_m)) w_m`` with ``w_m ~ N(0, Q_n)``, so the
+process noise of each member scales with its own state (e.g. ``s = Δt_n(x)``, a random walk in time
+whose clock runs at a state-dependent rate), and deterministic components (``Q_n`` zero there: a
+clock, static parameters) follow ``f`` exactly.
+
 Model noise is drawn per member. The ensemble Rauch–Tung–Striebel smoother
 (:func:`ensemble_rts`; Rauch, Tung & Striebel 1965, ``J_n = C(x_n^a, x_{n+1}^f)
 C(x_{n+1}^f)^-1`` from the stored ensembles) is the second smoother; on the same draws it
@@ -71,6 +77,9 @@ from jaxpetro.kernels._status import Status, make_status
 _JITTER = 1e-12
 
 ObsFn = Callable[[Any, Float[Array, " d"], Any], Float[Array, " p"]]
+#: ``transition(params, x (d,), aux_n) -> (f(x) (d,), s(x) ())``: the forecast of one member is
+#: ``f(x) + sqrt(s(x)) w`` with ``w ~ N(0, Q_n)`` (None: ``F x + w``).
+TransitionFn = Callable[[Any, Float[Array, " d"], Any], tuple[Float[Array, " d"], Float[Array, ""]]]
 Variant = Literal["stochastic", "sqrt"]
 SmootherKind = Literal["enks", "rts", "none"]
 
@@ -300,14 +309,24 @@ def _analysis_T(
 
 
 def _propagate_T(
-    key: PRNGKeyArray, XaT: Float[Array, "d N"], F: Float[Array, "d d"], Q: Float[Array, "d d"]
+    key: PRNGKeyArray,
+    XaT: Float[Array, "d N"],
+    F: Float[Array, "d d"],
+    Q: Float[Array, "d d"],
+    transition: TransitionFn | None = None,
+    params: Any = None,
+    aux: Any = None,
 ) -> Float[Array, "d N"]:
     """The one implementation of the forecast, member-minor (see :func:`propagate`)."""
     d, n_mem = XaT.shape
     noiseT = _thin_mm(_chol(Q), standard_normal(key, (n_mem, d), XaT.dtype).T)
     # A zero-variance component (a static parameter) has a zero row and column in Q: keep it
     # exactly constant instead of letting the Cholesky jitter move it.
-    return _thin_mm(F, XaT) + noiseT * (jnp.diagonal(Q) > 0).astype(XaT.dtype)[:, None]
+    noiseT = noiseT * (jnp.diagonal(Q) > 0).astype(XaT.dtype)[:, None]
+    if transition is None:
+        return _thin_mm(F, XaT) + noiseT
+    fT, s = jax.vmap(transition, in_axes=(None, 1, None), out_axes=(1, 0))(params, XaT, aux)
+    return fT + noiseT * jnp.sqrt(jnp.maximum(s, 0.0))[None, :]
 
 
 def analysis_factors(
@@ -337,16 +356,23 @@ def analysis_factors(
 
 
 def propagate(
-    key: PRNGKeyArray, Xa: Float[Array, "N d"], F: Float[Array, "d d"], Q: Float[Array, "d d"]
+    key: PRNGKeyArray,
+    Xa: Float[Array, "N d"],
+    F: Float[Array, "d d"],
+    Q: Float[Array, "d d"],
+    transition: TransitionFn | None = None,
+    params: Any = None,
+    aux: Any = None,
 ) -> Float[Array, "N d"]:
-    """Forecast ensemble ``F x + w`` with w ~ N(0, Q) drawn independently per member.
+    """Forecast ensemble ``F x + w`` with w ~ N(0, Q) drawn independently per member
+    (with ``transition``: ``f(x) + sqrt(s(x)) w``, ``F`` unused).
 
     The model noise is drawn, not added by a deterministic transform of the anomalies:
     a smoother needs the forecast anomalies to carry new, independent directions (with a
     deterministic transform the smoothed spread collapses onto the prior's span).
     Same draws as the forecast inside :func:`step`.
     """
-    return _propagate_T(key, Xa.T, F, Q).T
+    return _propagate_T(key, Xa.T, F, Q, transition, params, aux).T
 
 
 def prior_ensemble(
@@ -385,6 +411,7 @@ def step(
     params: Any,
     options: SmootherOptions = SmootherOptions(),
     F: Float[Array, "d d"] | None = None,
+    transition: TransitionFn | None = None,
 ) -> tuple[SmootherState, StepInfo]:
     """One step: forecast (model noise, inflation; step 0 takes the prior ensemble as is)
     and analysis of ``shell``'s observation; a fixed-lag EnKS also updates its buffer.
@@ -396,6 +423,8 @@ def step(
         params: pytree passed to ``h`` unchanged.
         options: variant, smoother kind, lag, inflation.
         F: transition matrix (default identity: a random walk).
+        transition: nonlinear, state-dependent system model (see :data:`TransitionFn`;
+            replaces ``F``), called with ``params`` and this step's ``aux``.
     """
     d, n_mem = state.ensemble.shape
     F = jnp.eye(d, dtype=state.ensemble.dtype) if F is None else F
@@ -403,7 +432,7 @@ def step(
     # Q_0 is unused (step 0 takes the prior): replace it so that a singular Q_0 (e.g. a zero
     # first step length) cannot put NaN into gradients through the discarded branch.
     Q_k = jnp.where(k == 0, jnp.eye(d, dtype=shell.Q.dtype), shell.Q)
-    XfT = _propagate_T(shell.key[0], state.ensemble, F, Q_k)
+    XfT = _propagate_T(shell.key[0], state.ensemble, F, Q_k, transition, params, shell.aux)
     mean = jnp.mean(XfT, axis=1, keepdims=True)
     XfT = jnp.where(k == 0, state.ensemble, mean + options.inflation * (XfT - mean))
     HXT = jax.vmap(h, in_axes=(None, 1, None), out_axes=1)(params, XfT, shell.aux)
@@ -426,7 +455,7 @@ def step(
 # ----------------------------------------------------------------------------- filter / smoothers
 
 
-@functools.partial(jax.jit, static_argnames=("h",))
+@functools.partial(jax.jit, static_argnames=("h", "transition"))
 def ensemble_smoother(
     key: PRNGKeyArray,
     h: ObsFn,
@@ -440,6 +469,7 @@ def ensemble_smoother(
     *,
     options: SmootherOptions = SmootherOptions(),
     F: Float[Array, "d d"] | None = None,
+    transition: TransitionFn | None = None,
 ) -> EnsembleResult:
     """Ensemble Kalman filter along the step axis (``lax.scan`` over :func:`step`), then a smoother.
 
@@ -456,6 +486,8 @@ def ensemble_smoother(
         aux: pytree with leading axis n passed to ``h`` per step (default: the step index).
         options: :class:`SmootherOptions` (variant, smoother, lag static; inflation traced).
         F: transition matrix (default identity: a random walk).
+        transition: nonlinear, state-dependent system model (static; replaces ``F``):
+            ``transition(params, x, aux_n) -> (f(x), s(x))``, forecast ``f(x) + sqrt(s(x)) w``.
 
     With a fixed ``key`` the result is a differentiable function of ``y``, ``R``, ``Q``,
     ``params`` and ``X0`` (common random numbers).
@@ -471,7 +503,7 @@ def ensemble_smoother(
     keep_factors = options.smoother == "enks" and options.lag is None
 
     def body(state, shell):
-        state, info = step(state, shell, h, params, options, F)
+        state, info = step(state, shell, h, params, options, F, transition)
         return state, (info.filtered, info.forecast, info.factors if keep_factors else ())
 
     last, (XaT, XfT, factors) = lax.scan(body, init(X0, options, n_steps), shells)
@@ -555,6 +587,7 @@ def ensemble_loglik(
     *,
     options: SmootherOptions = SmootherOptions(),
     F: Float[Array, "d d"] | None = None,
+    transition: TransitionFn | None = None,
 ) -> Float[Array, ""]:
     """Ensemble estimate of log p(y) from a filter pass (no smoothing work: ``options.smoother``
     is replaced by ``"none"``).
@@ -563,7 +596,7 @@ def ensemble_loglik(
     ``X0``, so it can be maximised by gradient ascent (common random numbers).
     """
     none = options.replace(smoother="none", lag=None)
-    return ensemble_smoother(key, h, params, X0, y, mask, R, Q, aux, options=none, F=F).loglik
+    return ensemble_smoother(key, h, params, X0, y, mask, R, Q, aux, options=none, F=F, transition=transition).loglik
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -717,6 +750,7 @@ __all__ = [
     "SmootherOptions",
     "SmootherState",
     "StepInfo",
+    "TransitionFn",
     "analysis_factors",
     "ensemble_loglik",
     "ensemble_rts",

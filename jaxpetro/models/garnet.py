@@ -8,7 +8,8 @@ observation of the state. The inclusion components are masked at shells without 
 
 Forward models ``h(params, x, aux) -> (6,)``, pure JAX, differentiable in x and params:
 
-* :func:`h_linear` -- linearised ("Gibbs method") ``X = X0 + A (P - P0) + B (T - T0)``;
+* :func:`h_linear` -- the linearised table ``X = X0 + A (P - P0) + B (T - T0)`` (constant
+  sensitivities: a first-order expansion about (P0, T0), not Spear's Gibbs method);
 * :func:`h_table` -- a table of garnet composition over a regular P-T grid (Perple_X,
   Theriak-Domino, MAGEMin, BurnMan; e.g. Holland & Powell 2011 data with the White et al.
   2014 metapelite models), interpolated by bicubic convolution (C1, so the

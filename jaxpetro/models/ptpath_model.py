@@ -1,103 +1,187 @@
-"""State-space model of a garnet P–T path along radius (the model behind ``jaxpetro ptpath``).
+"""State-space model of a garnet P–T(–t) path along radius (the model behind ``jaxpetro ptpath``).
 
-Radius is pseudo-time (the Bayesian P–T path reconstruction from zoned garnet of Kuwatani
-et al. 2012, 2018, with its Gaussian Markov random field smoothness prior, solved here
-sequentially by Kalman smoothing):
-the state x_n = (P kbar, T °C) of step n follows a random walk along radius,
+Radius orders the shells (the Bayesian P–T path reconstruction from zoned garnet of Kuwatani et
+al. 2012, 2018, with its Gaussian Markov random field smoothness prior, solved here sequentially
+by ensemble Kalman smoothing). Equations and named simplifications: docs/ptpath.md.
 
-    x_n = x_{n-1} + w_n,   w_n ~ N(0, dr_n diag(q_P^2, q_T^2)),
+**System model.** The state of step n is ``x_n = (P kbar, T °C)`` (``growth.walk: radius``, or no
+growth law), a random walk along radius, ``x_n = x_{n-1} + w_n``, ``w_n ~ N(0, Δr_n diag(q_P², q_T²))``;
+or, with a growth law (``growth.walk: time``), ``x_n = (P, T, t Myr[, ln k0, Q, A0])``, a random walk in
+*time*: ``w_n ~ N(0, Δt_n(x_{n-1}) diag(q_P², q_T²))`` with ``Δt_n = D_n / g(T_{n-1})`` per ensemble
+member (:mod:`jaxpetro.models.growth`), the clock ``t`` deterministic, and -- with ages -- the rate
+constants and the nucleation age estimated by state augmentation.
 
-and step n observes ``y_n = h(x_n) + v_n`` (four end-member fractions of a profile shell,
-and P, T of an inclusion thermobarometer where one was measured; the other components are
-masked), ``v_n ~ N(0, R_n)`` with ``R_n`` diagonal: the profile's ``_sd`` columns, or a
-common sd for every fraction, and the inclusions' own sds. The prior of the first step is
-N(m0, P0): the centre of the prior P–T box, sd a quarter of its width. Equations:
-docs/science.md.
+**Observation** of step n, eight slots (:data:`OBS_NAMES`)::
 
-This module builds that model from the read inputs (:func:`build_problem`), the noise of
-given log noise scales (:func:`noise`), the exact linear-Gaussian model of the linear
-forward model (:func:`linear_model`), the starting noise scales and which are estimated
-(:func:`start`), and the kernels' options from the config (:func:`smoother_options`).
-It reads no files (the workflow passes what :mod:`jaxpetro.io` read).
+    X_alm, X_prp, X_grs, X_sps   the shell's end-member fractions (forward model, renormalised to sum 1)
+    P_incl, T_incl               an inclusion thermobarometer: the state, full 2 x 2 covariance
+    line                         a line constraint P - b T = a (an isomeke, one equilibrium), sd in P
+    age                          an age, A0 - t (Ma)
+
+masked where not measured. *Closure*: a shell with all four fractions is observed as three
+independent fractions ``z = X_k / S`` (S the sum; ``observation.drop`` left out) with the
+covariance propagated from the ``_sd`` columns by the delta method,
+``Σ_z = J diag(sd² + σ_m²) J^T``, ``J = (I - z 1^T) / S`` -- any three give the same likelihood
+(an affine change of coordinates with unit Jacobian). ``σ_m`` is the forward-model error
+(``hyperparameters.model_sd``), part of R always and estimated by the marginal likelihood
+whenever the measurement sds are known. A shell missing a fraction observes the measured ones
+as they are (no closure is possible), with variances ``sd² + σ_m²``.
+
+The prior of the first step: P and T ~ N(centre of the prior box, (width / 4)²); ln k0 ~
+N(ln k0_config, ln_k0_sd²), Q ~ N(Q_config, Q_sd²), A0 ~ N(oldest age, broad); the clock starts
+at the time to grow the first shell from nucleation.
+
+This module builds that model from the read inputs (:func:`build_problem`), the noise of given
+log noise scales (:func:`noise`), the exact linear-Gaussian model of the linearised table
+(:func:`linear_model`), the starting noise scales (:func:`start`), the prior ensemble
+(:func:`prior_draws`), the table range check (:func:`check_profile_range`) and the kernels'
+options (:func:`smoother_options`). It reads no files (the workflow passes what
+:mod:`jaxpetro.io` read).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from jaxpetro.config.ptpath import ForwardConfig, FractionationConfig, HyperConfig, PtpathConfig
+from jaxpetro.config.ptpath import ForwardConfig, HyperConfig, PtpathConfig
 from jaxpetro.errors import InputError
 from jaxpetro.kernels import enks
 from jaxpetro.kernels import kalman as kf
 from jaxpetro.models import garnet as gm
+from jaxpetro.models import growth as gr
 
 #: L-BFGS options of the MAP cross-check: 300 iterations are ample for the smooth GMRF
 #: posterior started at the smoothed mean (it typically stops after ~100 at tol 1e-8).
 MAP_OPTIONS = enks.LbfgsOptions(max_iter=300)
-HYPER_NAMES = ("q_P", "q_T", "sd")
+HYPER_NAMES = ("q_P", "q_T", "sd", "model_sd")
+OBS_NAMES = (*gm.ENDMEMBERS, "P_kbar", "T_C", "line_kbar", "age_Ma")
+N_OBS = len(OBS_NAMES)
+INCL, LINE, AGE = 4, 6, 7
+#: Margin of the pre-inversion range check, in measurement sds (and at least RANGE_FLOOR).
+RANGE_SIGMAS, RANGE_FLOOR = 3.0, 0.02
+
+
+class StepAux(NamedTuple):
+    """Per-step inputs of the observation and transition functions (leading axis n).
+
+    Attributes:
+        radius: step radius (µm), for the Rayleigh correction.
+        D: radial step of the growth law (µm; :func:`jaxpetro.models.growth.radial_steps`).
+        line_b: slope b of this step's line constraint P = a + b T (kbar/°C; 0 where none).
+    """
+
+    radius: Float[ArrayLike, "*n"]
+    D: Float[ArrayLike, "*n"]
+    line_b: Float[ArrayLike, "*n"]
+
+
+class ObsParams(NamedTuple):
+    """Parameters of the observation and transition functions: the forward model's and the
+    fixed growth law's (used when the rate constants are not in the state)."""
+
+    forward: Any
+    growth: gr.GrowthLaw
+
+
+def _observe(comp: Callable, params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
+    X = comp(params.forward, x, aux.radius)[:4]
+    X = X / jnp.sum(X)  # closure: the forward model's fractions recast to sum 1, as the observation is
+    line = x[gr.P] - aux.line_b * x[gr.T]
+    age = x[gr.AGE0] - x[gr.TIME] if x.shape[0] > gr.AGE0 else jnp.zeros((), x.dtype)
+    return jnp.concatenate([X, x[:2], jnp.stack([line, age])])
+
+
+def observe_table(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
+    """Observation function with the table forward model (:func:`jaxpetro.models.garnet.h_table`)."""
+    return _observe(gm.h_table, params, x, aux)
+
+
+def observe_linear(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
+    """Observation function with the linearised table (:func:`jaxpetro.models.garnet.h_linear`)."""
+    return _observe(gm.h_linear, params, x, aux)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Arrays of one inversion (all numpy; n steps = shells and inclusion-only radii).
+    """Arrays of one inversion (all numpy; n steps = shells and radii of inclusions, lines, ages).
 
     Attributes:
         radius_um: (n,) step radii; shell: (n,) bool, True for profile shells.
-        y: (n, 6) observations (4 fractions, P, T of inclusions; 0 where unobserved);
-            mask: (n, 6) observed.
-        var: (n, 6) measurement variances (fractions without an sd column: NaN, to be
-            replaced by the common sd).
-        h: forward function; params: its parameters; kind: 'table' or 'linear'.
-        m0, P0: prior of the first step; box: ((Pmin, Pmax), (Tmin, Tmax)) prior ranges.
-        table: the forward table (table kind; a :class:`jaxpetro.io.perplex.GarnetTable`) or None.
+        y: (n, 8) observations (see :data:`OBS_NAMES`; 0 where unobserved); mask: (n, 8).
+        X_meas: (n, 4) the measured fractions as read (NaN where missing or not a shell).
+        closed: (n,) the shells observed in closure coordinates; drop: index of the left-out end-member.
+        X_obs: (n, 4) the measured fractions, renormalised where closed (NaN where missing).
+        frac_var: (n, 4) measured variances of the fractions (NaN: the common sd applies).
+        J: (n, 4, 4) closure Jacobian (identity for a shell without closure).
+        R_other: (n, 4, 4) covariance of the inclusion, line and age slots (1 where unused).
+        aux: per-step :class:`StepAux`.
+        h: observation function; transition: the time walk or None; params: :class:`ObsParams`.
+        kind: 'table' or 'linear'; walk: 'time' or 'radius'; state_names: names of the d state
+            components; with_ages: rate constants estimated.
+        m0, sd0: prior mean and sd of the first step's state (d,); box: prior ranges of P and T.
+        table: the forward table (table kind) or None.
     """
 
     radius_um: np.ndarray
     shell: np.ndarray
     y: np.ndarray
     mask: np.ndarray
-    var: np.ndarray
+    X_meas: np.ndarray
+    closed: np.ndarray
+    drop: int
+    X_obs: np.ndarray
+    frac_var: np.ndarray
+    J: np.ndarray
+    R_other: np.ndarray
+    aux: StepAux
     h: Callable
+    transition: Callable | None
     params: Any
     kind: str
+    walk: str
+    state_names: tuple
+    with_ages: bool
     m0: np.ndarray
-    P0: np.ndarray
+    sd0: np.ndarray
     box: tuple
     table: Any
 
+    @property
+    def d(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def P0(self) -> np.ndarray:
+        return np.diag(self.sd0**2)
+
 
 class Data(NamedTuple):
-    """Arrays of a problem as a pytree (traced inside the compiled inversion).
+    """Arrays of a problem as a pytree (traced inside the compiled inversion)."""
 
-    Attributes:
-        y, mask: observations and their mask (n, 6).
-        var: measurement variances; 1 where the common sd applies.
-        common: True where the common (estimated or configured) sd applies.
-        radius: step radii (n,) µm, the ``aux`` of the forward model.
-        m0, P0: prior of the first step.
-    """
-
-    y: Float[ArrayLike, "n 6"]
-    mask: Bool[ArrayLike, "n 6"]
-    var: Float[ArrayLike, "n 6"]
-    common: Bool[ArrayLike, "n 6"]
-    radius: Float[ArrayLike, " n"]
-    m0: Float[ArrayLike, " 2"]
-    P0: Float[ArrayLike, "2 2"]
+    y: Float[ArrayLike, "n 8"]
+    mask: Bool[ArrayLike, "n 8"]
+    frac_var: Float[ArrayLike, "n 4"]
+    common: Bool[ArrayLike, "n 4"]
+    J: Float[ArrayLike, "n 4 4"]
+    R_other: Float[ArrayLike, "n 4 4"]
+    aux: StepAux
+    m0: Float[ArrayLike, " d"]
+    sd0: Float[ArrayLike, " d"]
 
 
 class HyperStart(NamedTuple):
-    """Starting log noise scales (q_P, q_T, sd), which are estimated, and their names."""
+    """Starting log noise scales (q_P, q_T, sd, model_sd), which are estimated, and their names."""
 
     log_theta: np.ndarray
-    free: tuple[bool, bool, bool]
+    free: tuple[bool, bool, bool, bool]
     names: list[str]
 
 
@@ -106,8 +190,8 @@ class Options(NamedTuple):
 
     Attributes:
         smoother: the ``ensemble`` section (size, variant, smoother, lag, inflation).
-        likelihood: ensemble of the likelihood estimate for the noise scales: ``variant``
-            of the run, ``hyperparameters.members`` members, no smoothing, no inflation.
+        likelihood: ensemble of the likelihood estimate for the noise scales: ``variant`` and
+            ``inflation`` of the run, ``hyperparameters.members`` members, no smoothing.
         maximise: the ``hyperparameters`` section's Adam options (steps, learning_rate).
     """
 
@@ -117,15 +201,17 @@ class Options(NamedTuple):
 
 
 def smoother_options(config: PtpathConfig) -> Options:
-    """Options objects of the kernels, copied from the config sections (no renaming)."""
+    """Options objects of the kernels, copied from the config sections (no renaming). The
+    likelihood of the noise scales uses the run's inflation: it is part of the model."""
     ens = enks.SmootherOptions.from_config(config.ensemble)
-    like = enks.SmootherOptions(size=config.hyperparameters.members, variant=ens.variant, smoother="none")
+    like = enks.SmootherOptions(size=config.hyperparameters.members, variant=ens.variant, smoother="none",
+                                inflation=ens.inflation)
     return Options(ens, like, enks.MaximiseOptions.from_config(config.hyperparameters))
 
 
 def forward_model(forward: ForwardConfig, table: Any, r_rim_default: float) -> tuple[Callable, Any, tuple]:
-    """(h, params, prior box) of the configured forward model; ``table`` is the read forward
-    table (table kind) or None; ``r_rim_default`` the rim radius when the config has none."""
+    """(observation function, forward params, prior box) of the configured forward model;
+    ``table`` is the read forward table (table kind) or None."""
     fr = forward.fractionation
     frac = gm.Fractionation(jnp.asarray(fr.K), jnp.asarray(fr.f_rim), jnp.asarray(fr.r_rim_um or r_rim_default))
     if forward.kind == "table":
@@ -133,122 +219,294 @@ def forward_model(forward: ForwardConfig, table: Any, r_rim_default: float) -> t
         valid_P = table.P_kbar[np.any(table.valid, axis=1)]
         valid_T = table.T_C[np.any(table.valid, axis=0)]
         box = ((float(valid_P.min()), float(valid_P.max())), (float(valid_T.min()), float(valid_T.max())))
-        return gm.h_table, params, box
+        return observe_table, params, box
     lin = forward.linear
     params = gm.LinearParams(jnp.asarray(lin.X0), jnp.asarray(lin.P0), jnp.asarray(lin.T0),
                              jnp.asarray(lin.A), jnp.asarray(lin.B), frac)
-    return gm.h_linear, params, ((lin.P0 - 5.0, lin.P0 + 5.0), (lin.T0 - 150.0, lin.T0 + 150.0))
+    return observe_linear, params, ((lin.P0 - 5.0, lin.P0 + 5.0), (lin.T0 - 150.0, lin.T0 + 150.0))
 
 
-def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfig) -> Problem:
+def closure_jacobian(X: Float[ArrayLike, "*n 4"], drop: int) -> tuple[Float[Array, "*n 4"], Float[Array, "*n 4 4"]]:
+    """(z, J) of complete shells (batched over leading axes, pure JAX, differentiable in X): the
+    renormalised fractions ``z = X / S`` (S the sum) and ``J = (I - z 1^T) / S`` (rows: dz_i/dX_k),
+    the row of the dropped end-member zeroed (three independent fractions observed)."""
+    X = jnp.asarray(X)
+    S = jnp.sum(X, axis=-1, keepdims=True)
+    z = X / S
+    eye = jnp.broadcast_to(jnp.eye(4, dtype=X.dtype), (*z.shape, 4))
+    J = (eye - z[..., :, None]) / S[..., None]
+    return z, J.at[..., drop, :].set(0.0)
+
+
+def fraction_observations(X: Float[ArrayLike, "n 4"], closed: Bool[ArrayLike, " n"],
+                          drop: int) -> tuple[Float[Array, "n 4"], Float[Array, "n 4 4"]]:
+    """(y (n, 4), J (n, 4, 4)) of measured fractions ``X`` (NaN where missing): closed shells
+    observe :func:`closure_jacobian`'s z with its J, the others X itself with J = I. One
+    implementation for the problem and its sensitivities (differentiable in X)."""
+    X = jnp.asarray(X)
+    closed = jnp.asarray(closed)
+    safe = jnp.where(closed[:, None], X, 1.0)  # no NaN through the division of an open shell
+    z, J = closure_jacobian(safe, drop)
+    y = jnp.where(closed[:, None], z, X)
+    J = jnp.where(closed[:, None, None], J, jnp.broadcast_to(jnp.eye(4, dtype=X.dtype), J.shape))
+    return y, J
+
+
+def _step_index(radii: np.ndarray, r: np.ndarray, source: str, what: str) -> np.ndarray:
+    idx = np.array([int(np.argmin(np.abs(radii - v))) for v in r], int)
+    if len(np.unique(idx)) != len(idx):
+        raise InputError(f"{what} file '{source}': two rows at the same radius; combine them into one row.")
+    return idx
+
+
+def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfig,
+                  constraints: Any = None, ages: Any = None) -> Problem:
     """Assemble the state-space problem.
 
     Args:
         profile: the zoning profile (a :class:`jaxpetro.io.profiles.GarnetProfile`).
         inclusions: inclusion thermobarometry (:class:`jaxpetro.io.profiles.Inclusions`) or None.
         table: the forward table (table kind) or None.
-        config: the run's config (forward model, prior box, common sd).
+        config: the run's config (forward model, prior box, noise, growth law).
+        constraints: line constraints (:class:`jaxpetro.io.profiles.LineConstraints`) or None.
+        ages: ages (:class:`jaxpetro.io.profiles.Ages`) or None.
 
     Raises:
-        InputError: two inclusions at the same step.
+        InputError: two inclusions (or lines, or ages) at the same step.
     """
-    h, params, box = forward_model(config.forward, table, float(profile.radius_um[-1]))
+    h, fparams, box = forward_model(config.forward, table, float(profile.radius_um[-1]))
     if config.prior.P_kbar is not None:
         box = (tuple(config.prior.P_kbar), box[1])
     if config.prior.T_C is not None:
         box = (box[0], tuple(config.prior.T_C))
-    m0 = np.array([np.mean(box[0]), np.mean(box[1])])
-    P0 = np.diag([(np.diff(box[0])[0] / 4.0) ** 2, (np.diff(box[1])[0] / 4.0) ** 2])
 
-    # Steps: every shell, plus inclusion radii that fall between shells (compositions masked there).
+    # Steps: every shell, plus radii of inclusions, lines and ages that fall between shells.
     radii = profile.radius_um
-    if inclusions is not None:
-        extra = [r for r in inclusions.radius_um if not np.any(np.isclose(radii, r, rtol=0, atol=1e-6))]
-        radii = np.union1d(radii, np.asarray(extra, float))
+    for pts in (inclusions, constraints, ages):
+        if pts is not None:
+            extra = [r for r in pts.radius_um if not np.any(np.isclose(radii, r, rtol=0, atol=1e-6))]
+            radii = np.union1d(radii, np.asarray(extra, float))
     n = len(radii)
     shell = np.isin(radii, profile.radius_um)
-    y = np.full((n, gm.N_OBS), np.nan)
-    var = np.full((n, gm.N_OBS), np.nan)
     at = np.searchsorted(radii, profile.radius_um)
-    y[at, :4] = profile.X
+    y = np.full((n, N_OBS), np.nan)
+    X_obs = np.empty((n, 4))
+    frac_var = np.full((n, 4), np.nan)
+    J = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    R_other = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
     sd = config.hyperparameters.sd
     if sd is not None:
-        var[at, :4] = sd**2
+        frac_var[at] = np.where(np.isfinite(profile.X), sd**2, np.nan)
     elif profile.sd is not None:
-        var[at, :4] = profile.sd**2
+        frac_var[at] = profile.sd**2
+    drop = gm.ENDMEMBERS.index(config.observation.drop)
+    X_meas = np.full((n, 4), np.nan)
+    X_meas[at] = profile.X
+    closed = np.zeros(n, bool)
+    closed[at] = config.observation.closure & np.all(np.isfinite(profile.X), axis=1)
+    with jax.enable_x64(True):  # numpy in, numpy out: float64 whatever the caller's JAX setting
+        yX, JX = fraction_observations(X_meas, closed, drop)
+    X_obs[:], J[:] = np.asarray(yX), np.asarray(JX)
+    y[:, :4] = X_obs
+    y[closed, drop] = np.nan  # three independent fractions
+
+    line_b = np.zeros(n)
     if inclusions is not None:
-        idx = np.array([int(np.argmin(np.abs(radii - r))) for r in inclusions.radius_um])
-        if len(np.unique(idx)) != len(idx):
-            raise InputError(
-                f"inclusion file '{inclusions.source}': two inclusions at the same radius; combine them into one row."
-            )
-        y[idx, 4], y[idx, 5] = inclusions.P_kbar, inclusions.T_C
-        var[idx, 4], var[idx, 5] = inclusions.P_sd**2, inclusions.T_sd**2
+        idx = _step_index(radii, inclusions.radius_um, inclusions.source, "inclusion")
+        y[idx, INCL], y[idx, INCL + 1] = inclusions.P_kbar, inclusions.T_C
+        R_other[idx, :2, :2] = inclusions.cov
+    if constraints is not None:
+        idx = _step_index(radii, constraints.radius_um, constraints.source, "line-constraint")
+        y[idx, LINE] = constraints.a_kbar
+        line_b[idx] = constraints.b_kbar_per_C
+        R_other[idx, 2, 2] = constraints.sd_kbar**2
+    if ages is not None:
+        idx = _step_index(radii, ages.radius_um, ages.source, "age")
+        y[idx, AGE] = ages.age_Ma
+        R_other[idx, 3, 3] = ages.age_sd_Ma**2
     mask = np.isfinite(y)
     y = np.where(mask, y, 0.0)
-    return Problem(radii, shell, y, mask, var, h, params, config.forward.kind, m0, P0, box, table)
+
+    g = config.growth
+    walk = "time" if (g.k0_um_per_Myr is not None and g.walk == "time") else "radius"
+    with_ages = ages is not None
+    law = gr.GrowthLaw(jnp.asarray(np.log(g.k0_um_per_Myr or 1.0)), jnp.asarray(float(g.Q_J_per_mol or 0.0)))
+    if walk == "time":
+        D = gr.radial_steps(radii, g.radius_exponent, g.r_ref_um)
+    else:
+        D = np.diff(radii, prepend=0.0)
+    aux = StepAux(radii.astype(float), D, line_b)
+    m0 = [np.mean(box[0]), np.mean(box[1])]
+    sd0 = [np.diff(box[0])[0] / 4.0, np.diff(box[1])[0] / 4.0]
+    names = gr.STATE_NAMES[:2]
+    if walk == "time":
+        m0.append(0.0)  # the clock: set per member by prior_draws
+        sd0.append(0.0)
+        names = gr.STATE_NAMES[:3]
+        if with_ages:
+            oldest = float(np.max(ages.age_Ma))
+            span = float(np.ptp(ages.age_Ma)) if len(ages.age_Ma) > 1 else 0.0
+            m0 += [float(np.log(g.k0_um_per_Myr)), float(g.Q_J_per_mol), oldest]
+            sd0 += [g.ln_k0_sd, g.Q_sd_J_per_mol, max(5.0 * float(np.max(ages.age_sd_Ma)), span, 1.0)]
+            names = gr.STATE_NAMES
+    return Problem(radii, shell, y, mask, X_meas, closed, drop, X_obs, frac_var, J, R_other, aux, h,
+                   gr.time_walk if walk == "time" else None, ObsParams(fparams, law), config.forward.kind, walk,
+                   tuple(names), with_ages, np.asarray(m0, float), np.asarray(sd0, float), box, table)
 
 
 def data_of(problem: Problem) -> Data:
     """The traced arrays of ``problem``."""
-    common = np.isnan(problem.var)
-    return Data(problem.y, problem.mask, np.where(common, 1.0, problem.var), common, problem.radius_um,
-                problem.m0, problem.P0)
+    common = np.isnan(problem.frac_var)
+    return Data(problem.y, problem.mask, np.where(common, 1.0, problem.frac_var), common, problem.J,
+                problem.R_other, jax.tree_util.tree_map(np.asarray, problem.aux), problem.m0, problem.sd0)
 
 
-def noise(data: Data, log_theta: Float[Array, " 3"]) -> tuple[Float[Array, "n 6 6"], Float[Array, "n 2 2"]]:
-    """(R (n, 6, 6), Q (n, 2, 2)) from log (q_P, q_T, sd); differentiable in ``log_theta``."""
+def noise(data: Data, log_theta: Float[Array, " 4"]) -> tuple[Float[Array, "n 8 8"], Float[Array, "n d d"]]:
+    """(R (n, 8, 8), Q (n, d, d)) from log (q_P, q_T, sd, model_sd); differentiable in ``log_theta``.
+
+    ``R``: the fractions' block ``J diag(v + σ_m²) J^T`` (v the measured variances, or the common
+    sd², σ_m the model error), then the fixed inclusion/line/age block. ``Q``: ``Δr_n diag(q²)``
+    for the radius walk (d = 2); for the time walk ``diag(q_P², q_T², 0, ...)`` per Myr, which
+    the transition scales by each member's Δt_n."""
     q = jnp.exp(log_theta[:2])
-    sd = jnp.exp(log_theta[2])
-    var = jnp.where(data.common, sd**2, data.var)
-    R = jax.vmap(jnp.diag)(var)
-    radius = jnp.asarray(data.radius)
-    dr = jnp.diff(radius, prepend=radius[:1])
-    return R, kf.random_walk_noise(dr, q)
+    sd, model_sd = jnp.exp(log_theta[2]), jnp.exp(log_theta[3])
+    v = jnp.where(jnp.asarray(data.common), sd**2, jnp.asarray(data.frac_var)) + model_sd**2
+    J = jnp.asarray(data.J)
+    R_frac = jnp.einsum("nik,nk,njk->nij", J, v, J)
+    n = R_frac.shape[0]
+    R = jnp.zeros((n, N_OBS, N_OBS), R_frac.dtype).at[:, :4, :4].set(R_frac).at[:, 4:, 4:].set(jnp.asarray(data.R_other))
+    d = jnp.shape(data.m0)[0]
+    qd = jnp.zeros(d, q.dtype).at[:2].set(q)
+    if d == 2:
+        radius = jnp.asarray(data.aux.radius)
+        dr = jnp.diff(radius, prepend=radius[:1])
+        return R, kf.random_walk_noise(dr, qd)
+    return R, jnp.broadcast_to(jnp.diag(qd * qd), (n, d, d))
 
 
-def linear_model(data: Data, params: gm.LinearParams, log_theta: Float[Array, " 3"]) -> kf.LinearGaussianModel:
-    """Exact state-space model of the linear forward model (no fractionation)."""
+def prior_draws(key: PRNGKeyArray, data: Data, params: ObsParams, size: int) -> Float[Array, "N d"]:
+    """``size`` members of the first step's prior: independent normals (m0, sd0), the clock (time
+    walk) set to each member's time from nucleation to the first shell."""
+    m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
+    X = m0[None, :] + jax.random.normal(key, (size, m0.shape[0]), m0.dtype) * sd0[None, :]
+    if m0.shape[0] > gr.TIME:
+        X = gr.start_times(params, X, jnp.asarray(data.aux.D)[0])
+    return X
+
+
+def linear_H(params: gm.LinearParams, line_b: Float[ArrayLike, " n"]) -> tuple[Float[Array, "n 8 2"], Float[Array, " 8"]]:
+    """(H (n, 8, 2), b (8,)) of the linearised table: the observation ``H_n x + b`` (closed
+    parameters: X0 sums to 1, A and B to 0, so the renormalisation is the identity)."""
     p = params
-    H = jnp.zeros((gm.N_OBS, 2)).at[:4, 0].set(p.A).at[:4, 1].set(p.B).at[4, 0].set(1.0).at[5, 1].set(1.0)
-    b = jnp.zeros(gm.N_OBS).at[:4].set(p.X0 - p.A * p.P0 - p.B * p.T0)
-    n = jnp.shape(data.radius)[0]
+    H = jnp.zeros((N_OBS, 2)).at[:4, 0].set(p.A).at[:4, 1].set(p.B).at[INCL, 0].set(1.0).at[INCL + 1, 1].set(1.0)
+    H = jnp.broadcast_to(H, (jnp.shape(line_b)[0], N_OBS, 2))
+    H = H.at[:, LINE, 0].set(1.0).at[:, LINE, 1].set(-jnp.asarray(line_b))
+    b = jnp.zeros(N_OBS).at[:4].set(p.X0 - p.A * p.P0 - p.B * p.T0)
+    return H, b
+
+
+def linear_model(data: Data, params: ObsParams, log_theta: Float[Array, " 4"]) -> kf.LinearGaussianModel:
+    """Exact state-space model of the linearised table (no fractionation, radius walk)."""
+    H, b = linear_H(params.forward, jnp.asarray(data.aux.line_b))
+    n = H.shape[0]
     R, Q = noise(data, log_theta)
-    return kf.LinearGaussianModel(jnp.eye(2), Q, jnp.broadcast_to(H, (n, gm.N_OBS, 2)),
-                                  jnp.broadcast_to(b, (n, gm.N_OBS)), R, jnp.asarray(data.m0), jnp.asarray(data.P0))
+    return kf.LinearGaussianModel(jnp.eye(2), Q, H, jnp.broadcast_to(b, (n, N_OBS)), R, jnp.asarray(data.m0),
+                                  jnp.diag(jnp.asarray(data.sd0) ** 2))
 
 
-def exact_linear(problem: Problem, fractionation: FractionationConfig) -> bool:
-    """Whether the model is linear-Gaussian (linear forward model, no Rayleigh correction):
-    then the exact Kalman smoother is the answer."""
-    return problem.kind == "linear" and (fractionation.K == 1.0 or fractionation.f_rim == 0.0)
+def exact_linear(problem: Problem, config: PtpathConfig) -> bool:
+    """Whether the model is linear-Gaussian -- the linearised table with closed parameters (X0
+    sums to 1, A and B to 0: the renormalisation is then the identity), no Rayleigh correction,
+    the radius walk (a time walk's noise depends on the state): then the exact Kalman smoother
+    is the answer."""
+    if problem.kind != "linear" or problem.walk != "radius":
+        return False
+    lin, fr = config.forward.linear, config.forward.fractionation
+    closed = abs(sum(lin.X0) - 1.0) < 1e-9 and abs(sum(lin.A)) < 1e-12 and abs(sum(lin.B)) < 1e-12
+    return closed and (fr.K == 1.0 or fr.f_rim == 0.0)
 
 
 def start(problem: Problem, hyper: HyperConfig) -> HyperStart:
-    """Initial log (q_P, q_T, sd), which of them are estimated, and their names."""
-    span_r = max(float(problem.radius_um[-1] - problem.radius_um[0]), 1e-6)
+    """Initial log (q_P, q_T, sd, model_sd), which of them are estimated, and their names.
+
+    The model error is estimated whenever the measurement variances are known (``_sd`` columns
+    or a given sd); when the measurement sd itself is estimated the two are not separately
+    identifiable (they add), so the estimated sd is the total and model_sd is held at its given
+    value (0 when empty)."""
     (p_lo, p_hi), (t_lo, t_hi) = problem.box
-    given = [hyper.q_P, hyper.q_T, hyper.sd]
+    if problem.walk == "time":
+        # the clock's span at the prior's centre
+        law = problem.params.growth
+        g = float(gr.rate_constant(np.mean(problem.box[1]), law.ln_k0, law.Q))
+        span = max(float(np.sum(problem.aux.D)) / g, 1e-9)
+    else:
+        span = max(float(problem.radius_um[-1] - problem.radius_um[0]), 1e-6)
+    needs_sd = bool(np.any(np.isnan(problem.frac_var) & problem.mask[:, :4]))
+    given = [hyper.q_P, hyper.q_T, hyper.sd, hyper.model_sd]
     # Starting guesses: a walk covering a quarter of the prior range over the profile, sd 0.01.
-    guess = [0.25 * (p_hi - p_lo) / np.sqrt(span_r), 0.25 * (t_hi - t_lo) / np.sqrt(span_r), 0.01]
-    needs_sd = bool(np.any(np.isnan(problem.var[:, :4]) & problem.mask[:, :4]))
-    free = (given[0] is None, given[1] is None, given[2] is None and needs_sd)
-    log_theta = np.log([g if g is not None else s for g, s in zip(given, guess)])
+    guess = [0.25 * (p_hi - p_lo) / np.sqrt(span), 0.25 * (t_hi - t_lo) / np.sqrt(span), 0.01, 0.01]
+    if needs_sd and hyper.model_sd is None:
+        guess[3] = 0.0
+    free = (given[0] is None, given[1] is None, given[2] is None and needs_sd,
+            given[3] is None and not needs_sd)
+    with np.errstate(divide="ignore"):  # model_sd = 0: log 0 = -inf, exp(-inf) = 0 exactly
+        log_theta = np.log([g if g is not None else s for g, s in zip(given, guess)])
     return HyperStart(log_theta, free, [n for n, f in zip(HYPER_NAMES, free) if f])
+
+
+def check_profile_range(problem: Problem, sd_default: float = 0.01) -> None:
+    """Before inverting: every measured fraction must lie within the forward table's range of
+    that end-member (over its real nodes), give or take ``RANGE_SIGMAS`` measurement sds (at
+    least ``RANGE_FLOOR``). Raises :class:`InputError` naming the end-member, the shell, the
+    table's range and by how much it is out (a table that cannot produce the garnet cannot
+    invert it). The linear model has no range: no check."""
+    t = problem.table
+    if t is None:
+        return
+    vals = np.asarray(t.values)[np.asarray(t.valid)]  # (nodes, 4)
+    lo, hi = vals.min(axis=0), vals.max(axis=0)
+    sd = np.sqrt(np.where(np.isnan(problem.frac_var), sd_default**2, problem.frac_var))
+    margin = np.maximum(RANGE_SIGMAS * sd, RANGE_FLOOR)
+    X = problem.X_obs
+    below, above = np.nan_to_num(lo - margin - X, nan=-1.0), np.nan_to_num(X - hi - margin, nan=-1.0)
+    out = np.maximum(below, above)
+    if np.any(out > 0):
+        i, k = np.unravel_index(int(np.argmax(out)), out.shape)
+        n_bad = int(np.sum(np.any(out > 0, axis=1)))
+        side = "below" if below[i, k] > 0 else "above"
+        by = float(lo[k] - X[i, k]) if side == "below" else float(X[i, k] - hi[k])
+        raise InputError(
+            f"the profile is outside the forward table '{t.source}': {gm.ENDMEMBERS[k]} = {X[i, k]:.4f} at radius "
+            f"{problem.radius_um[i]:g} µm is {by:.4f} {side} the table's range {lo[k]:.4f}-{hi[k]:.4f} "
+            f"({n_bad} shell(s) out by more than {RANGE_SIGMAS:g} sd or {RANGE_FLOOR:g}); the table cannot produce "
+            f"this garnet -- use a forward table for this rock's bulk composition (or check the profile's normalisation)."
+        )
 
 
 __all__ = [
     "Data",
+    "HYPER_NAMES",
     "HyperStart",
     "MAP_OPTIONS",
+    "N_OBS",
+    "OBS_NAMES",
+    "ObsParams",
     "Options",
     "Problem",
+    "StepAux",
     "build_problem",
+    "check_profile_range",
+    "closure_jacobian",
     "data_of",
     "exact_linear",
     "forward_model",
+    "fraction_observations",
+    "linear_H",
     "linear_model",
     "noise",
+    "observe_linear",
+    "observe_table",
+    "prior_draws",
     "smoother_options",
     "start",
 ]

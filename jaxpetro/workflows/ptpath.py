@@ -1,27 +1,35 @@
 """``jaxpetro ptpath``: P–T(–t) path of a zoned garnet by ensemble Kalman smoothing along radius.
 
-Reads a zoning profile (:mod:`jaxpetro.io.profiles`), optional inclusion thermobarometry,
-and a forward model (a table from :mod:`jaxpetro.io.perplex` or the linearised model of
-:mod:`jaxpetro.models.garnet`). Radius is pseudo-time: the state (P, T) follows a random
-walk along radius and the shells observe it through the forward model
-(:mod:`jaxpetro.models.ptpath_model`; Kuwatani et al. 2012, 2018; equations in
-docs/science.md). Noise scales not given in the config are estimated by maximising the
-marginal likelihood (exact Kalman for the linear model, the ensemble estimate for a table);
-the ensemble Kalman smoother (Evensen 2003, 2009) gives the path and its bands.
+Reads a zoning profile (:mod:`jaxpetro.io.profiles`), optional inclusion thermobarometry (full
+2 x 2 covariance), line constraints (P = a + b T: an isomeke, one equilibrium), ages, and a
+forward model (a table from :mod:`jaxpetro.io.perplex` or the linearised table of
+:mod:`jaxpetro.models.garnet`). The state (P, T[, t, ln k0, Q, A0]) follows a random walk along
+radius, or -- with a growth law -- in time, each shell's process noise proportional to the time
+it took to grow at the member's own temperature; the shells observe it through the forward model
+in closure coordinates with a forward-model error in R (:mod:`jaxpetro.models.ptpath_model`;
+Kuwatani et al. 2012, 2018; equations in docs/ptpath.md). Noise scales not given in the config
+are estimated by maximising the marginal likelihood (exact Kalman for the linear-Gaussian
+model, the ensemble estimate otherwise); the ensemble Kalman smoother (Evensen 2003, 2009)
+gives the path and its bands, the MRF posterior's MAP (L-BFGS) a deterministic cross-check and,
+with ``mcmc.enabled``, NumPyro NUTS its reference sample (:mod:`jaxpetro.models.mrf`).
 
-Stages: :func:`build_problem` -> :func:`invert` -> :func:`check_inside_table` ->
-[:func:`sensitivity`] -> :func:`growth_times` -> :func:`write_outputs`.
+Stages: :func:`build_problem` (with :func:`jaxpetro.models.ptpath_model.check_profile_range`)
+-> :func:`invert` -> :func:`check_inside_table` -> [:func:`sensitivity`] -> :func:`growth_times`
+-> [:func:`mcmc`] -> :func:`write_outputs`.
 
-Writes ``ptpath.csv`` (radius_um, P_kbar, T_C, P_sd, T_sd, P_lo, P_hi, T_lo, T_hi
-[, t_Myr]; lo/hi bound the 90 % band), ``ptpath.h5`` (smoothed and filter ensembles,
-hyperparameters, log-likelihood, MAP path, predicted profile, sensitivities) and the
-figures ``ptpath.png`` (path over the forward model's isopleths) and ``profiles.png``
-(observed vs predicted end-members), plus ``sensitivity.png`` with ``sensitivity: true``.
+Writes ``ptpath.csv`` (radius_um, P_kbar, T_C, P_sd, T_sd, P_lo, P_hi, T_lo, T_hi [, t_Myr
+[, age_Ma]]; lo/hi bound the 90 % band), ``ptpath.h5`` (smoothed and filter ensembles, noise
+scales, log-likelihood, MAP path, predicted profile, growth parameters, sensitivities, the
+NUTS sample under ``mcmc/``; units on every dataset), ``ptpath_mcmc.csv`` (the NUTS summary,
+same columns) and the figures ``ptpath.png`` (path over the forward model's isopleths) and
+``profiles.png`` (observed vs predicted end-members), plus ``sensitivity.png`` with
+``sensitivity: true``. Headline results (peak P–T, noise scales) go to stderr.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,11 +43,13 @@ from jaxpetro.config.loader import config_to_yaml
 from jaxpetro.config.ptpath import PtpathConfig
 from jaxpetro.errors import ConvergenceError, InputError
 from jaxpetro.io.perplex import read_table
-from jaxpetro.io.profiles import read_inclusions, read_profile, write_profile
+from jaxpetro.io.profiles import read_ages, read_constraints, read_inclusions, read_profile, write_profile
 from jaxpetro.io.results import prepare_out_dir, run_attrs, write_csv, write_hdf5
 from jaxpetro.kernels import enks
 from jaxpetro.kernels import kalman as kf
 from jaxpetro.models import garnet as gm
+from jaxpetro.models import growth as gr
+from jaxpetro.models import mrf
 from jaxpetro.models import ptpath_model as pm
 from jaxpetro.models.ptpath_model import Problem
 from jaxpetro.workflows.stages import Stages
@@ -47,6 +57,9 @@ from jaxpetro.workflows.stages import Stages
 CSV_COLUMNS = ("radius_um", "P_kbar", "T_C", "P_sd", "T_sd", "P_lo", "P_hi", "T_lo", "T_hi")
 BAND = (0.05, 0.95)  # the 90 % band
 _Z90 = 1.6448536269514722  # normal quantile of 0.95
+#: Units of the state components (HDF5 ``units`` of the ensembles, by state name).
+STATE_UNITS = {"P_kbar": "kbar", "T_C": "degC", "t_Myr": "Myr", "ln_k0": "ln(um/Myr)", "Q_J_per_mol": "J/mol",
+               "A0_Ma": "Ma"}
 
 
 # ----------------------------------------------------------------------------- stage results
@@ -72,11 +85,11 @@ class Inversion:
     """Numbers of one inversion (numpy).
 
     Attributes:
-        log_theta: log (q_P, q_T, sd) used; estimated: names of the estimated ones;
+        log_theta: log (q_P, q_T, sd, model_sd) used; estimated: names of the estimated ones;
             history: log-likelihood per Adam step (empty when nothing was estimated).
-        smoothed, filtered: ensembles (n, N, 2); loglik, loglik_method: 'exact' or 'ensemble'.
-        mean, sd, lo, hi: the path summary (n, 2) (exact posterior for a linear-Gaussian model).
-        map_path: MAP path (n, 2) or None; map_iter: its L-BFGS iterations (0 without).
+        smoothed, filtered: ensembles (n, N, d); loglik, loglik_method: 'exact' or 'ensemble'.
+        mean, sd, lo, hi: the path summary (n, d) (exact posterior for a linear-Gaussian model).
+        map_path: MAP states (n, d) or None; map_iter: its L-BFGS iterations (0 without).
         exact: exact posterior (linear-Gaussian model) or None; pred: predicted fractions.
     """
 
@@ -99,9 +112,10 @@ class Inversion:
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """Jacobians of the smoothed mean path (P and T per step): w.r.t. every observed fraction
-    (n, n, 4: output step, input step, end-member), and for the linear model w.r.t. its
-    parameters X0, A, B ((n, 4) each; None for a table). Field names are the HDF5 dataset names."""
+    """Jacobians of the smoothed mean path (P and T per step): w.r.t. every measured fraction as
+    read (n, n, 4: output step, input step, end-member; through the closure's renormalisation
+    and its delta-method covariance), and for the linear model w.r.t. its parameters X0, A, B
+    ((n, 4) each; None for a table). Field names are the HDF5 dataset names."""
 
     dP_dX: np.ndarray
     dT_dX: np.ndarray
@@ -114,11 +128,28 @@ class Sensitivity:
 
 
 class GrowthTimes(NamedTuple):
-    """Time since nucleation per step (Myr): ensemble mean and 90 % band."""
+    """Time since nucleation per step (Myr): mean and 90 % band over an ensemble (the state's
+    clock for the time walk; computed from the smoothed T for the radius walk); with ages also
+    the absolute age A0 - t (Ma) and the growth parameters (mean, sd) estimated from them."""
 
     mean: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    age: np.ndarray | None = None
+    age_lo: np.ndarray | None = None
+    age_hi: np.ndarray | None = None
+    constants: dict | None = None
+
+
+class McmcRun(NamedTuple):
+    """The NUTS reference posterior: the sample and its summary (mean, sd, 90 % band, (n, d))."""
+
+    result: mrf.NutsResult
+    mean: np.ndarray
+    sd: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    times: GrowthTimes | None
 
 
 class PtpathRun(NamedTuple):
@@ -129,6 +160,7 @@ class PtpathRun(NamedTuple):
     sensitivity: Sensitivity | None
     paths: dict
     summary: dict
+    mcmc: McmcRun | None = None
 
 
 # ----------------------------------------------------------------------------- the workflow
@@ -136,7 +168,8 @@ class PtpathRun(NamedTuple):
 
 @float64
 def run(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: tuple | None = None) -> dict:
-    """Run the workflow; returns a summary (path extent, hyperparameters, MAP agreement, files, timings).
+    """Run the workflow; returns a summary (path extent, peak P–T, noise scales, MAP agreement,
+    files, timings); prints the headline figures on stderr unless ``quiet``.
 
     ``truth`` (P, T arrays per step) is drawn on the figures when given (the demo)."""
     return run_stages(config, out_dir, quiet, truth).summary
@@ -146,9 +179,10 @@ def run(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: tuple |
 def run_stages(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: tuple | None = None) -> PtpathRun:
     """The stages of :func:`run`, returning every stage result."""
     out = prepare_out_dir(out_dir)
-    stages = Stages(4 + int(config.sensitivity), "ptpath", quiet)
+    stages = Stages(4 + int(config.sensitivity) + int(config.mcmc.enabled), "ptpath", quiet)
     with stages.stage("read_s", "reading"):
         problem = build_problem(config)
+        pm.check_profile_range(problem)  # before inverting: a table that cannot produce the garnet
     with stages.stage("invert_s", "inverting"):
         inv = invert(problem, config)
         check_inside_table(problem.table, problem.radius_um, inv.mean)
@@ -157,19 +191,28 @@ def run_stages(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: 
         with stages.stage("sensitivity_s", "sensitivity"):
             sens = sensitivity(problem, config, inv)
     with stages.stage("times_s", "time axis"):
-        times = growth_times(problem, inv, config)
+        times = growth_times(problem, inv.smoothed, config)
+    chain = None
+    if config.mcmc.enabled:
+        with stages.stage("mcmc_s", "NUTS reference"):
+            chain = mcmc(problem, config, inv)
     with stages.stage("write_s", "writing"):
-        paths = write_outputs(out, config, problem, inv, times, sens, truth)
+        paths = write_outputs(out, config, problem, inv, times, sens, truth, chain)
     stages.close()
-    return PtpathRun(problem, inv, sens, paths, _summary(problem, inv, paths, stages.timings))
+    summary = _summary(problem, inv, times, chain, paths, stages.timings)
+    if not quiet:
+        _report(summary)
+    return PtpathRun(problem, inv, sens, paths, summary, chain)
 
 
 def build_problem(config: PtpathConfig) -> Problem:
     """Read the inputs named by ``config`` and assemble the state-space problem."""
     profile = read_profile(config.profile)
     incl = read_inclusions(config.inclusions) if config.inclusions else None
+    lines = read_constraints(config.constraints) if config.constraints else None
+    ages = read_ages(config.ages) if config.ages else None
     table = read_table(config.forward.path) if config.forward.kind == "table" else None
-    return pm.build_problem(profile, incl, table, config)
+    return pm.build_problem(profile, incl, table, config, constraints=lines, ages=ages)
 
 
 # ----------------------------------------------------------------------------- inversion
@@ -192,37 +235,44 @@ class _CoreOut(NamedTuple):
     map_iter: Any = None
 
 
-def _smooth(key, data: pm.Data, params, log_theta, X0, options: enks.SmootherOptions, h) -> enks.EnsembleResult:
+def _smooth(key, data: pm.Data, params, log_theta, X0, options: enks.SmootherOptions, h,
+            transition) -> enks.EnsembleResult:
     R, Q = pm.noise(data, log_theta)
-    return enks.ensemble_smoother(key, h, params, X0, jnp.asarray(data.y), jnp.asarray(data.mask), R, Q,
-                                  jnp.asarray(data.radius), options=options)
+    return enks.ensemble_smoother(key, h, params, X0, jnp.asarray(data.y), jnp.asarray(data.mask), R, Q, data.aux,
+                                  options=options, transition=transition)
 
 
-@functools.partial(jax.jit, static_argnames=("h", "exact", "free", "map_check"))
-def _core(key, data: pm.Data, params, theta0, options: pm.Options, *, h, exact: bool, free: tuple, map_check: bool):
-    """Hyperparameters, smoother, exact reference (linear), MAP and predicted profile in one compiled call."""
+def _predict(h, params, X, aux):
+    """h over an ensemble (n, N, d) with per-step aux: (n, N, 8)."""
+    return jax.vmap(jax.vmap(h, in_axes=(None, 0, None)), in_axes=(None, 0, 0))(params, X, aux)
+
+
+@functools.partial(jax.jit, static_argnames=("h", "transition", "exact", "free", "map_check"))
+def _core(key, data: pm.Data, params, theta0, options: pm.Options, *, h, transition, exact: bool, free: tuple,
+          map_check: bool):
+    """Noise scales, smoother, exact reference (linear), MAP and predicted profile in one compiled call."""
     k_h, k_prior, k_run = jax.random.split(key, 3)
     k_hprior, k_hfilter = jax.random.split(k_h)
     free_j = jnp.asarray(free)
-    y, mask, radius = jnp.asarray(data.y), jnp.asarray(data.mask), jnp.asarray(data.radius)
-    m0, P0 = jnp.asarray(data.m0), jnp.asarray(data.P0)
+    y, mask = jnp.asarray(data.y), jnp.asarray(data.mask)
     if any(free):
         if exact:
             def loglik(theta):
                 return kf.loglik(pm.linear_model(data, params, jnp.where(free_j, theta, theta0)), y, mask)
         else:
-            X0h = enks.prior_ensemble(k_hprior, m0, P0, options.likelihood)
+            X0h = pm.prior_draws(k_hprior, data, params, options.likelihood.size)
 
             def loglik(theta):
                 R, Q = pm.noise(data, jnp.where(free_j, theta, theta0))
-                return enks.ensemble_loglik(k_hfilter, h, params, X0h, y, mask, R, Q, radius, options=options.likelihood)
+                return enks.ensemble_loglik(k_hfilter, h, params, X0h, y, mask, R, Q, data.aux,
+                                            options=options.likelihood, transition=transition)
 
         best, history = enks.maximise(loglik, theta0, options.maximise)
         theta = jnp.where(free_j, best, theta0)
     else:
         theta, history = theta0, jnp.zeros(0)
-    X0 = enks.prior_ensemble(k_prior, m0, P0, options.smoother)
-    res = _smooth(k_run, data, params, theta, X0, options.smoother, h)
+    X0 = pm.prior_draws(k_prior, data, params, options.smoother.size)
+    res = _smooth(k_run, data, params, theta, X0, options.smoother, h, transition)
     mean = jnp.mean(res.smoothed, axis=1)
     extra = {}
     if exact:
@@ -231,24 +281,30 @@ def _core(key, data: pm.Data, params, theta0, options: pm.Options, *, h, exact: 
         extra.update(exact_mean=ex.mean_s, exact_sd=jnp.sqrt(jnp.diagonal(ex.cov_s, axis1=1, axis2=2)),
                      exact_loglik=ex.loglik)
     if map_check:
-        R, Q = pm.noise(data, theta)
-        mp = enks.map_path(h, params, y, mask, R, Q, radius, m0, P0, mean, options=pm.MAP_OPTIONS)
-        extra.update(map=mp.x, map_iter=mp.status.iterations)
-    pred = jax.vmap(jax.vmap(h, in_axes=(None, 0, None)), in_axes=(None, 0, 0))(params, res.smoothed, radius)
+        mp, states = mrf.map_path(data, params, theta, mrf.free_of(mean, data), h=h, options=pm.MAP_OPTIONS)
+        extra.update(map=states, map_iter=mp.status.iterations)
+    pred = _predict(h, params, res.smoothed, data.aux)
     return _CoreOut(theta, history, res.smoothed, res.filtered, res.loglik, mean, pred[..., :4], **extra)
 
 
+def _bands(X: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, sd, 5 % and 95 % quantiles) of samples along ``axis``."""
+    return (X.mean(axis=axis), X.std(axis=axis, ddof=1), np.quantile(X, BAND[0], axis=axis),
+            np.quantile(X, BAND[1], axis=axis))
+
+
 def invert(problem: Problem, config: PtpathConfig) -> Inversion:
-    """Estimate hyperparameters, smooth, summarise (mean, sd, 90 % band), MAP cross-check."""
+    """Estimate the noise scales, smooth, summarise (mean, sd, 90 % band), MAP cross-check."""
     hyper = pm.start(problem, config.hyperparameters)
-    exact = pm.exact_linear(problem, config.forward.fractionation)
+    exact = pm.exact_linear(problem, config)
     out = _core(jax.random.key(config.seed), pm.data_of(problem), problem.params, jnp.asarray(hyper.log_theta),
-                pm.smoother_options(config), h=problem.h, exact=exact, free=hyper.free, map_check=config.map_check)
+                pm.smoother_options(config), h=problem.h, transition=problem.transition, exact=exact,
+                free=hyper.free, map_check=config.map_check)
     out = jax.tree_util.tree_map(np.asarray, out)
-    if not np.all(np.isfinite(out.theta)):
+    if not np.all(np.isfinite(out.theta[np.asarray(hyper.free)])):
         raise ConvergenceError(
-            "ptpath: the hyperparameter estimation produced non-finite noise scales; give "
-            "hyperparameters.q_P, q_T and sd in the config, or check the profile for outliers."
+            "ptpath: the noise-scale estimation produced non-finite values; give hyperparameters.q_P, q_T, sd "
+            "(and model_sd) in the config, or check the profile for outliers."
         )
     Xs = out.smoothed
     if not np.all(np.isfinite(Xs)):
@@ -256,8 +312,7 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
             "ptpath: the ensemble smoother produced non-finite states; try ensemble.variant: stochastic, "
             "a larger ensemble.size, or fixed hyperparameters."
         )
-    mean, sd = Xs.mean(axis=1), Xs.std(axis=1, ddof=1)
-    lo, hi = np.quantile(Xs, BAND[0], axis=1), np.quantile(Xs, BAND[1], axis=1)
+    mean, sd, lo, hi = _bands(Xs, 1)
     loglik, method, ex = float(out.loglik), "ensemble", None
     if exact:
         # Linear-Gaussian: the exact posterior is the answer (the ensemble stays in the HDF5).
@@ -270,8 +325,9 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
 
 
 def check_inside_table(table: Any, radius_um: np.ndarray, mean: np.ndarray) -> None:
-    """InputError if the smoothed mean path (n, 2) at ``radius_um`` leaves the forward table's
-    extent or enters cells touching its missing nodes (``table`` None: the linear model, no check)."""
+    """InputError if the smoothed mean path (n, ≥2: P, T first) at ``radius_um`` leaves the forward
+    table's extent or enters cells touching its missing nodes (``table`` None: the linear model,
+    no check)."""
     t = table
     if t is None:
         return
@@ -288,106 +344,262 @@ def check_inside_table(table: Any, radius_um: np.ndarray, mean: np.ndarray) -> N
 
 
 def sensitivity(problem: Problem, config: PtpathConfig, inv: Inversion) -> Sensitivity:
-    """Jacobians of the smoothed mean path w.r.t. every observed fraction (and, for the
-    linear model, its parameters X0, A, B), with the run's key (common random numbers)."""
+    """Jacobians of the smoothed mean path w.r.t. every measured fraction (through the closure
+    coordinates and their covariance) and, for the linear model, its parameters X0, A, B; with
+    the run's key (common random numbers)."""
     data = pm.data_of(problem)
     theta = jnp.asarray(inv.log_theta)
+    X_in = jnp.asarray(np.nan_to_num(problem.X_meas))  # missing inputs: any finite value (masked)
+    closed = jnp.asarray(problem.closed)
+
+    def with_fractions(X):
+        y4, J = pm.fraction_observations(X, closed, problem.drop)
+        mask4 = jnp.asarray(problem.mask[:, :4])
+        return data._replace(y=jnp.asarray(data.y).at[:, :4].set(jnp.where(mask4, y4, 0.0)), J=J)
+
     linear = {}
-    if pm.exact_linear(problem, config.forward.fractionation):
+    if pm.exact_linear(problem, config):
         @jax.jit
-        def jac(comp, params):
-            def path(c, p):
-                d = data._replace(y=jnp.asarray(data.y).at[:, :4].set(c))
-                return kf.rts_smoother(pm.linear_model(d, p, theta), d.y, jnp.asarray(d.mask)).mean_s
+        def jac(X, params):
+            def path(X, p):
+                d = with_fractions(X)
+                return kf.rts_smoother(pm.linear_model(d, p, theta), jnp.asarray(d.y), jnp.asarray(d.mask)).mean_s
 
-            return jax.jacrev(path, argnums=(0, 1))(comp, params)
+            return jax.jacrev(path, argnums=(0, 1))(X, params)
 
-        J_y, J_p = jac(jnp.asarray(problem.y[:, :4]), problem.params)
+        J_y, J_p = jac(X_in, problem.params)
         for name in ("X0", "A", "B"):
-            jp = np.asarray(getattr(J_p, name))  # (n, 2, 4)
+            jp = np.asarray(getattr(J_p.forward, name))  # (n, 2, 4)
             linear[f"dP_d{name}"], linear[f"dT_d{name}"] = jp[:, 0], jp[:, 1]
     else:
         options = pm.smoother_options(config).smoother
         _, k_prior, k_run = jax.random.split(jax.random.key(config.seed), 3)
 
         @jax.jit
-        def jac(comp):
-            def path(c):
-                d = data._replace(y=jnp.asarray(data.y).at[:, :4].set(c))
-                X0 = enks.prior_ensemble(k_prior, jnp.asarray(d.m0), jnp.asarray(d.P0), options)
-                return jnp.mean(_smooth(k_run, d, problem.params, theta, X0, options, problem.h).smoothed, axis=1)
+        def jac(X):
+            def path(X):
+                d = with_fractions(X)
+                X0 = pm.prior_draws(k_prior, d, problem.params, options.size)
+                res = _smooth(k_run, d, problem.params, theta, X0, options, problem.h, problem.transition)
+                return jnp.mean(res.smoothed, axis=1)[:, :2]
 
-            return jax.jacrev(path)(comp)
+            return jax.jacrev(path)(X)
 
-        J_y = jac(jnp.asarray(problem.y[:, :4]))
-    J_y = np.asarray(J_y) * problem.mask[None, None, :, :4]  # (n, 2, n, 4); unobserved inputs: 0
+        J_y = jac(X_in)
+    J_y = np.asarray(J_y) * np.isfinite(problem.X_meas)[None, None]  # (n, 2, n, 4); unmeasured inputs: 0
     return Sensitivity(J_y[:, 0], J_y[:, 1], **linear)
 
 
-def growth_times(problem: Problem, inv: Inversion, config: PtpathConfig) -> GrowthTimes | None:
-    """Time since nucleation of each step from the growth law over the smoothed ensemble (None without one)."""
+def growth_times(problem: Problem, X: np.ndarray, config: PtpathConfig) -> GrowthTimes | None:
+    """Time since nucleation of each step over an ensemble or sample ``X`` (n, N, d): the state's
+    own clock for the time walk (with ages also A0 - t and the growth parameters), else from the
+    growth law at each member's T afterwards, ``t_n = Σ_{m≤n} D_m / g(T_m)`` (None without a law)."""
     g = config.growth
-    if g.k0_um_per_Myr is None:
+    if problem.walk == "time":
+        t = X[..., gr.TIME]  # (n, N)
+    elif g.k0_um_per_Myr is not None:
+        D = gr.radial_steps(problem.radius_um, g.radius_exponent, g.r_ref_um)
+        rate = np.asarray(gr.rate_constant(X[..., gr.T], np.log(g.k0_um_per_Myr), g.Q_J_per_mol))
+        t = np.cumsum(D[:, None] / rate, axis=0)
+    else:
         return None
-    dt = np.asarray(gm.shell_durations(problem.radius_um, inv.smoothed[..., 1].T, g.k0_um_per_Myr, g.Q_J_per_mol))
-    t = np.cumsum(dt, axis=1)  # (N, n)
-    return GrowthTimes(t.mean(axis=0), np.quantile(t, BAND[0], axis=0), np.quantile(t, BAND[1], axis=0))
+    mean, _, lo, hi = _bands(t, 1)
+    if not problem.with_ages:
+        return GrowthTimes(mean, lo, hi)
+    age = X[..., gr.AGE0] - t
+    _, _, a_lo, a_hi = _bands(age, 1)
+    last = X[-1]  # the static parameters given every observation
+    constants = {name: (float(last[:, k].mean()), float(last[:, k].std(ddof=1)))
+                 for k, name in zip(mrf.STATIC, ("ln_k0", "Q_J_per_mol", "A0_Ma"))}
+    return GrowthTimes(mean, lo, hi, age.mean(axis=1), a_lo, a_hi, constants)
+
+
+def mcmc(problem: Problem, config: PtpathConfig, inv: Inversion) -> McmcRun:
+    """NUTS sample of the MRF posterior at the run's noise scales, started around the smoothed
+    mean (:func:`jaxpetro.models.mrf.sample_nuts`); its summary as for the ensemble."""
+    c = config.mcmc
+    data = pm.data_of(problem)
+    key = jax.random.fold_in(jax.random.key(config.seed), 7)  # a stream of its own
+    res = mrf.sample_nuts(key, data, problem.params, jnp.asarray(inv.log_theta), mrf.free_of(inv.mean, data), problem.h,
+                          chains=c.chains, samples=c.samples, warmup=c.warmup, target_accept=c.target_accept)
+    X = res.states.reshape(-1, *res.states.shape[2:]).transpose(1, 0, 2)  # (n, draws, d)
+    if not np.all(np.isfinite(X)):
+        raise ConvergenceError("ptpath: the NUTS sample has non-finite states; raise mcmc.warmup or mcmc.target_accept.")
+    mean, sd, lo, hi = _bands(X, 1)
+    return McmcRun(res, mean, sd, lo, hi, growth_times(problem, X, config))
 
 
 # ----------------------------------------------------------------------------- outputs
 
 
+def _csv_table(prob: Problem, mean, sd, lo, hi, times: GrowthTimes | None) -> tuple[list, list]:
+    """(header, columns) of ptpath.csv / ptpath_mcmc.csv."""
+    header = list(CSV_COLUMNS)
+    cols = [prob.radius_um, mean[:, 0], mean[:, 1], sd[:, 0], sd[:, 1], lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]]
+    if times is not None:
+        header.append("t_Myr")
+        cols.append(times.mean)
+        if times.age is not None:
+            header.append("age_Ma")
+            cols.append(times.age)
+    return header, cols
+
+
+def _write_csv(path: Path, header: list, cols: list) -> Path:
+    return write_csv(path, header, [[float(c[i]) for c in cols] for i in range(len(cols[0]))])
+
+
+def _noise_names(walk: str) -> tuple[str, str]:
+    per = "Myr" if walk == "time" else "um"
+    return f"q_P_kbar_per_sqrt_{per}", f"q_T_C_per_sqrt_{per}"
+
+
 def write_outputs(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, times: GrowthTimes | None,
-                  sens: Sensitivity | None, truth: tuple | None = None) -> dict:
-    """Write ptpath.csv, ptpath.h5 and the figures from the stage results; returns the paths written."""
-    header = list(CSV_COLUMNS) + (["t_Myr"] if times is not None else [])
-    cols = [prob.radius_um, inv.mean[:, 0], inv.mean[:, 1], inv.sd[:, 0], inv.sd[:, 1],
-            inv.lo[:, 0], inv.hi[:, 0], inv.lo[:, 1], inv.hi[:, 1]] + ([times.mean] if times is not None else [])
-    rows = [[float(c[i]) for c in cols] for i in range(len(prob.radius_um))]
-    paths = {"csv": write_csv(out / "ptpath.csv", header, rows)}
-    q_P, q_T, sd = np.exp(inv.log_theta)
+                  sens: Sensitivity | None, truth: tuple | None = None, chain: McmcRun | None = None) -> dict:
+    """Write ptpath.csv, ptpath.h5 (units on every dataset), ptpath_mcmc.csv and the figures;
+    returns the paths written."""
+    header, cols = _csv_table(prob, inv.mean, inv.sd, inv.lo, inv.hi, times)
+    paths = {"csv": _write_csv(out / "ptpath.csv", header, cols)}
+    q_P, q_T, sd, model_sd = np.exp(inv.log_theta)
+    nP, nT = _noise_names(prob.walk)
+    state_units = "; ".join(f"{n}: {STATE_UNITS[n]}" for n in prob.state_names)
     data = {
         "path": {name: np.asarray(c) for name, c in zip(header, cols)},
-        "ensemble": {"smoothed": inv.smoothed, "filtered": inv.filtered, "state_names": ["P_kbar", "T_C"]},
-        "hyperparameters": {"q_P_kbar_per_sqrt_um": q_P, "q_T_C_per_sqrt_um": q_T, "sd": sd,
+        "ensemble": {"smoothed": inv.smoothed, "filtered": inv.filtered, "state_names": list(prob.state_names)},
+        "hyperparameters": {nP: q_P, nT: q_T, "sd": sd, "model_sd": model_sd,
                             "estimated": list(inv.estimated) or ["none"], "loglik_history": inv.history},
         "loglik": inv.loglik,
         "loglik_method": inv.loglik_method,
         "observations": {"radius_um": prob.radius_um, "shell": prob.shell, "y": np.where(prob.mask, prob.y, np.nan),
-                         "mask": prob.mask, "names": list(gm.OBS_NAMES)},
+                         "mask": prob.mask, "names": list(pm.OBS_NAMES), "X_measured": prob.X_meas,
+                         "closed": prob.closed, "drop": gm.ENDMEMBERS[prob.drop]},
         "predicted": {"mean": inv.pred.mean, "lo": inv.pred.lo, "hi": inv.pred.hi, "names": list(gm.ENDMEMBERS)},
     }
+    units = {"path/radius_um": "um", "path/P_*": "kbar", "path/T_*": "degC", "path/t_Myr": "Myr", "path/age_Ma": "Ma",
+             "path/t_lo_Myr": "Myr", "path/t_hi_Myr": "Myr", "path/age_lo_Ma": "Ma", "path/age_hi_Ma": "Ma",
+             "ensemble/smoothed": state_units, "ensemble/filtered": state_units, "ensemble/state_names": "",
+             f"hyperparameters/{nP}": f"kbar/sqrt({nP.rsplit('_', 1)[1]})",
+             f"hyperparameters/{nT}": f"degC/sqrt({nT.rsplit('_', 1)[1]})",
+             "hyperparameters/sd": "1", "hyperparameters/model_sd": "1", "hyperparameters/estimated": "",
+             "hyperparameters/loglik_history": "nat", "loglik": "nat", "loglik_method": "",
+             "observations/radius_um": "um", "observations/shell": "1", "observations/mask": "1",
+             "observations/names": "", "observations/drop": "", "observations/closed": "1",
+             "observations/X_measured": "1",
+             "observations/y": "X_*: 1 (mole fraction); P_kbar, line_kbar: kbar; T_C: degC; age_Ma: Ma",
+             "predicted/names": "", "predicted/*": "1",
+             "map/P_kbar": "kbar", "map/T_C": "degC", "map/t_Myr": "Myr", "map/n_iter": "1",
+             "map/ln_k0": "ln(um/Myr)", "map/Q_J_per_mol": "J/mol", "map/A0_Ma": "Ma",
+             "exact/*": "P: kbar; T: degC", "sensitivity/dP_*": "kbar", "sensitivity/dT_*": "degC",
+             "growth/ln_k0": "ln(um/Myr)", "growth/ln_k0_sd": "ln(um/Myr)", "growth/Q_J_per_mol": "J/mol",
+             "growth/Q_J_per_mol_sd": "J/mol", "growth/A0_Ma": "Ma", "growth/A0_Ma_sd": "Ma"}
     if times is not None:
         data["path"]["t_lo_Myr"], data["path"]["t_hi_Myr"] = times.lo, times.hi
+        if times.age is not None:
+            data["path"]["age_lo_Ma"], data["path"]["age_hi_Ma"] = times.age_lo, times.age_hi
+            data["growth"] = {}
+            for name, (m, s) in times.constants.items():
+                data["growth"][name], data["growth"][f"{name}_sd"] = m, s
     if inv.map_path is not None:
         data["map"] = {"P_kbar": inv.map_path[:, 0], "T_C": inv.map_path[:, 1], "n_iter": inv.map_iter}
+        if prob.walk == "time":
+            data["map"]["t_Myr"] = inv.map_path[:, gr.TIME]
+        if prob.with_ages:
+            for k, name in zip(mrf.STATIC, ("ln_k0", "Q_J_per_mol", "A0_Ma")):
+                data["map"][name] = inv.map_path[0, k]
     if inv.exact is not None:
         data["exact"] = {"mean": inv.exact.mean, "sd": inv.exact.sd}
     if sens is not None:
         names = ("dP_dX0", "dT_dX0", "dP_dA", "dT_dA", "dP_dB", "dT_dB", "dP_dX", "dT_dX")
         data["sensitivity"] = {n: getattr(sens, n) for n in names if getattr(sens, n) is not None}
-    paths["h5"] = write_hdf5(out / "ptpath.h5", data, run_attrs(config_to_yaml(config), config.seed))
+        # per unit of the parameter: X0 and X are fractions, A per kbar, B per degC
+        units.update({"sensitivity/dP_dA": "kbar2", "sensitivity/dT_dA": "degC kbar",
+                      "sensitivity/dP_dB": "kbar degC", "sensitivity/dT_dB": "degC2"})
+    if chain is not None:
+        r = chain.result
+        m_header, m_cols = _csv_table(prob, chain.mean, chain.sd, chain.lo, chain.hi, chain.times)
+        paths["mcmc_csv"] = _write_csv(out / "ptpath_mcmc.csv", m_header, m_cols)
+        data["mcmc"] = {"samples": r.states, "state_names": list(prob.state_names), "r_hat": r.r_hat, "ess": r.ess,
+                        "divergences": r.divergences, "accept_prob": r.accept, "num_steps": r.steps,
+                        "seconds": r.seconds, "mean": chain.mean, "sd": chain.sd,
+                        "chains": config.mcmc.chains, "samples_per_chain": config.mcmc.samples,
+                        "warmup": config.mcmc.warmup}
+        units.update({"mcmc/samples": state_units, "mcmc/mean": state_units, "mcmc/sd": state_units,
+                      "mcmc/state_names": "", "mcmc/r_hat": "1", "mcmc/ess": "1", "mcmc/divergences": "1",
+                      "mcmc/accept_prob": "1", "mcmc/num_steps": "1", "mcmc/seconds": "s", "mcmc/chains": "1",
+                      "mcmc/samples_per_chain": "1", "mcmc/warmup": "1"})
+    paths["h5"] = write_hdf5(out / "ptpath.h5", data, run_attrs(config_to_yaml(config), config.seed), units=units)
     if config.output.plots:
-        paths.update(_figures(out, config, prob, inv, sens, truth))
+        paths.update(_figures(out, config, prob, inv, sens, truth, chain))
     return paths
 
 
-def _summary(problem: Problem, inv: Inversion, paths: dict, timings: dict) -> dict:
-    """Headline figures of a run (path extent, noise scales, log-likelihood, MAP agreement, files, timings)."""
-    q_P, q_T, sd = np.exp(inv.log_theta)
+def _peak(mean: np.ndarray, k: int) -> dict:
+    i = int(np.argmax(mean[:, k]))
+    return {"index": i, "P_kbar": float(mean[i, 0]), "T_C": float(mean[i, 1])}
+
+
+def _summary(problem: Problem, inv: Inversion, times: GrowthTimes | None, chain: McmcRun | None, paths: dict,
+             timings: dict) -> dict:
+    """Headline figures of a run (path extent, peak P–T, noise scales, log-likelihood, MAP
+    agreement, growth parameters, NUTS diagnostics, files, timings)."""
+    q_P, q_T, sd, model_sd = np.exp(inv.log_theta)
+    pP, pT = _peak(inv.mean, 0), _peak(inv.mean, 1)
     summary = {
         "n_steps": int(len(problem.radius_um)),
         "P_range_kbar": (float(inv.mean[:, 0].min()), float(inv.mean[:, 0].max())),
         "T_range_C": (float(inv.mean[:, 1].min()), float(inv.mean[:, 1].max())),
-        "q_P": float(q_P), "q_T": float(q_T), "sd": float(sd), "estimated": list(inv.estimated),
-        "loglik": inv.loglik,
+        "peak_P": {**pP, "radius_um": float(problem.radius_um[pP["index"]]), "P_sd": float(inv.sd[pP["index"], 0])},
+        "peak_T": {**pT, "radius_um": float(problem.radius_um[pT["index"]]), "T_sd": float(inv.sd[pT["index"], 1])},
+        "walk": problem.walk,
+        "q_P": float(q_P), "q_T": float(q_T), "sd": float(sd), "model_sd": float(model_sd),
+        "estimated": list(inv.estimated),
+        "loglik": inv.loglik, "loglik_method": inv.loglik_method,
         "files": {k: str(v) for k, v in paths.items()},
         "timings": dict(timings),
     }
+    if times is not None:
+        summary["duration_Myr"] = float(times.mean[-1])
+        if times.constants is not None:
+            summary["growth"] = dict(times.constants)
     if inv.map_path is not None:
         summary["map_rms_diff_P_kbar"] = float(np.sqrt(np.mean((inv.map_path[:, 0] - inv.mean[:, 0]) ** 2)))
         summary["map_rms_diff_T_C"] = float(np.sqrt(np.mean((inv.map_path[:, 1] - inv.mean[:, 1]) ** 2)))
+    if chain is not None:
+        r = chain.result
+        z = np.abs(inv.mean[:, :2] - chain.mean[:, :2]) / chain.sd[:, :2]
+        summary["mcmc"] = {"max_r_hat": float(np.nanmax(r.r_hat)), "min_ess": float(np.nanmin(r.ess)),
+                           "divergences": int(r.divergences.sum()), "seconds": r.seconds,
+                           "max_mean_diff_in_sd": float(z.max())}
     return summary
+
+
+def _report(summary: dict) -> None:
+    """Headline results on stderr (stdout stays clean for pipes)."""
+    pP, pT = summary["peak_P"], summary["peak_T"]
+    unit = "Myr" if summary["walk"] == "time" else "µm"
+    est = ", ".join(summary["estimated"]) or "none"
+    lines = [
+        f"peak P {pP['P_kbar']:.2f} ± {pP['P_sd']:.2f} kbar at {pP['T_C']:.0f} °C (radius {pP['radius_um']:g} µm); "
+        f"peak T {pT['T_C']:.0f} ± {pT['T_sd']:.0f} °C at {pT['P_kbar']:.2f} kbar (radius {pT['radius_um']:g} µm)",
+        f"path {summary['P_range_kbar'][0]:.2f}-{summary['P_range_kbar'][1]:.2f} kbar, "
+        f"{summary['T_range_C'][0]:.0f}-{summary['T_range_C'][1]:.0f} °C over {summary['n_steps']} steps "
+        f"(random walk in {'time' if summary['walk'] == 'time' else 'radius'})",
+        f"noise: q_P {summary['q_P']:.3g} kbar/√{unit}, q_T {summary['q_T']:.3g} °C/√{unit}, sd {summary['sd']:.3g}, "
+        f"model_sd {summary['model_sd']:.3g} (estimated: {est}); log-likelihood {summary['loglik']:.2f} "
+        f"({summary['loglik_method']})",
+    ]
+    if "duration_Myr" in summary:
+        lines.append(f"growth duration {summary['duration_Myr']:.3g} Myr" + (
+            "; " + ", ".join(f"{k} {m:.4g} ± {s:.2g}" for k, (m, s) in summary["growth"].items())
+            if "growth" in summary else ""))
+    if "map_rms_diff_P_kbar" in summary:
+        lines.append(f"MAP vs mean: rms {summary['map_rms_diff_P_kbar']:.3f} kbar, {summary['map_rms_diff_T_C']:.1f} °C")
+    if "mcmc" in summary:
+        m = summary["mcmc"]
+        lines.append(f"NUTS: max R-hat {m['max_r_hat']:.3f}, min ESS {m['min_ess']:.0f}, {m['divergences']} divergences, "
+                     f"{m['seconds']:.1f} s; ensemble mean within {m['max_mean_diff_in_sd']:.2f} NUTS sd")
+    lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items() if v >= 0.05))
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _isopleths(problem: Problem, n: int = 70) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -399,12 +611,13 @@ def _isopleths(problem: Problem, n: int = 70) -> tuple[np.ndarray, np.ndarray, n
     P, T = np.linspace(p_lo, p_hi, n), np.linspace(t_lo, t_hi, n)
     PP, TT = np.meshgrid(P, T, indexing="ij")
     states = np.stack([PP.ravel(), TT.ravel()], axis=1)
-    X = np.asarray(jax.jit(jax.vmap(problem.h, in_axes=(None, 0, None)))(problem.params, states, 0.0))[:, :4]
+    aux = pm.StepAux(0.0, 0.0, 0.0)  # the core's composition (no Rayleigh depletion yet)
+    X = np.asarray(jax.jit(jax.vmap(problem.h, in_axes=(None, 0, None)))(problem.params, states, aux))[:, :4]
     return P, T, X.reshape(n, n, 4)
 
 
 def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sens: Sensitivity | None,
-             truth: tuple | None) -> dict:
+             truth: tuple | None, chain: McmcRun | None = None) -> dict:
     """ptpath.png, profiles.png (and sensitivity.png); returns their paths."""
 
     from jaxpetro.io.plots import save_figure, subplots
@@ -434,12 +647,22 @@ def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sen
     ax.plot(inv.mean[:, 1], inv.mean[:, 0], color="tab:blue", lw=1.2)
     if inv.map_path is not None:
         ax.plot(inv.map_path[:, 1], inv.map_path[:, 0], color="tab:orange", ls="--", lw=1, label="MAP")
+    if chain is not None:
+        ax.plot(chain.mean[:, 1], chain.mean[:, 0], color="tab:purple", ls="-.", lw=1, label="NUTS mean")
     if truth is not None:
         ax.plot(truth[1], truth[0], color="k", ls=":", lw=1.5, label="truth")
-    incl = prob.mask[:, 4]
+    incl = prob.mask[:, pm.INCL]
     if incl.any():
-        ax.errorbar(prob.y[incl, 5], prob.y[incl, 4], xerr=_Z90 * np.sqrt(prob.var[incl, 5]),
-                    yerr=_Z90 * np.sqrt(prob.var[incl, 4]), fmt="s", color="tab:red", ms=4, label="inclusions")
+        ax.errorbar(prob.y[incl, pm.INCL + 1], prob.y[incl, pm.INCL],
+                    xerr=_Z90 * np.sqrt(prob.R_other[incl, 1, 1]), yerr=_Z90 * np.sqrt(prob.R_other[incl, 0, 0]),
+                    fmt="s", color="tab:red", ms=4, label="inclusions")
+    line = prob.mask[:, pm.LINE]
+    if line.any():
+        tt = np.array(ax.get_xlim())
+        for i in np.flatnonzero(line):
+            ax.plot(tt, prob.y[i, pm.LINE] + prob.aux.line_b[i] * tt, color="tab:red", ls="--", lw=0.8,
+                    label="line constraint" if i == np.flatnonzero(line)[0] else None)
+        ax.set_xlim(tt)
     fig.colorbar(sc, ax=ax, label="radius (µm)")
     ax.set_xlabel("T (°C)")
     ax.set_ylabel("P (kbar)")
@@ -448,6 +671,9 @@ def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sen
     for ax, k, unit in ((axes[1], 0, "P (kbar)"), (axes[2], 1, "T (°C)")):
         ax.fill_between(r, inv.lo[:, k], inv.hi[:, k], color="tab:blue", alpha=0.25, label="90 % band")
         ax.plot(r, inv.mean[:, k], color="tab:blue", label="mean")
+        if chain is not None:
+            ax.plot(r, chain.lo[:, k], color="tab:purple", ls="-.", lw=0.8, label="NUTS 90 %")
+            ax.plot(r, chain.hi[:, k], color="tab:purple", ls="-.", lw=0.8)
         if truth is not None:
             ax.plot(r, truth[k], color="k", ls=":", label="truth")
         ax.set_xlabel("radius (µm)")
@@ -456,13 +682,15 @@ def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sen
     paths["ptpath_png"] = save_figure(fig, out / "ptpath.png", dpi)
 
     fig, axes = subplots(2, 2, figsize=(10, 7), sharex=True, layout="constrained")
+    sd_common, model_sd = np.exp(inv.log_theta[2]), np.exp(inv.log_theta[3])
     for k, ax in enumerate(axes.ravel()):
-        obs = prob.mask[:, k]
-        sd = np.sqrt(np.where(np.isnan(prob.var[:, k]), np.exp(inv.log_theta[2]) ** 2, prob.var[:, k]))
-        ax.errorbar(r[obs], prob.y[obs, k], yerr=sd[obs], fmt="o", ms=3, color="k", lw=0.6, label="observed")
+        obs = np.isfinite(prob.X_obs[:, k]) & prob.shell
+        var = np.where(np.isnan(prob.frac_var[:, k]), sd_common**2, prob.frac_var[:, k]) + model_sd**2
+        ax.errorbar(r[obs], prob.X_obs[obs, k], yerr=np.sqrt(var[obs]), fmt="o", ms=3, color="k", lw=0.6,
+                    label="observed (sd incl. model error)")
         ax.fill_between(r, pred_lo[:, k], pred_hi[:, k], color="tab:green", alpha=0.3, label="predicted 90 %")
         ax.plot(r, pred_mean[:, k], color="tab:green", label="predicted")
-        ax.set_title(gm.ENDMEMBERS[k])
+        ax.set_title(gm.ENDMEMBERS[k] + (" (left out of the likelihood)" if k == prob.drop and prob.closed.any() else ""))
         ax.set_xlabel("radius (µm)")
     axes[0, 0].legend(fontsize=7)
     paths["profiles_png"] = save_figure(fig, out / "profiles.png", dpi)
@@ -525,7 +753,7 @@ def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     figures = recovery(result.inversion, synth.P_kbar, synth.T_C)
     s = result.summary
     figures.update(n_shells=len(synth.radius_um), noise_sd=synth.noise_sd, q_P=s["q_P"], q_T=s["q_T"],
-                   sd=s["sd"], files=s["files"])
+                   sd=s["sd"], model_sd=s["model_sd"], files=s["files"])
     return figures
 
 
@@ -535,14 +763,17 @@ __all__ = [
     "Exact",
     "GrowthTimes",
     "Inversion",
+    "McmcRun",
     "Predicted",
     "Problem",
     "PtpathRun",
+    "STATE_UNITS",
     "Sensitivity",
     "build_problem",
     "check_inside_table",
     "growth_times",
     "invert",
+    "mcmc",
     "recovery",
     "run",
     "run_demo",
