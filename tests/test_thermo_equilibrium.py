@@ -126,6 +126,7 @@ def test_implicit_derivatives_equal_central_differences(solved):
     assert COMPONENTS[int(np.argmax(dg.max(axis=0)))] == "MnO"
 
 
+@pytest.mark.slow  # a full jacfwd of the KKT residual: the heaviest compile of the suite (it crashed XLA once under memory pressure)
 def test_the_block_kkt_matrix_is_the_jacobian_of_the_residual(solved):
     system, P, T, B, labels, eq, _ = solved
     i = _index(labels, "ref", "pelite_b", 7)
