@@ -191,5 +191,5 @@ def test_no_grain_a_wrong_mask_and_a_bad_mask_file_are_clear_errors(tmp_path):
     with pytest.raises(InputError, match="10 x 12 pixels but the map is 60 x 70"):
         S.read_mask_labels(tmp_path / "m.npy", (60, 70))
     (tmp_path / "bad.png").write_text("not an image")
-    with pytest.raises(InputError, match="cannot read the grain mask"):
+    with pytest.raises(InputError, match="grains.mask: .*cannot be read as a mask"):
         S.read_mask_labels(tmp_path / "bad.png", (60, 70))

@@ -4,6 +4,7 @@ reading a file needs no JAX and no matplotlib.
 
 Modules:
     generic:     instrument-neutral map stacks (.npz / .h5) and spot tables (CSV).
+    masks:       mask and label images of a map (.npy, .csv/.txt, .png/.tif).
     jeol:        JEOL EPMA exports (both .cnd dialects, .qnt spot sets, conditions CSVs).
     parameters:  calibration parameters (alpha, beta, gamma) as CSV.
     perplex:     garnet composition tables over P-T (CSV, Perple_X .tab).
@@ -11,11 +12,13 @@ Modules:
     wholerock:   whole-rock analyses with units, detection limits and errors (CSV).
     results:     HDF5/CSV/text writers (atomic), output folders, run attributes.
     plots:       PNG figures (pyplot-free, atomic).
+    section_plots: the figure of ``jaxpetro section``.
 """
 
 import importlib
 
-__all__ = ["generic", "jeol", "parameters", "perplex", "plots", "profiles", "results", "wholerock"]
+__all__ = ["generic", "jeol", "masks", "parameters", "perplex", "plots", "profiles", "results", "section_plots",
+           "wholerock"]
 
 
 def __getattr__(name: str):

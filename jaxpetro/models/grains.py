@@ -236,6 +236,10 @@ class Shells(NamedTuple):
     n_pixels: np.ndarray
 
 
+def _no_shells() -> Shells:
+    return Shells(np.zeros(0), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, int))
+
+
 def shells(distance_um: np.ndarray, X: np.ndarray, usable: np.ndarray, width_um: float,
            X_sd: np.ndarray | None = None, min_pixels: int = 5) -> Shells:
     """Group a grain's usable pixels into annuli of ``width_um`` about its centre.
@@ -253,7 +257,7 @@ def shells(distance_um: np.ndarray, X: np.ndarray, usable: np.ndarray, width_um:
     x = np.asarray(X, float)[ok]
     xs = None if X_sd is None else np.asarray(X_sd, float)[ok]
     if d.size == 0:
-        return Shells(np.zeros(0), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, int))
+        return _no_shells()
     index = np.floor(d / width_um).astype(int)
     out = []
     for k in np.unique(index):
@@ -267,7 +271,7 @@ def shells(distance_um: np.ndarray, X: np.ndarray, usable: np.ndarray, width_um:
             sd = np.maximum(sd, np.sqrt(np.nanmean(xs[sel] ** 2, axis=0)) / math.sqrt(n))
         out.append((d[sel].mean(), x[sel].mean(axis=0), sd, spread, n))
     if not out:
-        return Shells(np.zeros(0), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, int))
+        return _no_shells()
     r, m, sd, spread, n = zip(*out)
     return Shells(np.array(r), np.array(m), np.array(sd), np.array(spread), np.array(n))
 

@@ -44,20 +44,27 @@ def formula_components(formula: Mapping[str, float]) -> np.ndarray:
     return out
 
 
+def _check_amounts(values: Mapping[str, float], known, where: str, unit: str, noun: str, unknown) -> None:
+    """InputError naming ``where`` and the key for a key outside ``known`` (message ``unknown(key)``)
+    or a value that is not a finite number >= 0 (in ``unit``)."""
+    for k, v in values.items():
+        if k not in known:
+            raise InputError(unknown(k))
+        try:
+            value = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}.{k}: expected a number of {unit}, got {v!r}.") from None
+        if not np.isfinite(value) or value < 0:
+            raise InputError(f"{where}.{k} = {v!r}: {noun} must be a finite number >= 0.")
+
+
 def components_from_wt(wt: Mapping[str, float], where: str = "bulk.oxides_wt"):
     """Moles of each component in 100 g of rock from oxide wt% (a missing oxide is 0; ``O``:
     wt% of excess oxygen). :class:`InputError` (naming ``where`` and the key) for an oxide outside
     the system or a negative / non-numeric value."""
-    for k, v in wt.items():
-        if k not in COMPONENTS:
-            raise InputError(f"{where}: unknown oxide '{k}'; the thermodynamic system has {', '.join(COMPONENTS)} "
+    _check_amounts(wt, COMPONENTS, where, "wt%", "a wt%",
+                   lambda k: f"{where}: unknown oxide '{k}'; the thermodynamic system has {', '.join(COMPONENTS)} "
                              f"(O: excess oxygen, i.e. ferric iron; give Fe2O3 as FeO + O).")
-        try:
-            value = float(v)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}.{k}: expected a number of wt%, got {v!r}.") from None
-        if not np.isfinite(value) or value < 0:
-            raise InputError(f"{where}.{k} = {v!r}: a wt% must be a finite number >= 0.")
     return np.array([float(wt.get(c, 0.0)) / MOLAR_MASS[c] for c in COMPONENTS])
 
 
@@ -65,16 +72,9 @@ def components_from_elements(moles: Mapping[str, float], where: str = "bulk.elem
     """Component moles from element moles (``{"Si": 0.6, ..., "O": 1.9}``); oxygen beyond the
     cations' oxides is the O component. :class:`InputError` (naming ``where`` and the key) for an
     element outside the system, a negative value, or less oxygen than the cations' oxides need."""
-    for k, v in moles.items():
-        if k != "O" and k not in _ELEMENT:
-            raise InputError(f"{where}: unknown element '{k}'; the thermodynamic system has "
+    _check_amounts(moles, (*_ELEMENT, "O"), where, "moles", "an amount",
+                   lambda k: f"{where}: unknown element '{k}'; the thermodynamic system has "
                              f"{', '.join([*_ELEMENT, 'O'])}.")
-        try:
-            value = float(v)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}.{k}: expected a number of moles, got {v!r}.") from None
-        if not np.isfinite(value) or value < 0:
-            raise InputError(f"{where}.{k} = {v!r}: an amount must be a finite number >= 0.")
     out = formula_components({k: float(v) for k, v in moles.items()})
     if out[-1] < -1e-9:
         raise InputError(f"{where}.O: the element bulk has {-out[-1]:.4g} mol less oxygen than its cations' "

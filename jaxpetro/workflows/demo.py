@@ -179,17 +179,19 @@ def section_chain(config: DemoConfig, out: Path, sec: ThinSection, results: qmap
                                    "map_check": False, "output": config_to_dict(config.output)},
                         "output": config_to_dict(config.output)}, SectionConfig)
     out.mkdir(parents=True, exist_ok=True)
+    L = sec.garnets[0][2] * sec.step_um  # the true growth length (µm)
+
+    def true_path(s, _length_um=None):
+        return garnet_path(np.asarray(s) / L)
+
     try:
-        L_true = sec.garnets[0][2] * sec.step_um
-        summary = section_wf.analyse(scfg, results, out, Stages(4, "section", quiet=True),
-                                     truth=lambda s, _L: garnet_path(np.asarray(s) / L_true))
+        summary = section_wf.analyse(scfg, results, out, Stages(4, "section", quiet=True), truth=true_path)
     except InputError as err:
         print(f"jaxpetro: warning: the section chain was skipped on this map: {err}", file=sys.stderr)
         return {"skipped": str(err)}
     j = summary["joint"]
-    L = sec.garnets[0][2] * sec.step_um
-    P_true, T_true = garnet_path(np.asarray(j["radius_um"]) / L)
-    planted = [(g[0], g[1], g[2]) for g in sec.garnets]
+    P_true, T_true = true_path(j["radius_um"])
+    planted = sec.garnets
     matched = sum(any(np.hypot(g["centroid_y_px"] - r, g["centroid_x_px"] - c) < 0.5 * R for r, c, R in planted)
                   for g in summary["grains"])
     acc = {"rmse_P_kbar": float(np.sqrt(np.mean((j["P_kbar"] - P_true) ** 2))),

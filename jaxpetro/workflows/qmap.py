@@ -41,6 +41,7 @@ from jaxpetro.config import QmapConfig, config_to_yaml
 from jaxpetro.config.qmap import QmapInputConfig, QuantifyConfig
 from jaxpetro.errors import InputError
 from jaxpetro.io.generic import MapStack, SpotSet, read_map_stack, read_spot_set
+from jaxpetro.io.masks import read_mask_image
 from jaxpetro.io.parameters import read_parameters, write_parameters
 from jaxpetro.io.plots import phase_map_figure, scalar_map_figure
 from jaxpetro.io.results import atomic_write, prepare_out_dir, run_attrs, write_csv, write_hdf5
@@ -267,31 +268,9 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """(rows, cols) bool of the pixels to exclude, from ``input.mask``: a ``.npy`` array, a
     ``.csv``/``.txt`` matrix (comma, semicolon, tab or space separated; nonzero = excluded) or
     a ``.png``/``.tif`` image (any non-black pixel = excluded; colour channels are combined)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input.mask: file '{path}' not found; give a .npy, .csv/.txt or .png/.tif mask.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            mask = np.load(path, allow_pickle=False)
-        elif suffix in (".csv", ".txt"):
-            text = path.read_text(encoding="utf-8-sig")
-            sep = next((d for d in (",", ";", "\t") if d in text), None)
-            mask = np.loadtxt(path, delimiter=sep, ndmin=2, encoding="utf-8-sig")
-        elif suffix in (".png", ".tif", ".tiff"):
-            from skimage.io import imread  # a declared dependency; imported here: only masks need it
-
-            mask = np.asarray(imread(path))
-            if mask.ndim == 3:  # RGB(A): a pixel is excluded where any colour channel is set
-                mask = mask[..., :3].max(axis=-1) if mask.shape[-1] in (3, 4) else mask.max(axis=-1)
-        else:
-            raise InputError(f"input.mask: unknown file type '{path.suffix}' of '{path}'; use .npy, .csv, .txt, .png "
-                             "or .tif.")
-    except InputError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated .npy
-        raise InputError(f"input.mask: '{path}' cannot be read as a mask ({type(exc).__name__}: {exc}).") from None
-    mask = np.asarray(mask)
+    mask = read_mask_image(path, "input.mask")
+    if mask.ndim == 3:  # RGB(A): a pixel is excluded where any colour channel is set
+        mask = mask[..., :3].max(axis=-1) if mask.shape[-1] in (3, 4) else mask.max(axis=-1)
     if mask.shape != tuple(shape):
         raise InputError(f"input.mask: '{path}' is {' x '.join(map(str, mask.shape))} but the maps are "
                          f"{shape[0]} x {shape[1]} (rows x cols); give a mask of the map's size.")

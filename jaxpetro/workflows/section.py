@@ -29,6 +29,7 @@ from jaxpetro.config.ptpath import PtpathConfig
 from jaxpetro.config.qmap import QmapConfig
 from jaxpetro.config.section import GrainsConfig, SectionConfig
 from jaxpetro.errors import ConfigError, InputError, JaxpetroError
+from jaxpetro.io.masks import read_mask_image
 from jaxpetro.io.profiles import write_profile
 from jaxpetro.io.results import prepare_out_dir, read_csv_table, run_attrs, write_csv, write_hdf5
 from jaxpetro.models import grains as gm
@@ -311,27 +312,19 @@ def run(config: SectionConfig, out_dir: Path, quiet: bool = False) -> dict:
 
 
 def read_mask_labels(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
-    """A grain mask image as integer labels (one value or colour per grain, 0/black background).
+    """A grain mask image (``grains.mask``) as integer labels: one value or colour per grain,
+    0 / black background (:func:`jaxpetro.io.masks.read_mask_image` formats).
 
     Raises:
-        InputError: unreadable file or a size other than the map's.
+        InputError: missing or unreadable file, or a size other than the map's.
     """
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            img = np.load(path, allow_pickle=False)
-        else:
-            from skimage import io as skio
-
-            img = skio.imread(path)
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read the grain mask '{path}': {err}; give a PNG, TIFF or .npy image.") from None
+    img = read_mask_image(path, "grains.mask")
     if img.ndim == 3:  # colours -> one integer per colour
         flat = img[..., :3].reshape(-1, 3).astype(np.int64)
         codes = flat[:, 0] * 65536 + flat[:, 1] * 256 + flat[:, 2]
         img = codes.reshape(img.shape[:2])
     if img.shape != tuple(shape):
-        raise InputError(f"the grain mask '{path}' is {img.shape[0]} x {img.shape[1]} pixels but the map is "
+        raise InputError(f"grains.mask: '{path}' is {img.shape[0]} x {img.shape[1]} pixels but the map is "
                          f"{shape[0]} x {shape[1]}; give a mask of the map's size.")
     return img
 
