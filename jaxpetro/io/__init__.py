@@ -5,7 +5,11 @@ reading a file needs no JAX and no matplotlib.
 Modules:
     generic:     instrument-neutral map stacks (.npz / .h5) and spot tables (CSV).
     masks:       mask and label images of a map (.npy, .csv/.txt, .png/.tif).
-    jeol:        JEOL EPMA exports (both .cnd dialects, .qnt spot sets, conditions CSVs).
+    jeol:        JEOL EPMA exports (both .cnd dialects, text or binary .map maps, .qnt spot sets, conditions CSVs).
+    cameca:      Cameca SX / Peaksight text map exports and spot CSVs.
+    pfe:         Probe for EPMA / CalcImage .DAT quantified maps (a reference to compare qmap with).
+    oxford:      Oxford AZtec .h5oina EDS maps (h5py).
+    bruker:      Bruker .bcf hypermaps as element maps (optional rosettasciio, the 'bruker' extra).
     parameters:  calibration parameters (alpha, beta, gamma) as CSV.
     perplex:     garnet composition tables over P-T (CSV, Perple_X .tab).
     profiles:    garnet zoning profiles and inclusion thermobarometry (CSV).
@@ -17,8 +21,8 @@ Modules:
 
 import importlib
 
-__all__ = ["generic", "jeol", "masks", "parameters", "perplex", "plots", "profiles", "results", "section_plots",
-           "wholerock"]
+__all__ = ["bruker", "cameca", "generic", "jeol", "masks", "oxford", "parameters", "perplex", "pfe", "plots", "profiles",
+           "results", "section_plots", "wholerock"]
 
 
 def __getattr__(name: str):

@@ -9,6 +9,13 @@ Map dialects (auto-detected from the files in the map folder):
 * ``"old"`` (JXA-8800/8105/8530): ``<k>_map.txt`` (whitespace-separated) + ``<k>.cnd``;
 * ``"new"`` (JXA-8230 and later): ``data<kkk>.csv`` (comma-separated) + ``data<kkk>.cnd``.
 
+Besides these text exports, each dialect's instrument stores the maps as binary files, read
+too: ``<k>.map`` (old) or ``data<kkk>.map`` (new), next to the same ``.cnd`` files. A binary
+map holds the ``nx x ny`` matrix of the ``.cnd`` (``$XM_POINTS`` / ``$XM_AP_SA_PIXELS%0``) as
+unsigned 16- or 32-bit integers, big-endian by default, in the text export's order (``nx``
+lines of ``ny`` values), after an optional header; the value size is inferred from the file
+size (see :func:`read_jeol_maps`). Text exports are preferred when a folder holds both.
+
 Image frame. Both dialects store, per channel, a matrix of ``nx`` lines of ``ny`` values
 (``$XM_POINTS`` / ``$XM_AP_SA_PIXELS`` = ``nx ny``): the file's lines run along stage X.
 The reader returns ``counts[row, col, channel]`` as follows:
@@ -46,8 +53,8 @@ from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.io._numbers import is_number, parse_number
 from jaxpetro.io.generic import MapStack, SpotSet
 
-__all__ = ["NET_TOLERANCE", "JeolIntensityWarning", "detect_dialect", "read_jeol", "read_jeol_maps", "read_jeol_spots",
-           "spot_pixels"]
+__all__ = ["MAX_HEADER_BYTES", "NET_TOLERANCE", "JeolIntensityWarning", "detect_dialect", "read_jeol", "read_jeol_maps",
+           "read_jeol_spots", "spot_pixels"]
 
 #: Relative tolerance of the check ``pkint - background = net`` (share of the peak intensity).
 #: JEOL computes net.qnt from the same peak and side backgrounds, so on a linear background the
@@ -64,6 +71,14 @@ DIALECTS = ("old", "new")
 DEFAULT_ORIENTATION = {"old": ("x", "none"), "new": ("y", "x")}
 
 _MAP_FILE = {"old": re.compile(r"^(\d+)_map\.txt$", re.I), "new": re.compile(r"^data(\d+)\.csv$", re.I)}
+_BINARY_FILE = {"old": re.compile(r"^(\d+)\.map$", re.I), "new": re.compile(r"^data(\d+)\.map$", re.I)}
+MAP_KINDS = ("auto", "text", "binary")
+BYTE_ORDERS = {"big": ">", "little": "<"}
+_DTYPES = {"uint16": 2, "uint32": 4}
+#: Largest header (bytes) accepted before the matrix of a binary ``.map``. The value size is
+#: inferred from the file size, so the bound is what separates "a header" from "a file that
+#: does not hold nx x ny values" (truncated, or wrong pixel numbers in the .cnd).
+MAX_HEADER_BYTES = 4096
 _MAP_CSV_COLUMNS = (
     "Element", "File path", "Dwell [msec]", "Probe current [A]",
     "Start X [mm]", "Start Y [mm]", "Step size [um]", "Steps X", "Steps Y",
@@ -84,23 +99,29 @@ def read_jeol(
     spot_conditions=None,
     phase_list=None,
     dead_time_ns=None,
+    map_files: str = "auto",
+    byte_order: str = "big",
+    map_dtype: str = "auto",
 ) -> tuple[MapStack, SpotSet]:
     """Read a JEOL map folder and its ``.qnt`` spot folder.
 
     See :func:`read_jeol_maps` and :func:`read_jeol_spots`; the spots' ``row``/``col`` are
     left None (locate them with :func:`spot_pixels`).
     """
-    stack = read_jeol_maps(map_dir, dialect=dialect, map_conditions=map_conditions, dead_time_ns=dead_time_ns)
+    stack = read_jeol_maps(map_dir, dialect=dialect, map_conditions=map_conditions, dead_time_ns=dead_time_ns,
+                           map_files=map_files, byte_order=byte_order, map_dtype=map_dtype)
     spots = read_jeol_spots(qnt_dir, spot_conditions=spot_conditions, phase_list=phase_list)
     return stack, spots
 
 
-def detect_dialect(map_dir, map_conditions=None) -> str:
+def detect_dialect(map_dir, map_conditions=None, map_files: str = "auto") -> str:
     """``"old"`` or ``"new"``: the dialect of the map files in ``map_dir`` (or named in
-    the ``map_conditions`` CSV). Raises InputError when both or neither are present."""
+    the ``map_conditions`` CSV). Raises InputError when both or neither are present.
+    ``map_files``: ``"text"``, ``"binary"`` (``.map``) or ``"auto"`` (text, else binary)."""
     if map_conditions is not None:
         return _dialect_of_paths(Path(map_conditions), [p for _, p in _map_csv_rows(Path(map_conditions))])
-    found = {d: _map_files(Path(map_dir), d) for d in DIALECTS}
+    _check_kind(map_files)
+    found = {d: _map_files(Path(map_dir), d, map_files) for d in DIALECTS}
     if found["old"] and found["new"]:
         raise InputError(
             f"map folder '{map_dir}' holds both <k>_map.txt (old JEOL) and data<kkk>.csv (new JEOL) maps; "
@@ -108,13 +129,15 @@ def detect_dialect(map_dir, map_conditions=None) -> str:
         )
     if not (found["old"] or found["new"]):
         raise InputError(
-            f"map folder '{map_dir}' holds no JEOL maps (<k>_map.txt or data<kkk>.csv); "
-            "point to the folder of one map area, e.g. '.map/1'."
+            f"map folder '{map_dir}' holds no JEOL maps (<k>_map.txt, data<kkk>.csv, <k>.map or data<kkk>.map"
+            f"{'' if map_files == 'auto' else ' of kind ' + repr(map_files)}); point to the folder of one map area, "
+            "e.g. '.map/1'."
         )
     return "old" if found["old"] else "new"
 
 
-def read_jeol_maps(map_dir, *, dialect: str = "auto", map_conditions=None, dead_time_ns=None) -> MapStack:
+def read_jeol_maps(map_dir, *, dialect: str = "auto", map_conditions=None, dead_time_ns=None, map_files: str = "auto",
+                   byte_order: str = "big", map_dtype: str = "auto") -> MapStack:
     """Read the maps of one area: counts, channels and acquisition conditions.
 
     Args:
@@ -127,6 +150,13 @@ def read_jeol_maps(map_dir, *, dialect: str = "auto", map_conditions=None, dead_
             channels and their files (relative paths: from the CSV's folder, else ``map_dir``).
         dead_time_ns: detector dead time in ns, one value or ``{channel: ns}``; overrides the
             CSV's column. Electron channels always get 0.
+        map_files: ``"text"`` (the exports above), ``"binary"`` (``<k>.map`` / ``data<kkk>.map``)
+            or ``"auto"`` (text when the folder has text maps of the dialect, else binary). With a
+            ``map_conditions`` CSV each file's suffix decides (``.map`` = binary).
+        byte_order: ``"big"`` (default) or ``"little"``: byte order of the binary maps.
+        map_dtype: ``"uint16"``, ``"uint32"`` or ``"auto"``: value size of the binary maps; auto
+            takes the largest size whose ``nx * ny`` values fit the file with at most
+            :data:`MAX_HEADER_BYTES` of header before them (the matrix is the file's last bytes).
 
     Returns:
         MapStack with float32 ``counts[row, col, channel]`` in the dialect's image frame,
@@ -139,15 +169,20 @@ def read_jeol_maps(map_dir, *, dialect: str = "auto", map_conditions=None, dead_
             f"map folder '{map_dir}' not found; give the folder of one map area (e.g. '.map/1'), "
             "relative to the working directory."
         )
-    dialect = _check_dialect(dialect) if dialect != "auto" else detect_dialect(map_dir, map_conditions)
+    _check_kind(map_files)
+    if byte_order not in BYTE_ORDERS:
+        raise ConfigError(f"byte order of JEOL binary maps must be 'big' or 'little', got {byte_order!r}.")
+    if map_dtype not in ("auto", *_DTYPES):
+        raise ConfigError(f"value type of JEOL binary maps must be 'auto', 'uint16' or 'uint32', got {map_dtype!r}.")
+    dialect = _check_dialect(dialect) if dialect != "auto" else detect_dialect(map_dir, map_conditions, map_files)
     if map_conditions is None:
-        channels = [_channel_from_cnd(path, dialect) for path in _map_files(map_dir, dialect)]
+        channels = [_channel_from_cnd(path, dialect) for path in _map_files(map_dir, dialect, map_files)]
         if not channels:
             raise InputError(f"map folder '{map_dir}' holds no {dialect}-dialect JEOL maps; check the dialect.")
     else:
         channels = _channels_from_csv(Path(map_conditions), map_dir)
     _check_same_geometry(channels)
-    counts = _read_counts(channels, dialect)
+    counts = _read_counts(channels, dialect, byte_order, map_dtype)
     names = tuple(c.name for c in channels)
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -371,18 +406,32 @@ def _check_dialect(dialect: str, error=InputError) -> str:
     return dialect
 
 
-def _map_files(map_dir: Path, dialect: str) -> list[Path]:
-    """The map files of one dialect in ``map_dir``, in channel order (by their number)."""
+def _check_kind(map_files: str) -> None:
+    if map_files not in MAP_KINDS:
+        raise ConfigError(f"JEOL map files must be 'auto', 'text' or 'binary' (.map), got {map_files!r}.")
+
+
+def _map_files(map_dir: Path, dialect: str, kind: str = "auto") -> list[Path]:
+    """The map files of one dialect in ``map_dir``, in channel order (by their number):
+    text exports (``kind="text"``), binary ``.map`` files (``"binary"``) or text when there
+    are any, else binary (``"auto"``)."""
     try:
         names = os.listdir(map_dir)
     except OSError as err:
         raise InputError(f"map folder '{map_dir}' cannot be listed ({err.strerror or err}); check the path.") from None
-    hits = [(int(m.group(1)), name) for name in names if (m := _MAP_FILE[dialect].match(name))]
-    return [map_dir / name for _, name in sorted(hits)]
+
+    def hits(pattern) -> list[Path]:
+        found = [(int(m.group(1)), name) for name in names if (m := pattern.match(name))]
+        return [map_dir / name for _, name in sorted(found)]
+
+    if kind == "binary":
+        return hits(_BINARY_FILE[dialect])
+    text = hits(_MAP_FILE[dialect])
+    return text if (text or kind == "text") else hits(_BINARY_FILE[dialect])
 
 
 def _dialect_of_paths(source: Path, paths: list[Path]) -> str:
-    kinds = {"new" if p.suffix.lower() == ".csv" else "old" for p in paths}
+    kinds = {"new" if (p.suffix.lower() == ".csv" or _BINARY_FILE["new"].match(p.name)) else "old" for p in paths}
     if len(kinds) != 1:
         raise InputError(
             f"map conditions '{source}' list both .csv (new JEOL) and .txt (old JEOL) map files; "
@@ -443,7 +492,8 @@ def _channel_from_cnd(map_path: Path, dialect: str) -> _Channel:
     if unit not in _DWELL_UNIT_MS:
         raise InputError(f"condition file '{cnd}': unknown dwell-time unit '{dwell_vals[1]}'; use msec or sec.")
     step = numbers("step", 1)[0]
-    steps = [float(v) for v in values("step", 1) if is_number(v)]  # "5 5 um" or "5"
+    # "5 5 um", "5", or JXA-8230's "0.50 0.50 50.00" (x, y, then a third value that is not a step)
+    steps = [float(v) for v in values("step", 1) if is_number(v)][:2]
     if any(abs(s - step) > 1e-9 * step for s in steps):
         raise InputError(f"condition file '{cnd}': non-square pixels ({' x '.join(map(str, steps))} µm) are not supported.")
     nx, ny = numbers("pixels", 2)
@@ -563,11 +613,47 @@ def _read_matrix(path: Path, dialect: str) -> np.ndarray:
     return np.stack(rows)
 
 
-def _read_counts(channels: list[_Channel], dialect: str) -> np.ndarray:
+def _read_binary_matrix(path: Path, pixels: tuple[int, int], byte_order: str, dtype: str) -> np.ndarray:
+    """The ``nx x ny`` matrix of a binary ``.map`` (unsigned integers, the file's last
+    ``nx * ny * size`` bytes), float64; the value size from ``dtype`` or the file size."""
+    n = pixels[0] * pixels[1]
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"map '{path}' cannot be read ({err.strerror or err}); check that it is a readable file.") from None
+    sizes = [_DTYPES[dtype]] if dtype != "auto" else [4, 2]  # largest first: the smallest header wins
+    size = next((s for s in sizes if 0 <= len(raw) - n * s <= MAX_HEADER_BYTES), None)
+    if size is None:
+        need = " or ".join(f"{n * s} (uint{8 * s})" for s in sorted(sizes))
+        short = len(raw) < n * min(sizes)
+        raise InputError(
+            f"map '{path}' has {len(raw)} bytes, which do not hold {pixels[0]} x {pixels[1]} = {n} values: it needs "
+            f"{need} bytes plus at most {MAX_HEADER_BYTES} header bytes. "
+            + ("The file is truncated; re-copy or re-export it." if short else
+               "The pixel numbers of its .cnd (nx ny) are wrong for this file, or it is not a JEOL binary map.")
+        )
+    values = np.frombuffer(raw, dtype=f"{BYTE_ORDERS[byte_order]}u{size}", count=n, offset=len(raw) - n * size)
+    nonzero = values[values != 0]
+    # Counts read in the wrong byte order are whole multiples of 256 (uint16) or 65536 (uint32)
+    # wherever the true count is below 256: real count maps never look like that.
+    step = np.uint64(256 if size == 2 else 65536)
+    if nonzero.size >= 16 and np.all(nonzero.astype(np.uint64) % step == 0):
+        other = "little" if byte_order == "big" else "big"
+        raise InputError(
+            f"map '{path}': every nonzero value is a multiple of {int(step)}, the mark of counts read in the wrong "
+            f"byte order; read it with byte order '{other}' (input.byte_order: {other})."
+        )
+    return values.reshape(pixels).astype(np.float64)
+
+
+def _read_counts(channels: list[_Channel], dialect: str, byte_order: str = "big", map_dtype: str = "auto") -> np.ndarray:
     """(rows, cols, channels) float32 in the image frame; checks shapes and pixel numbers."""
     first_shape, counts = None, None
     for k, c in enumerate(channels):
-        matrix = _read_matrix(c.path, dialect)
+        if c.path.suffix.lower() == ".map":
+            matrix = _read_binary_matrix(c.path, c.pixels, byte_order, map_dtype)
+        else:
+            matrix = _read_matrix(c.path, dialect)
         if first_shape is not None and matrix.shape != first_shape:
             raise InputError(
                 f"map '{c.path}' is {matrix.shape[0]} x {matrix.shape[1]} but '{channels[0].path}' is "
