@@ -358,6 +358,17 @@ def test_h5oina_truncated_wrong_size_and_current(tmp_path):
 # ----------------------------------------------------------------------------- Bruker .bcf
 
 
+def write_sfs(path, *, chunk=512, n_chunks=3, cut=0):
+    """The container of a .bcf (Bruker SFS) as its header describes it: 'AAMVHFSS', float32 version
+    and uint32 chunk size at 0x124, uint32 tree address, items, chunks at 0x140, then the chunks
+    after a 0x118-byte header; ``cut`` bytes are dropped from the end (a truncated copy)."""
+    head = bytearray(0x118 + n_chunks * chunk)
+    head[:8] = b"AAMVHFSS"
+    head[0x124:0x12C] = struct.pack("<fI", 2.6, chunk)
+    head[0x140:0x14C] = struct.pack("<III", 1, 1, n_chunks)
+    path.write_bytes(bytes(head[: len(head) - cut]))
+
+
 def _fake_rsciio(monkeypatch, item=None, error=None):
     """rosettasciio stand-in: rsciio.bruker.file_reader returns ``item`` (the dict layout of
     rosettasciio's bcf hypermap) or raises ``error``."""
@@ -384,16 +395,19 @@ def test_bruker_window_is_hand_computed():
     np.testing.assert_allclose([low, high], [1.74 - 0.0483847, 1.74 + 0.0483847], atol=1e-7)
 
 
+def _hypermap_item(data, xray_lines, **eds):
+    return {"data": data,
+            "axes": [{"scale": 0.8, "units": "µm"}, {"scale": 0.8, "units": "µm"}, {"offset": -0.02, "scale": 0.01}],
+            "metadata": {"Sample": {"xray_lines": xray_lines},
+                         "Acquisition_instrument": {"SEM": {"Detector": {"EDS": eds}}}}}
+
+
 def test_bruker_maps_from_hypermap(tmp_path, monkeypatch):
     rows, cols, n_ch = 4, 5, 1024
     data = RNG.poisson(2, (rows, cols, n_ch)).astype(np.uint16)
-    item = {"data": data,
-            "axes": [{"scale": 0.8, "units": "µm"}, {"scale": 0.8, "units": "µm"}, {"offset": -0.02, "scale": 0.01}],
-            "metadata": {"Sample": {"xray_lines": ["Fe_Ka", "Si_Ka"]},
-                         "Acquisition_instrument": {"SEM": {"Detector": {"EDS": {"live_time": 2.0}}}}}}
-    calls = _fake_rsciio(monkeypatch, item)
+    calls = _fake_rsciio(monkeypatch, _hypermap_item(data, ["Fe_Ka", "Si_Ka"], real_time=2.0))
     path = tmp_path / "map.bcf"
-    path.write_bytes(b"AAMVHFSS")
+    write_sfs(path)
     stack, spots = bruker.read_bcf(path, current_A=2e-9)
     assert calls == [(str(path), "spectrum_image", None)] and spots is None
     assert stack.channels == ("Fe", "Si") and stack.step_um == 0.8
@@ -402,23 +416,50 @@ def test_bruker_maps_from_hypermap(tmp_path, monkeypatch):
         low, high = bruker.line_window(energy)
         chans = (centres >= low) & (centres <= high)
         np.testing.assert_array_equal(stack.counts[..., k], data[..., chans].sum(-1))
-    # Si: channels with centres 1.70..1.78 keV (indices 172..180): nine channels
-    np.testing.assert_array_equal(np.flatnonzero((centres >= 1.74 - 0.0484) & (centres <= 1.74 + 0.0484)),
-                                  np.arange(172, 181))
-    np.testing.assert_allclose(stack.dwell_ms, 2.0 * 1e3 / 20)  # live time / pixels
-    with pytest.raises(ConfigError, match=r"no line energy for Xx"):
-        item["metadata"]["Sample"]["xray_lines"] = ["Xx_Ka"]
-        bruker.read_bcf(path, current_A=2e-9)
+    # Si: channel centres 1.70..1.78 keV (indices 172..180) lie in 1.6916-1.7884 keV: nine channels
+    si = (centres >= 1.74 - 0.0483847) & (centres <= 1.74 + 0.0483847)
+    np.testing.assert_array_equal(np.flatnonzero(si), np.arange(172, 181))
+    np.testing.assert_array_equal(stack.counts[..., 1], data[..., 172:181].sum(-1))
+    np.testing.assert_allclose(stack.dwell_ms, 2.0 * 1e3 / 20)  # real time / pixels
+    np.testing.assert_allclose(stack.current_A, 2e-9)
 
 
-def test_bruker_missing_extra_and_damaged_file(tmp_path, monkeypatch):
+def test_bruker_line_without_energy_is_left_out_or_given(tmp_path, monkeypatch):
+    data = RNG.poisson(2, (3, 3, 1024)).astype(np.uint16)
+    _fake_rsciio(monkeypatch, _hypermap_item(data, ["Si_Ka", "Nd_La"], live_time=0.9))
     path = tmp_path / "map.bcf"
-    path.write_bytes(b"\x00" * 100)
+    write_sfs(path)
+    with pytest.warns(UserWarning, match=r"no line energy for Nd_La; left out"):
+        stack, _ = bruker.read_bcf(path, current_A=1e-9)
+    assert stack.channels == ("Si",)
+    np.testing.assert_allclose(stack.dwell_ms, 100.0)  # live time 0.9 s over 9 pixels
+    stack, _ = bruker.read_bcf(path, current_A=1e-9, lines={"Nd_La": 5.2304}, dwell_ms=5.0)
+    assert stack.channels == ("Si", "Nd") and stack.dwell_ms[0] == 5.0
+    low, high = bruker.line_window(5.2304)
+    centres = -0.02 + 0.01 * np.arange(1024)
+    np.testing.assert_array_equal(stack.counts[..., 1], data[..., (centres >= low) & (centres <= high)].sum(-1))
+    _fake_rsciio(monkeypatch, _hypermap_item(data, ["Xx_Ka"]))
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="no element with a known line energy"):
+        bruker.read_bcf(path, current_A=1e-9)
+
+
+def test_bruker_missing_extra_truncated_and_damaged_file(tmp_path, monkeypatch):
+    path = tmp_path / "map.bcf"
+    write_sfs(path)
     monkeypatch.setitem(sys.modules, "rsciio", None)  # import fails as when not installed
     with pytest.raises(ConfigError, match=r"map\.bcf' needs the optional rosettasciio.*jaxpetro\[bruker\]"):
         bruker.read_bcf(path, current_A=1e-9)
-    _fake_rsciio(monkeypatch, error=struct.error("unpack requires a buffer of 16 bytes"))
+    calls = _fake_rsciio(monkeypatch, error=struct.error("unpack requires a buffer of 16 bytes"))
     with pytest.raises(InputError, match=r"map\.bcf' cannot be read \(error: unpack.*truncated or damaged"):
+        bruker.read_bcf(path, current_A=1e-9)
+    write_sfs(path, cut=700)  # 0x118 + 3 x 512 = 1816 bytes announced, 1116 left
+    calls.clear()
+    with pytest.raises(InputError, match=r"map\.bcf' has 1116 bytes but its header announces 3 chunks of 512 bytes "
+                                         r"\(1816 bytes\): the file is truncated"):
+        bruker.read_bcf(path, current_A=1e-9)
+    assert calls == []  # never handed to rosettasciio, whose compiled parser can crash on it
+    path.write_bytes(b"PK\x03\x04" + bytes(400))
+    with pytest.raises(InputError, match="not a Bruker .bcf"):
         bruker.read_bcf(path, current_A=1e-9)
 
 

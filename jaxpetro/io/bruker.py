@@ -8,9 +8,10 @@ is read; without it :func:`read_bcf` raises a ConfigError saying how to install 
 Each element map is the sum, per pixel, of the spectrum channels whose centre energy lies
 in the element's line window E0 ± w/2, w = ``window_fwhm`` x FWHM(E0), with the detector
 resolution FWHM(E)² = FWHM(Mn Kα)² + 2.5 eV · (E − 5898.8 eV) (Fiori & Newbury 1978; E,
-FWHM in eV). Line energies E0 (keV, Kα1 unless stated; Bearden 1967) are in :data:`LINES`;
-``lines`` overrides or extends them. The elements mapped are those the file lists
-(Esprit's element selection), else the keys of ``lines``.
+FWHM in eV). Line energies E0 (keV; Bearden 1967) are in :data:`LINES`, by line
+(``Si_Ka``); ``lines`` overrides or extends them, keyed by line or by element (``{"Si":
+1.74}``). The lines mapped are those the file lists (Esprit's element selection) plus the
+keys of ``lines``; a listed line without an energy is left out with a warning naming it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -28,14 +30,21 @@ from jaxpetro.io.generic import MapStack, SpotSet, read_spot_set
 
 __all__ = ["LINES", "line_window", "maps_from_spectrum_image", "read_bcf"]
 
-#: X-ray line energies (keV): Kα1 of the light elements, Lα1 of the heavy ones (Bearden 1967).
+#: X-ray line energies (keV) by line, ``<El>_<line>`` as rosettasciio names Esprit's element
+#: selection: Kα1 (``Ka``) and Lα1 (``La``) energies of Bearden (1967).
 LINES: dict[str, float] = {
-    "C": 0.2770, "O": 0.5249, "F": 0.6768, "Na": 1.0410, "Mg": 1.2536, "Al": 1.4867, "Si": 1.7400,
-    "P": 2.0137, "S": 2.3078, "Cl": 2.6224, "K": 3.3138, "Ca": 3.6917, "Ti": 4.5109, "V": 4.9522,
-    "Cr": 5.4147, "Mn": 5.8988, "Fe": 6.4038, "Co": 6.9303, "Ni": 7.4782, "Cu": 8.0478, "Zn": 8.6389,
-    "Sr": 1.8065, "Y": 1.9226, "Zr": 2.0424, "Ba": 4.4663, "La": 4.6510, "Ce": 4.8402,
+    "C_Ka": 0.2770, "O_Ka": 0.5249, "F_Ka": 0.6768, "Na_Ka": 1.0410, "Mg_Ka": 1.2536, "Al_Ka": 1.4867,
+    "Si_Ka": 1.7400, "P_Ka": 2.0137, "S_Ka": 2.3078, "Cl_Ka": 2.6224, "K_Ka": 3.3138, "Ca_Ka": 3.6917,
+    "Ti_Ka": 4.5109, "V_Ka": 4.9522, "Cr_Ka": 5.4147, "Mn_Ka": 5.8988, "Fe_Ka": 6.4038, "Co_Ka": 6.9303,
+    "Ni_Ka": 7.4782, "Cu_Ka": 8.0478, "Zn_Ka": 8.6389, "Fe_La": 0.7050, "Sr_La": 1.8065, "Y_La": 1.9226,
+    "Zr_La": 2.0424, "Ba_La": 4.4663, "La_La": 4.6510, "Ce_La": 4.8402,
 }  # fmt: skip
 _MN_KA_EV = 5898.8
+# The .bcf container (Bruker's "SFS"): magic at 0; float32 version and uint32 chunk size at 0x124;
+# uint32 tree address, tree items and number of chunks at 0x140 (little-endian); the chunks follow a
+# 0x118-byte header, so a complete file has 0x118 + chunks x chunk size bytes.
+_SFS_MAGIC = b"AAMVHFSS"
+_SFS_HEADER = 0x118
 _INSTALL = "pip install 'jaxpetro[bruker]' (installs rosettasciio, GPL-3.0)"
 
 
@@ -88,10 +97,11 @@ def read_bcf(path, spots=None, *, current_A: float | None = None, dwell_ms: floa
         path: the ``.bcf`` file.
         spots: spot CSV with ``x_px``, ``y_px``, ``phase`` and wt% columns, or None.
         current_A: probe current (A), required (not read from the file).
-        dwell_ms: dwell time per pixel (ms); default the map's live time (from the file's
-            metadata) divided by the number of pixels.
-        lines: {element: energy keV} overriding or adding to :data:`LINES`; with an element
-            selection in the file only those elements are mapped, else the keys of ``lines``.
+        dwell_ms: dwell time per pixel (ms); default the map's live time (else real time) from
+            the file's metadata divided by the number of pixels.
+        lines: {line or element: energy keV} overriding or adding to :data:`LINES`
+            (``{"Nd_La": 5.23}``, ``{"Si": 1.74}``); the lines of the file's element selection
+            and these are mapped.
         index: which hypermap of a multi-map file (rosettasciio's ``index``; default the first).
         fwhm_mn_eV, window_fwhm: window width (see the module docstring).
 
@@ -105,6 +115,7 @@ def read_bcf(path, spots=None, *, current_A: float | None = None, dwell_ms: floa
     if current_A is None or not (np.isfinite(current_A) and current_A > 0):
         raise InputError(f"Bruker file '{path}': the probe current is not read from the file; give it as input.current_A "
                          f"(A, positive), got {current_A!r}.")
+    _check_container(path)  # rosettasciio's compiled parser can crash the process on a truncated file
     try:
         from rsciio.bruker import file_reader
     except ImportError:
@@ -121,24 +132,40 @@ def read_bcf(path, spots=None, *, current_A: float | None = None, dwell_ms: floa
     if data.ndim != 3:
         raise InputError(f"Bruker file '{path}': the hypermap has shape {data.shape}, expected (rows, cols, channels).")
     energy = item["axes"][2]
-    table = {**LINES, **(lines or {})}
-    selected = [_element(x) for x in item.get("metadata", {}).get("Sample", {}).get("xray_lines", [])]
-    elements = [e for e in dict.fromkeys(selected) if e] or list(lines or {})
-    if not elements:
-        raise ConfigError(f"Bruker file '{path}' lists no elements; name them with their line energies in 'lines' "
-                          "(e.g. {'Si': 1.74}).")
-    unknown = [e for e in elements if e not in table]
-    if unknown:
-        raise ConfigError(f"Bruker file '{path}': no line energy for {', '.join(unknown)}; give it in 'lines' (keV).")
-    maps, names = maps_from_spectrum_image(data, float(energy["offset"]), float(energy["scale"]),
-                                           {e: table[e] for e in elements}, fwhm_mn_eV=fwhm_mn_eV,
-                                           window_fwhm=window_fwhm)
+    given = {k: v for k, v in (lines or {}).items() if "_" in k}
+    by_element = {k: v for k, v in (lines or {}).items() if "_" not in k}
+    selected = [str(x) for x in item.get("metadata", {}).get("Sample", {}).get("xray_lines", [])]
+    wanted: dict[str, float] = {}  # channel (element) -> line energy keV
+    skipped = []
+    for line in selected:
+        element = _element(line)
+        if element is None or element in wanted:
+            continue
+        energy_keV = by_element.get(element, given.get(line, LINES.get(line)))
+        if energy_keV is None:
+            skipped.append(line)
+        else:
+            wanted[element] = energy_keV
+    for key, value in (lines or {}).items():  # lines given but not selected in Esprit
+        element = _element(key) if "_" in key else key
+        if element and element not in wanted:
+            wanted[element] = value
+    if skipped:
+        warnings.warn(f"Bruker file '{path}': no line energy for {', '.join(skipped)}; left out (give them in 'lines', "
+                      "keV, e.g. {'Nd_La': ...}).", UserWarning, stacklevel=2)
+    if not wanted:
+        raise ConfigError(f"Bruker file '{path}' lists no element with a known line energy; name them with their line "
+                          "energies in 'lines' (e.g. {'Si': 1.74}).")
+    maps, names = maps_from_spectrum_image(data, float(energy["offset"]), float(energy["scale"]), wanted,
+                                           fwhm_mn_eV=fwhm_mn_eV, window_fwhm=window_fwhm)
     if dwell_ms is None:
-        live = (item.get("metadata", {}).get("Acquisition_instrument", {}).get("SEM", {}).get("Detector", {})
-                .get("EDS", {}).get("live_time"))
-        if live is None:
-            raise InputError(f"Bruker file '{path}' records no live time; give the dwell time per pixel as input.dwell_ms.")
-        dwell_ms = float(live) * 1e3 / (data.shape[0] * data.shape[1])
+        eds = (item.get("metadata", {}).get("Acquisition_instrument", {}).get("SEM", {}).get("Detector", {})
+               .get("EDS", {}))
+        total = eds.get("live_time", eds.get("real_time"))  # seconds for the whole map
+        if total is None:
+            raise InputError(f"Bruker file '{path}' records no live or real time; give the dwell time per pixel as "
+                             "input.dwell_ms.")
+        dwell_ms = float(total) * 1e3 / (data.shape[0] * data.shape[1])
     if not (np.isfinite(dwell_ms) and dwell_ms > 0):
         raise InputError(f"Bruker file '{path}': the dwell time must be positive, got {dwell_ms} ms.")
     step = item["axes"][0].get("scale")
@@ -150,6 +177,22 @@ def read_bcf(path, spots=None, *, current_A: float | None = None, dwell_ms: floa
     )
     spot_set = read_spot_set(spots, stack.counts.shape[:2]) if spots is not None else None
     return stack, spot_set
+
+
+def _check_container(path: Path) -> None:
+    """InputError unless ``path`` is a complete SFS container (magic, and the size its header announces)."""
+    with open(path, "rb") as fh:
+        head = fh.read(0x14C)
+    size = path.stat().st_size
+    if len(head) < 0x14C or head[:8] != _SFS_MAGIC:
+        what = "too short for its header" if head[:8] == _SFS_MAGIC else "not a Bruker .bcf (no 'AAMVHFSS' container mark)"
+        raise InputError(f"Bruker file '{path}' ({size} bytes) is {what}; re-export or re-copy it.")
+    chunk = struct.unpack("<I", head[0x128:0x12C])[0]
+    n_chunks = struct.unpack("<I", head[0x148:0x14C])[0]
+    expected = _SFS_HEADER + n_chunks * chunk
+    if chunk == 0 or size < expected:
+        raise InputError(f"Bruker file '{path}' has {size} bytes but its header announces {n_chunks} chunks of {chunk} "
+                         f"bytes ({expected} bytes): the file is truncated; re-export or re-copy it.")
 
 
 def _element(xray_line: str) -> str | None:
