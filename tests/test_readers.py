@@ -467,3 +467,78 @@ def test_bruker_wrong_window_names_the_element():
     data = np.ones((2, 2, 100))
     with pytest.raises(InputError, match=r"the Fe window .* holds no channel"):
         bruker.maps_from_spectrum_image(data, 0.0, 0.01, {"Fe": 6.4038})  # spectrum ends at 0.99 keV
+
+
+# ----------------------------------------------------------------------------- a synthetic section in each format
+
+
+@pytest.fixture(scope="module")
+def section():
+    from jaxpetro.synthetic import make_thin_section
+
+    return make_thin_section(rows=40, cols=52, n_spots=12, seed=3)
+
+
+@pytest.mark.parametrize("dialect", ["old", "new"])
+def test_jeol_project_with_binary_maps_reads_as_its_text_export(section, tmp_path, dialect):
+    """The synthetic JEOL project with every text map replaced by the binary .map of the same
+    matrix (big-endian uint16, a 64-byte header): the same stack, and the spots on the same pixels."""
+    from jaxpetro.synthetic.jeol import write_jeol
+
+    write_jeol(section, tmp_path / "text", dialect=dialect)
+    text_stack, text_spots = jeol.read_jeol(tmp_path / "text" / ".map" / "1", tmp_path / "text" / ".qnt")
+    write_jeol(section, tmp_path / "bin", dialect=dialect)
+    folder = tmp_path / "bin" / ".map" / "1"
+    pattern = "*_map.txt" if dialect == "old" else "data*.csv"
+    for path in sorted(folder.glob(pattern)):
+        # the matrix as the text export stores it (blank- or comma-separated lines)
+        matrix = np.array([[float(v) for v in line.replace(",", " ").split()] for line in path.read_text().splitlines()
+                           if line.strip()])
+        stem = path.name.replace("_map.txt", "") if dialect == "old" else path.stem
+        (folder / f"{stem}.map").write_bytes(bytes(64) + np.rint(matrix).astype(">u2").tobytes())
+        path.unlink()
+    stack, spots = jeol.read_jeol(folder, tmp_path / "bin" / ".qnt")
+    np.testing.assert_array_equal(stack.counts, text_stack.counts)
+    for k, ch in enumerate(section.channels[:-1]):  # the X-ray channels (BSE is written rounded as COMPO)
+        np.testing.assert_array_equal(stack.counts[..., stack.channels.index(ch)], section.counts[..., k])
+    assert stack.channels == text_stack.channels
+    row, col = jeol.spot_pixels(spots, stack, dialect=dialect)
+    np.testing.assert_array_equal(row, section.spots.row)
+    np.testing.assert_array_equal(col, section.spots.col)
+
+
+def test_cameca_export_of_a_section_reads_as_the_section(section, tmp_path):
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    start_um, step = (4000.0, 7000.0), section.step_um
+    for k, ch in enumerate(section.channels):
+        write_cameca_map(folder / f"{k:02d}.txt", ch if ch == "BSE" else f"{ch} Ka", np.rint(section.counts[..., k]),
+                         start_um=start_um, step_um=step, dwell_ms=section.dwell_ms, current_nA=section.current_A * 1e9)
+    s = section.spots
+    lines = [";".join(["Comment", "X (um)", "Y (um)", *section.oxides])]
+    for i in range(len(s.phase)):
+        x, y = start_um[0] + s.col[i] * step, start_um[1] + s.row[i] * step
+        lines.append(";".join([s.phase[i], f"{x:.3f}", f"{y:.3f}", *(f"{v:.17g}" for v in s.wt[i])]))
+    (tmp_path / "spots.csv").write_text("\n".join(lines) + "\n")
+    stack, spots = cameca.read_cameca(folder, tmp_path / "spots.csv")
+    assert stack.channels == section.channels
+    np.testing.assert_array_equal(stack.counts, np.rint(section.counts))
+    np.testing.assert_allclose(stack.dwell_ms, section.dwell_ms)
+    np.testing.assert_allclose(stack.current_A, section.current_A, rtol=1e-12)
+    np.testing.assert_array_equal(spots.row, s.row)
+    np.testing.assert_array_equal(spots.col, s.col)
+    assert spots.oxides == tuple(section.oxides) and spots.phase == tuple(s.phase)
+    np.testing.assert_array_equal(spots.wt, s.wt)
+
+
+def test_h5oina_export_of_a_section_reads_as_the_section(section, tmp_path):
+    rows, cols = section.shape
+    xray = [k for k, c in enumerate(section.channels) if c != "BSE"]
+    lines = {f"{section.channels[k]} Ka1": np.rint(section.counts[..., k]) for k in xray}
+    path = tmp_path / "s.h5oina"
+    write_h5oina(path, lines, cols, rows, live_s=section.dwell_ms / 1e3, se=False)
+    stack, _ = oxford.read_h5oina(path, current_A=section.current_A)
+    for k in xray:
+        np.testing.assert_array_equal(stack.counts[..., stack.channels.index(section.channels[k])],
+                                      np.rint(section.counts[..., k]))
+    np.testing.assert_allclose(stack.dwell_ms, section.dwell_ms, rtol=1e-6)
