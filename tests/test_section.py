@@ -111,6 +111,43 @@ def test_consistency_p_value_is_the_chi_square_tail():
     assert bad.p_value < 1e-6  # a grain from another path is flagged
 
 
+def test_calibration_shifts_are_the_first_order_change_of_the_end_members():
+    import jax
+
+    from jaxpetro.models.oxides import GARNET_OXIDES, garnet_end_members
+
+    oxides = ("SiO2", "Al2O3", *GARNET_OXIDES)
+    wt = np.array([[37.5, 21.0, 30.0, 3.0, 6.0, 2.5], [38.0, 21.5, 20.0, 6.0, 8.0, 6.0]])
+    rel = np.array([0.004, 0.012, 0.008, 0.01])
+    with jax.enable_x64(True):
+        X = np.asarray(garnet_end_members(wt, oxides))
+        shifts = gm.calibration_shifts(X, rel)
+        for j in range(4):
+            eps = 1e-6
+            up = wt.copy()
+            up[:, 2 + j] *= 1 + eps
+            numeric = (np.asarray(garnet_end_members(up, oxides)) - X) / eps * rel[j]
+            np.testing.assert_allclose(shifts[j], numeric, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(shifts.sum(-1), 0.0, atol=1e-15)  # the fractions stay on the simplex
+
+
+def test_calibration_error_adds_in_quadrature_and_scales_the_bands():
+    from jaxpetro.workflows.section import with_calibration_error
+
+    path = {"P_kbar": np.array([6.0, 8.0]), "T_C": np.array([500.0, 600.0]), "P_sd": np.array([0.3, 0.4]),
+            "T_sd": np.array([8.0, 6.0]), "P_lo": np.array([5.5, 7.4]), "P_hi": np.array([6.4, 8.7]),
+            "T_lo": np.array([487.0, 590.0]), "T_hi": np.array([513.0, 610.0])}
+    dP = np.array([[0.3, 0.0], [0.0, 0.3], [0.0, 0.0], [0.0, 0.0]])
+    dT = np.array([[6.0, 8.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    out = with_calibration_error(path, dP, dT)
+    np.testing.assert_allclose(out["P_sd"], [math.hypot(0.3, 0.3), 0.5])
+    np.testing.assert_allclose(out["T_sd"], [10.0, 10.0])
+    np.testing.assert_allclose(out["T_sd_calibration"], [6.0, 8.0])
+    # the half-widths grow by total / own sd about the mean (asymmetric bands stay asymmetric)
+    np.testing.assert_allclose(out["T_lo"], [500.0 - 13.0 * 10.0 / 8.0, 600.0 - 10.0 * 10.0 / 6.0])
+    np.testing.assert_allclose(out["P_hi"], [6.0 + 0.4 * math.sqrt(2.0), 8.0 + 0.7 * 0.5 / 0.4])
+
+
 # ----------------------------------------------------------------------------- the chain, end to end
 
 
@@ -161,6 +198,12 @@ def test_chain_finds_the_planted_garnets_and_their_zoning(chain):
         err = X - garnet_end_members_truth(rho)
         assert np.all(np.abs(err) < 4 * sd + 0.012), (k, err)
     assert np.all(table["p_value"] > 1e-3)  # the grains agree: one path
+    # the joint path's sd holds ptpath's own sd and the calibration's, in quadrature
+    own, joint = read_csv_table(out / "joint" / "ptpath" / "ptpath.csv"), read_csv_table(out / "joint" / "ptpath.csv")
+    for q in ("P", "T"):
+        assert np.all(joint[f"{q}_sd_calibration"] > 0)
+        np.testing.assert_allclose(joint[f"{q}_sd"] ** 2, own[f"{q}_sd"] ** 2 + joint[f"{q}_sd_calibration"] ** 2,
+                                   rtol=1e-9)
 
 
 def test_an_unknown_garnet_phase_is_a_clear_error(chain, capsys):

@@ -37,6 +37,9 @@ class GrainsConfig:
     model_sd: float = option(0.005, "sd of the end-member fractions added when grains are compared "
                                     "(alignment, consistency)", gt=0)
     per_grain: bool = option(True, "also invert every grain alone (grains/<id>/ptpath)")
+    calibration_error: bool = option(
+        True, "add the qmap calibration's error (alpha, beta of FeO, MgO, CaO, MnO; shared by every shell and "
+              "grain) to the joint path's sd and bands, by its linear effect: one more ptpath run per oxide")
 
     def __post_init__(self):
         if self.pure_fraction < self.min_fraction:

@@ -37,8 +37,8 @@ from skimage import filters, measure, morphology
 
 from jaxpetro.errors import InputError
 
-__all__ = ["Alignment", "Consistency", "Grain", "Shells", "align", "concentric_centre", "consistency", "distance_map", "find_grains",
-           "growth_centre", "merge", "radial_profiles", "shells"]
+__all__ = ["Alignment", "Consistency", "Grain", "Shells", "align", "calibration_shifts", "concentric_centre", "consistency",
+           "distance_map", "find_grains", "growth_centre", "merge", "radial_profiles", "shells"]
 
 
 class Grain(NamedTuple):
@@ -376,6 +376,27 @@ def merge(sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], width_um: f
         out.append((float(np.mean(s[sel])), m, 1.0 / np.sqrt(np.sum(w, axis=0)), spread, int(sel.sum())))
     r, m, e, spread, n = zip(*out)
     return Shells(np.array(r), np.array(m), np.array(e), np.array(spread), np.array(n))
+
+
+def calibration_shifts(X: np.ndarray, rel_sd: np.ndarray) -> np.ndarray:
+    """Change of end-member fractions by a one-sd calibration error of each garnet oxide.
+
+    The fractions are cation ratios ``X_i = n_i / Σ n`` of Fe, Mg, Ca, Mn (one cation per
+    oxide, so ``n_j ∝ wt_j``). A relative error ``ε_j`` of oxide j's wt% — the calibration's,
+    common to every pixel — moves them by ``ΔX_i = ε_j X_j (δ_ij − X_i)`` to first order (the
+    shifts sum to 0: the fractions stay on the simplex).
+
+    Args:
+        X: (n, 4) fractions in (alm, prp, grs, sps) order, i.e. FeO, MgO, CaO, MnO.
+        rel_sd: (4,) relative sd of those oxides' wt% from the calibration (0 = none).
+
+    Returns:
+        (4, n, 4): the shift of every shell for a one-sd error of each oxide.
+    """
+    X = np.asarray(X, float)
+    rel = np.asarray(rel_sd, float)
+    eye = np.eye(4)
+    return rel[:, None, None] * X.T[:, :, None] * (eye[:, None, :] - X[None, :, :])
 
 
 class Consistency(NamedTuple):

@@ -16,7 +16,7 @@ path), ``section.h5``, ``section_report.png`` and ``report.md``. Assumptions: do
 
 from __future__ import annotations
 
-import shutil
+import math
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,8 +37,8 @@ from jaxpetro.models.oxides import GARNET_END_MEMBERS, GARNET_OXIDES, garnet_end
 from jaxpetro.workflows import qmap
 from jaxpetro.workflows.stages import Stages
 
-__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "garnet_maps", "invert",
-           "quantify", "read_grains", "run", "write_outputs"]
+__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "calibration_sd", "garnet_maps",
+           "invert", "quantify", "read_grains", "run", "with_calibration_error", "write_outputs"]
 
 CONFIG = SectionConfig
 SECTION_COLUMNS = ("id", "centroid_x_px", "centroid_y_px", "radius_um", "n_pixels", "edge", "core_offset_um",
@@ -223,17 +223,113 @@ def _run_ptpath(config: SectionConfig, profile: Path, out: Path) -> dict:
     return ptpath.run(_ptpath_config(config, profile), out, quiet=True)
 
 
+def calibration_sd(results: qmap.QmapResults, phase: str) -> np.ndarray:
+    """(4,) relative sd of the garnet's FeO, MgO, CaO, MnO wt% from the calibration: the
+    garnet's alpha and the map-to-spot ratio beta (mean variance over beta tiles), in
+    quadrature (zeros without a calibration or for imported constants without errors).
+
+    This error is common to every pixel of the garnet: averaging pixels into shells and grains
+    into the joint profile reduces only the random part of the pixels' errors, not this one, so
+    :func:`invert` adds its effect on the path separately."""
+    stage = results.calibration
+    cal = stage.cal
+    if cal is None or phase not in results.phases.names:
+        return np.zeros(4)
+    k = list(results.phases.names).index(phase)
+    oxides = list(stage.oxides)
+    rel = np.zeros(4)
+    for i, o in enumerate(GARNET_OXIDES):
+        if o not in oxides:
+            continue
+        j = oxides.index(o)
+        a, a_se = float(cal.alpha[j, k]), float(cal.alpha_se[j, k])
+        b, b_se = np.asarray(cal.beta)[:, j], np.asarray(cal.beta_se)[:, j]
+        ra = a_se / a if a > 0 and np.isfinite(a_se) else 0.0
+        rb = np.nanmean(np.where(b > 0, (b_se / np.where(b > 0, b, 1.0)) ** 2, 0.0))
+        rel[i] = math.sqrt(ra**2 + float(rb if np.isfinite(rb) else 0.0))
+    return rel
+
+
+def _calibration_sensitivity(config: SectionConfig, folder: Path, merged: gm.Shells, rel: np.ndarray,
+                             joint_summary: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(dP (4, n), dT (4, n)): the joint path's change for a one-sd calibration error of each
+    garnet oxide, from ptpath on the shifted profile with the joint run's noise scales fixed
+    and the same seed (the same ensemble draws: the difference is the sensitivity, not Monte
+    Carlo noise)."""
+    from jaxpetro.workflows import ptpath  # the heavy module only when an inversion runs
+
+    base = read_csv_table(folder.parent / "ptpath" / "ptpath.csv")
+    hyper = {**dict(config.ptpath.get("hyperparameters", {})),
+             "q_P": joint_summary["q_P"], "q_T": joint_summary["q_T"], "model_sd": joint_summary["model_sd"]}
+    shifts = gm.calibration_shifts(merged.X, rel)
+    n = merged.radius_um.size
+    dP, dT = np.zeros((4, n)), np.zeros((4, n))
+    for j, oxide in enumerate(GARNET_OXIDES):
+        if rel[j] <= 0:
+            continue
+        sub = folder / oxide
+        sub.mkdir(parents=True, exist_ok=True)
+        write_profile(sub / "profile.csv", merged.radius_um, merged.X + shifts[j], merged.sd)
+        cfg = _sub_config(config.ptpath, PtpathConfig, "ptpath",
+                          {"profile": str(sub / "profile.csv"), "seed": config.ptpath.get("seed", config.seed),
+                           "hyperparameters": hyper, "output": {"plots": False}})
+        ptpath.run(cfg, sub / "ptpath", quiet=True)
+        shifted = read_csv_table(sub / "ptpath" / "ptpath.csv")
+        dP[j], dT[j] = shifted["P_kbar"] - base["P_kbar"], shifted["T_C"] - base["T_C"]
+    return dP, dT
+
+
+#: Columns of ``joint/ptpath.csv``: ptpath's path with the calibration error included.
+JOINT_COLUMNS = ("radius_um", "P_kbar", "T_C", "P_sd", "T_sd", "P_lo", "P_hi", "T_lo", "T_hi",
+                 "P_sd_calibration", "T_sd_calibration")
+
+
+def with_calibration_error(path: dict, dP: np.ndarray, dT: np.ndarray) -> dict:
+    """ptpath's path with the calibration's effect added: sd in quadrature
+    (``sd² + Σ_j Δ_j²``, the oxides' errors independent) and each band's half-widths scaled by
+    the same factor about the mean. Adds ``P_sd_calibration`` and ``T_sd_calibration``."""
+    out = dict(path)
+    for q, d in (("P", dP), ("T", dT)):
+        mean, sd = np.asarray(path[f"{q}_kbar" if q == "P" else f"{q}_C"]), np.asarray(path[f"{q}_sd"])
+        sd_cal = np.sqrt(np.sum(np.asarray(d) ** 2, axis=0))
+        total = np.sqrt(sd**2 + sd_cal**2)
+        scale = np.where(sd > 0, total / np.where(sd > 0, sd, 1.0), 1.0)
+        out[f"{q}_sd"] = total
+        out[f"{q}_lo"] = mean - (mean - np.asarray(path[f"{q}_lo"])) * scale
+        out[f"{q}_hi"] = mean + (np.asarray(path[f"{q}_hi"]) - mean) * scale
+        out[f"{q}_sd_calibration"] = sd_cal
+    return out
+
+
 def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: Joint,
-           stages: Stages | None = None) -> dict[str, Any]:
+           stages: Stages | None = None, results: qmap.QmapResults | None = None) -> dict[str, Any]:
     """``jaxpetro ptpath`` on the joint profile (``joint/``) and, with ``grains.per_grain``, on
     every usable grain's aligned shells (``grains/<id>/ptpath``). Returns their summaries; a grain
-    whose own inversion fails (e.g. its path leaves the table) is warned about and recorded."""
+    whose own inversion fails (e.g. its path leaves the table) is warned about and recorded.
+
+    With ``grains.calibration_error`` and the qmap ``results``, ``joint/ptpath.csv`` holds the
+    joint path with the calibration's error (:func:`calibration_sd`) added to its sd and bands
+    (:func:`with_calibration_error`; the shifted runs in ``joint/calibration/<oxide>/``);
+    ``joint/ptpath/`` keeps ptpath's own output, whose bands hold the shells' random errors only.
+    Per-grain paths do not include it (their comparison with each other does not need it)."""
     folder = out / "joint"
     folder.mkdir(exist_ok=True)
     m = joint.merged
     write_profile(folder / "profile.csv", m.radius_um, m.X, m.sd)
     result = {"joint": _run_ptpath(config, folder / "profile.csv", folder / "ptpath")}
-    shutil.copyfile(folder / "ptpath" / "ptpath.csv", folder / "ptpath.csv")
+    path = read_csv_table(folder / "ptpath" / "ptpath.csv")
+    rel = calibration_sd(results, config.grains.phase) if (config.grains.calibration_error and results is not None) \
+        else np.zeros(4)
+    if np.any(rel > 0):
+        dP, dT = _calibration_sensitivity(config, folder / "calibration", m, rel, result["joint"])
+        path = with_calibration_error(path, dP, dT)
+        result["calibration"] = {"rel_sd": dict(zip(GARNET_OXIDES, rel.tolist())),
+                                 "P_sd_max_kbar": float(np.max(path["P_sd_calibration"])),
+                                 "T_sd_max_C": float(np.max(path["T_sd_calibration"]))}
+    else:
+        path = {**path, "P_sd_calibration": np.zeros_like(path["P_kbar"]),
+                "T_sd_calibration": np.zeros_like(path["T_C"])}
+    write_csv(folder / "ptpath.csv", list(JOINT_COLUMNS), np.column_stack([path[k] for k in JOINT_COLUMNS]).tolist())
     if config.grains.per_grain:
         for z, a, used in zip(zoning, joint.alignments, joint.used):
             if not used:
@@ -287,7 +383,7 @@ def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages:
         joint = align_grains(zoning, cfg, maps.step_um)
         _write_grain_files(out, zoning, joint)
     with stages.stage("invert", "inverting (ptpath)"):
-        paths = invert(config, out, zoning, joint)
+        paths = invert(config, out, zoning, joint, results=results)
     with stages.stage("write", "writing"):
         summary = write_outputs(config, out, maps, labels, zoning, joint, paths, results, truth)
     return summary
