@@ -542,3 +542,20 @@ def test_h5oina_export_of_a_section_reads_as_the_section(section, tmp_path):
         np.testing.assert_array_equal(stack.counts[..., stack.channels.index(section.channels[k])],
                                       np.rint(section.counts[..., k]))
     np.testing.assert_allclose(stack.dwell_ms, section.dwell_ms, rtol=1e-6)
+
+
+def test_non_numeric_cells_and_missing_columns_are_named(tmp_path):
+    path = tmp_path / "m.DAT"
+    path.write_text('"X"\t"Y"\t"NX"\t"NY"\t"NXY"\t"SiO2"\n0\t0\t1\t1\t1\t40.1\n1\t0\t2\t1\t2\tn.d.x\n')
+    with pytest.raises(InputError, match=r"m\.DAT', line 3, column 'SiO2': 'n\.d\.x' is not a number"):
+        pfe.read_pfe_dat(path)
+    spots = tmp_path / "s.csv"
+    spots.write_text("Comment,X,Y,SiO2\nGrt,1000,2000,37.2\nQz,1001.5,abc,99.1\n")
+    with pytest.raises(InputError, match=r"s\.csv', line 3, column 'Y': 'abc' is not a number"):
+        cameca.read_cameca_spots(spots)
+    spots.write_text("Comment,X,SiO2\nGrt,1000,37.2\n")
+    with pytest.raises(InputError, match=r"s\.csv': missing column\(s\) Y"):
+        cameca.read_cameca_spots(spots)
+    spots.write_text("Comment,X,Y,SiO2\n,1000,2000,37.2\n")
+    with pytest.raises(InputError, match=r"s\.csv', line 2: empty label in column 'Comment'"):
+        cameca.read_cameca_spots(spots)
