@@ -28,9 +28,12 @@ from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.models.structural import (
     DEFAULT_MINERALS,
     MINERALS,
+    analysed_only,
     mineral_kind,
     resolve_minerals,
+    split_iron,
     structural_formula,
+    structural_formula_blocks,
     structural_formulae,
 )
 
@@ -350,6 +353,49 @@ def test_several_phases_at_once_and_writer_metadata(tmp_path):
         assert h5["structural/Grt/end_members/X_alm"].attrs["units"] == "1"
         assert h5["structural/Grt/end_members/X_alm"][0] == pytest.approx(0.8)
     assert f.attrs()["oxygen_basis"] == 12.0 and "Fe2+" in f.attrs()["notes"]
+
+
+def test_blocks_equal_one_evaluation_and_keep_the_pixel_order():
+    wt, oxides = _analysis(AUGITE)
+    rng = np.random.default_rng(3)
+    pixels = (wt * (1 + 0.05 * rng.standard_normal((23, wt.size)))).astype(np.float32)
+    pixels[4] = np.nan  # a masked pixel stays NaN and does not spill into the others
+    whole = structural_formula(pixels, oxides, "cpx")
+    blocks = structural_formula_blocks(pixels, oxides, "cpx", block=5)  # 5 blocks, the last padded
+    assert blocks.mineral == "clinopyroxene" and blocks.fe3_method == "charge_balance"
+    for group in ("cations", "sites", "end_members", "ratios"):
+        for name, v in getattr(whole, group).items():
+            got = getattr(blocks, group)[name]
+            assert isinstance(got, np.ndarray) and got.shape == (23,) and got.dtype == np.float32
+            np.testing.assert_array_equal(got, np.asarray(v), err_msg=f"{group}/{name}")
+    with pytest.raises(InputError, match="at least one pixel"):
+        structural_formula_blocks(pixels[:0], oxides, "cpx")
+
+
+def test_split_iron_keeps_the_moles_and_gives_the_ratio():
+    # the augite with FeO and Fe2O3 as analysed: total Fe 0.2295 + 0.0173 mol/100 g
+    wt, oxides = _analysis(AUGITE)
+    fe_moles = wt[oxides.index("FeO")] / OXIDES["FeO"].molar_mass + 2 * wt[oxides.index("Fe2O3")] / OXIDES[
+        "Fe2O3"].molar_mass
+    split, ox2 = split_iron(wt, oxides, 0.25)
+    assert ox2[-2:] == ("FeO", "Fe2O3") and ox2.count("FeO") == 1
+    feo, fe2o3 = split[-2], split[-1]
+    assert feo / OXIDES["FeO"].molar_mass == pytest.approx(0.75 * fe_moles, rel=1e-12)
+    assert 2 * fe2o3 / OXIDES["Fe2O3"].molar_mass == pytest.approx(0.25 * fe_moles, rel=1e-12)
+    f = structural_formula(split, ox2, "cpx", fe3="measured")
+    assert float(f.ratios["Fe3_Fe"]) == pytest.approx(0.25, rel=1e-12)
+    g = structural_formula(wt, oxides, "cpx", fe3="measured")  # the other cations as before, relative to each other
+    assert float(f.cations["Si"]) / float(f.cations["Mg"]) == pytest.approx(float(g.cations["Si"]) / float(g.cations["Mg"]))
+
+
+def test_analysed_only_drops_unanalysed_elements_and_trivial_fe3():
+    wt, oxides = _analysis(PYROPE)  # no Cr2O3, Na2O, K2O
+    f = analysed_only(structural_formula(wt, oxides, "garnet"), oxides)
+    assert "Cr" not in f.cations and "Y_Cr" not in f.sites and "X_Na" not in f.sites and "Na" not in f.cations
+    assert {"Si", "Mg", "Fe2", "Fe3", "sum"} <= set(f.cations) and "X_uv" in f.end_members and "Z_sum" in f.sites
+    assert "Fe3_Fe" in f.ratios
+    g = analysed_only(structural_formula(wt, oxides, "garnet", fe3="none"), oxides)
+    assert "Fe3" not in g.cations and "Y_Fe3" not in g.sites and "Fe3_Fe" not in g.ratios and "Fe2" in g.cations
 
 
 def test_bad_input_is_a_clear_error():

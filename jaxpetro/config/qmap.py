@@ -10,7 +10,7 @@ from jaxpetro.errors import ConfigError
 from jaxpetro.config.common import OutputConfig
 
 __all__ = ["ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QuantifyConfig", "SpotsConfig",
-           "SummaryConfig"]
+           "StructuralConfig", "SummaryConfig"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,60 @@ class SummaryConfig:
     garnet_min_membership: float = option(0.5, "garnet pixels: membership (or fraction) at least this", gt=0, le=1)
 
 
+@dataclass(frozen=True)
+class StructuralConfig:
+    """Structural formulae of the mapped phases, per pixel (jaxpetro.models.structural; docs/structural.md).
+
+    A phase gets a formula when its name is a known abbreviation (Grt, Bt, Ms, Chl, Pl, Kfs,
+    Cpx, Opx, Amp, Ol, Ep, Spl, full names and common synonyms, case-insensitive) or is
+    mapped in ``minerals``; other phases (Qtz, Ilm...) are skipped without a message.
+    """
+
+    enabled: bool = option(True, "structural formulae of every mapped phase with a mineral kind (needs wt% maps)")
+    minerals: dict[str, str | None] = option(
+        {}, "phase -> mineral kind (garnet, biotite, muscovite, chlorite, plagioclase, k_feldspar, clinopyroxene, "
+        "orthopyroxene, amphibole, olivine, epidote, spinel), overriding the built-in names; none = no formula"
+    )
+    fe3: dict[str, str] = option(
+        {}, "mineral kind or phase -> Fe3+ method (charge_balance, none, all_ferric, measured); default: the kind's "
+        "(charge balance after Droop 1987 for garnet, pyroxenes, amphibole, epidote, spinel; all Fe2+ otherwise)"
+    )
+    fe3_from: Literal["phase_mean", "pixel"] = option(
+        "phase_mean", "where charge balance applies: Fe3+/Fe of every pixel from the charge balance of the phase's mean "
+        "composition (phase_mean), or of each pixel (pixel: noisy, and biased up by counting noise since Fe3+ >= 0)"
+    )
+    min_weight: float = option(
+        0.9, "pixels whose weight in the phase (mixing fraction, or membership without mixing) is at least this; "
+        "a mixed pixel's wt% is a mixture and has no formula of either phase", gt=0, le=1
+    )
+    pixels: bool = option(
+        True, "per-pixel formulae in qmap.h5 (structural/<Phase>/...) and PNG maps; false = per-phase means only "
+        "(structural.csv)"
+    )
+    maps: dict[str, tuple[str, ...]] = option(
+        {}, "mineral kind or phase -> quantities drawn in structural_<Phase>.png (end-member, ratio, site or "
+        "cation names, e.g. {garnet: [X_alm, X_prp, X_grs, X_sps, Fe3]}); default: the main ones of each kind"
+    )
+
+    def __post_init__(self):
+        if not (self.minerals or self.fe3):
+            return
+        # the valid kinds and methods live with the formulae (imported here only when needed)
+        from jaxpetro.models.structural import FE3_METHODS, MINERALS, mineral_kind
+
+        for phase in self.minerals:
+            mineral_kind(phase, self.minerals)  # ConfigError naming structural.minerals.<phase> and the kinds
+        for key, method in self.fe3.items():
+            if method not in FE3_METHODS:
+                raise ConfigError(f"structural.fe3.{key}: {method!r} is not an Fe3+ method; use one of "
+                                  f"{', '.join(FE3_METHODS)}.")
+            kind = str(key).strip().lower()
+            kind = kind if kind in MINERALS else mineral_kind(str(key), self.minerals)  # a phase name
+            if method == "charge_balance" and kind in MINERALS and MINERALS[kind].cations is None:
+                raise ConfigError(f"structural.fe3.{key}: charge balance is indeterminate for {kind} (unanalysed H "
+                                  "and site vacancies, Droop 1987); use none, all_ferric or measured.")
+
+
 @dataclass(frozen=True, kw_only=True)
 class QmapConfig:
     """Quantitative mapping: EPMA X-ray maps + spot analyses -> phases and wt% maps."""
@@ -151,6 +205,7 @@ class QmapConfig:
         {}, "density per phase (g/cm³) for bulk compositions; unlisted phases take the built-in table", gt=0
     )
     summary: SummaryConfig = section(SummaryConfig, "summaries")
+    structural: StructuralConfig = section(StructuralConfig, "structural formulae per pixel")
     output: OutputConfig = section(OutputConfig, "figures and tables")
 
     def __post_init__(self):

@@ -21,7 +21,8 @@ from matplotlib.patches import Patch
 
 from jaxpetro.io.results import atomic_write
 
-__all__ = ["PHASE_COLOURS", "phase_colours", "phase_map_figure", "save_figure", "scalar_map_figure", "subplots"]
+__all__ = ["PHASE_COLOURS", "maps_figure", "phase_colours", "phase_map_figure", "save_figure", "scalar_map_figure",
+           "subplots"]
 
 # Colours petrologists expect in phase maps; other names get tab20 colours.
 PHASE_COLOURS = {
@@ -175,4 +176,55 @@ def scalar_map_figure(
     if step_um:
         _scale_bar(ax, img.shape[1], step_um * factor)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=unit)
+    return save_figure(fig, path, dpi)
+
+
+def maps_figure(
+    path: str | os.PathLike,
+    panels: Sequence[tuple[str, np.ndarray, str]],
+    *,
+    title: str,
+    step_um: float | None = None,
+    dpi: int = 120,
+    cmap: str = "viridis",
+    ncols: int = 4,
+) -> Path:
+    """Several quantities of one phase side by side (e.g. a garnet's X_alm, X_prp, X_grs,
+    X_sps), each with its own colour bar.
+
+    Args:
+        panels: ``(label, image, unit)`` per panel; image (rows, cols), NaN pixels (outside
+            the phase) are left white.
+        title: the figure's title (e.g. ``"Grt (garnet): structural formula, 12 O"``).
+        step_um: pixel size (µm) for a scale bar on the first panel.
+        ncols: panels per row (more panels wrap onto further rows).
+
+    Each panel's colour range is the 1-99 percentile range of its finite pixels: end-members
+    of a few per cent (X_sps) show their zoning as well as the major ones do.
+    """
+    n = len(panels)
+    if n == 0:
+        raise ValueError("maps_figure needs at least one panel")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = subplots(nrows, ncols, figsize=(3.9 * ncols, 3.6 * nrows + 0.5), squeeze=False, layout="constrained")
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        label, image, unit = panels[i]
+        img, factor = _reduce(np.asarray(image, np.float32), categorical=False)
+        finite = img[np.isfinite(img)]
+        lo, hi = (np.percentile(finite, [1.0, 99.0]) if finite.size else (0.0, 1.0))
+        if hi <= lo:  # a constant map: a small range around its value
+            lo, hi = lo - 1e-3, hi + 1e-3
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
+        shown = ax.imshow(np.ma.masked_invalid(img), cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(label, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if step_um and i == 0:
+            _scale_bar(ax, img.shape[1], step_um * factor)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=unit)
+    fig.suptitle(title)
     return save_figure(fig, path, dpi)

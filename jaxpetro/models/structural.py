@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Real
 
 from jaxpetro.chemistry import OXIDES
@@ -50,9 +51,12 @@ __all__ = [
     "MINERALS",
     "MineralScheme",
     "StructuralFormula",
+    "analysed_only",
     "mineral_kind",
     "resolve_minerals",
+    "split_iron",
     "structural_formula",
+    "structural_formula_blocks",
     "structural_formulae",
 ]
 
@@ -549,3 +553,95 @@ def structural_formulae(
         method = methods.get(phase.strip().lower(), methods.get(kind))
         out[phase] = structural_formula(compositions[phase], oxides, kind, method)
     return out, notes
+
+
+# ----------------------------------------------------------------------------- whole maps
+
+#: Pixels per block of :func:`structural_formula_blocks`: every block has this shape, so the
+#: eager kernels compile once per dtype and are shared by every mineral kind (~1 s once,
+#: then ~0.01 s per block; a jit per kind would compile ~1.5 s for each).
+BLOCK = 32768
+
+_CATION_SYMBOLS = frozenset({ox.cation for ox in OXIDES.values()} | {"Fe2", "Fe3"})
+
+
+def structural_formula_blocks(
+    wt: Real[np.ndarray, "pixels oxides"], oxides: Sequence[str], mineral: str, fe3: str | None = None,
+    block: int = BLOCK,
+) -> StructuralFormula:
+    """:func:`structural_formula` of many pixels, in fixed-size blocks, as numpy arrays.
+
+    Args:
+        wt: (n, len(oxides)) wt% of the pixels (e.g. one phase's pixels of a map).
+        oxides, mineral, fe3: as :func:`structural_formula`.
+        block: pixels per evaluation; the last block is padded with copies of the first
+            pixel (dropped from the result), so every evaluation has the same shape.
+
+    Returns:
+        a :class:`StructuralFormula` whose arrays are numpy arrays of shape (n,) in the dtype
+        of ``wt``.
+    """
+    arr = np.asarray(wt)
+    arr = arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise InputError(f"structural formula of {mineral}: expected (pixels, oxides) wt% with at least one pixel, "
+                         f"got shape {arr.shape}")
+    n = arr.shape[0]
+    parts, first = [], None
+    for start in range(0, n, block):
+        chunk = arr[start:start + block]
+        if chunk.shape[0] < block:  # pad: one shape for every evaluation
+            chunk = np.concatenate([chunk, np.broadcast_to(arr[:1], (block - chunk.shape[0], arr.shape[1]))])
+        f = structural_formula(chunk, oxides, mineral, fe3)
+        if first is None:
+            first = f
+        parts.append({g: {k: np.asarray(v) for k, v in d.items()} for g, d in f.datasets().items()})
+    groups = {g: {k: np.concatenate([p[g][k] for p in parts])[:n] for k in parts[0][g]} for g in parts[0]}
+    return first._replace(**groups)
+
+
+def analysed_only(formula: StructuralFormula, oxides: Sequence[str]) -> StructuralFormula:
+    """The formula without the cations and site occupancies of elements that were not
+    analysed (identically 0: e.g. ``Cr``, ``Y_Cr`` and ``M_Zn`` of a map without Cr2O3 and
+    ZnO), nor, with all iron as Fe2+ (``fe3_method`` none), the Fe3+ entries and ``Fe3_Fe``;
+    sums, vacancies, end-members and the other ratios are kept."""
+    present = {OXIDES[o].cation for o in oxides if o in OXIDES}
+    if "Fe" in present:
+        present |= {"Fe2"} if formula.fe3_method == "none" else {"Fe2", "Fe3"}
+    ratios = {k: v for k, v in formula.ratios.items() if k != "Fe3_Fe" or "Fe3" in present}
+
+    def keep(name: str) -> bool:
+        element = name.rsplit("_", 1)[-1]
+        return element not in _CATION_SYMBOLS or element in present
+
+    return formula._replace(cations={k: v for k, v in formula.cations.items() if keep(k)},
+                            sites={k: v for k, v in formula.sites.items() if keep(k)}, ratios=ratios)
+
+
+def split_iron(wt: Real[np.ndarray, "... oxides"], oxides: Sequence[str], fe3_fe: float) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The same analyses with their total iron split into FeO and Fe2O3 at a given
+    Fe3+/Fe_total (for ``fe3="measured"``): e.g. each pixel of a phase at the ratio that the
+    charge balance of the phase's mean composition gives.
+
+    Args:
+        wt: (..., len(oxides)) wt%; iron as FeO, Fe2O3 or both (summed as total Fe).
+        oxides: the oxide of each column.
+        fe3_fe: Fe3+/(Fe2+ + Fe3+), clipped to 0..1.
+
+    Returns:
+        ``(wt, oxides)``: the other columns unchanged, FeO and Fe2O3 last (wt% of each, so
+        that the moles of Fe are those of the input).
+    """
+    given = np.asarray(wt)
+    dtype = given.dtype if np.issubdtype(given.dtype, np.floating) else np.float64
+    arr = given.astype(np.float64)
+    oxides = tuple(oxides)
+    iron = [j for j, o in enumerate(oxides) if o in OXIDES and OXIDES[o].cation == "Fe"]
+    keep = [j for j in range(len(oxides)) if j not in iron]
+    fe_moles = sum((arr[..., j] / OXIDES[oxides[j]].molar_mass * OXIDES[oxides[j]].n_cation for j in iron),
+                   np.zeros(arr.shape[:-1]))
+    r = float(np.clip(fe3_fe, 0.0, 1.0))
+    feo = (1.0 - r) * fe_moles * OXIDES["FeO"].molar_mass
+    fe2o3 = 0.5 * r * fe_moles * OXIDES["Fe2O3"].molar_mass
+    out = np.concatenate([arr[..., keep], feo[..., None], fe2o3[..., None]], axis=-1)
+    return out.astype(dtype), tuple(oxides[j] for j in keep) + ("FeO", "Fe2O3")

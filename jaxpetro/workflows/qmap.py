@@ -15,18 +15,21 @@ returned in the summary and printed unless ``--quiet``), each a function with a 
 5. :func:`mix`: per-pixel phase fractions on the simplex (Poisson linear mixing model);
 6. :func:`calibration` (alpha, beta, gamma) from the spots, or read from ``parameters.csv``;
 7. :func:`quantification`: wt%, standard error and detection limit per pixel and oxide;
-8. :func:`write_outputs`: summaries and every file, from the stage results.
+8. :func:`structural`: structural formulae of every pixel of each phase with a mineral kind
+   (:mod:`jaxpetro.models.structural`; docs/structural.md);
+9. :func:`write_outputs`: summaries and every file, from the stage results.
 
 Outputs (names are a contract other tools read): ``qmap.h5`` (``phases``, ``membership``,
 ``wt/<OXIDE>``, ``wt_se/<OXIDE>``, ``lod/<OXIDE>``, ``total``, ``fractions``,
-``parameters/``, ``summary/modal``, ``summary/composition``, ...), ``summary.csv``,
-``parameters.csv``, ``spots.csv``, ``bulk.csv``, one ``<OXIDE>.csv`` matrix per oxide,
-``profiles/``, PNG maps.
+``parameters/``, ``summary/modal``, ``summary/composition``, ``structural/<Phase>/...``, ...),
+``summary.csv``, ``parameters.csv``, ``spots.csv``, ``bulk.csv``, ``structural.csv``, one
+``<OXIDE>.csv`` matrix per oxide, ``profiles/``, PNG maps (``structural_<Phase>.png``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -36,14 +39,14 @@ import jax
 import numpy as np
 
 from jaxpetro._precision import float64
-from jaxpetro.chemistry import GARNET_END_MEMBERS, is_electron, oxide_of
+from jaxpetro.chemistry import GARNET_END_MEMBERS, OXIDES, is_electron, oxide_of
 from jaxpetro.config import QmapConfig, config_to_yaml
 from jaxpetro.config.qmap import QmapInputConfig, QuantifyConfig
-from jaxpetro.errors import InputError
+from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.io.generic import MapStack, SpotSet, read_map_stack, read_spot_set
 from jaxpetro.io.masks import read_mask_image
 from jaxpetro.io.parameters import read_parameters, write_parameters
-from jaxpetro.io.plots import phase_map_figure, scalar_map_figure
+from jaxpetro.io.plots import maps_figure, phase_map_figure, scalar_map_figure
 from jaxpetro.io.results import atomic_write, prepare_out_dir, run_attrs, write_csv, write_hdf5
 from jaxpetro.kernels.unmixing import UnmixOptions
 from jaxpetro.models import spots as spot_model
@@ -51,6 +54,14 @@ from jaxpetro.models import summaries
 from jaxpetro.models.clustering import ClusteringOptions, ClusterResult, cluster_map
 from jaxpetro.models.mixing import Mixing, fit_mixing, interior_mask
 from jaxpetro.models.oxides import GARNET_OXIDES, garnet_end_members, garnet_end_members_with_sd
+from jaxpetro.models.structural import (
+    MINERALS,
+    StructuralFormula,
+    analysed_only,
+    resolve_minerals,
+    split_iron,
+    structural_formula_blocks,
+)
 from jaxpetro.models.xray import (
     Calibration,
     QuantifyOptions,
@@ -70,8 +81,10 @@ __all__ = [
     "CalibrationStage",
     "Corrected",
     "Phases",
+    "PhaseFormula",
     "QmapInput",
     "QmapResults",
+    "Structural",
     "anchor_spots",
     "analyse",
     "calibration",
@@ -84,6 +97,7 @@ __all__ = [
     "read_input",
     "read_mask",
     "run",
+    "structural",
     "write_outputs",
 ]
 
@@ -190,6 +204,57 @@ class QmapResults(NamedTuple):
     quant: Quantified | None
 
 
+class PhaseFormula(NamedTuple):
+    """The structural formula of one phase's pixels.
+
+    Attributes:
+        phase: the phase name; mineral: its mineral kind.
+        pixels: (rows, cols) bool, the pixels with a formula (weight in the phase at least
+            ``structural.min_weight``, analysed, every oxide finite).
+        formula: the formula of those pixels, numpy arrays (n_pixels,) in row-major pixel
+            order (cations and sites of unanalysed elements left out).
+        of_mean: the formula of the pixels' mean composition (0-d arrays).
+        panels: (group, name) of each quantity drawn in ``structural_<Phase>.png``.
+    """
+
+    phase: str
+    mineral: str
+    pixels: np.ndarray
+    formula: StructuralFormula
+    of_mean: StructuralFormula
+    panels: tuple[tuple[str, str], ...]
+
+    @property
+    def n_pixels(self) -> int:
+        return int(self.pixels.sum())
+
+    def maps(self, group: str) -> dict[str, np.ndarray]:
+        """One group (``cations``, ``sites``, ``end_members``, ``ratios``) as (rows, cols)
+        float32 maps, NaN outside the phase's pixels."""
+        out = {}
+        for name, values in getattr(self.formula, group).items():
+            image = np.full(self.pixels.shape, np.nan, np.float32)
+            image[self.pixels] = values
+            out[name] = image
+        return out
+
+
+class Structural(NamedTuple):
+    """Stage 8: structural formulae per phase (:func:`structural`).
+
+    Attributes:
+        phases: phase -> :class:`PhaseFormula`, for the phases with a mineral kind and pixels.
+        skipped: phases without a mineral kind (no formula, no message).
+        empty: phases with a kind but no pixel of weight >= ``structural.min_weight``.
+        oxides: the oxides the formulae are computed from (volatiles and unknown columns left out).
+    """
+
+    phases: dict[str, PhaseFormula]
+    skipped: tuple[str, ...]
+    empty: tuple[str, ...]
+    oxides: tuple[str, ...]
+
+
 # ----------------------------------------------------------------------------- the workflow
 
 
@@ -197,10 +262,12 @@ class QmapResults(NamedTuple):
 def run(config: QmapConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the workflow; returns a summary dict (modes, compositions, timings, checks)."""
     out = prepare_out_dir(out_dir)
-    stages = Stages(8, "qmap", quiet)
+    stages = Stages(9, "qmap", quiet)
     results = analyse(config, stages)
+    with stages.stage("structural"):
+        formulae = structural(config, results)
     with stages.stage("writing"):
-        summary = write_outputs(config, out, results)
+        summary = write_outputs(config, out, results, formulae)
     stages.close()
     status = results.phases.result.status
     if not bool(status.converged):
@@ -628,6 +695,149 @@ def quantification(corrected: Corrected, stage: CalibrationStage, weights: np.nd
     return quant
 
 
+#: The quantities drawn in ``structural_<Phase>.png`` by default (first found of each name in
+#: end_members, ratios, sites, cations; names of unanalysed elements are passed over).
+STRUCTURAL_MAPS: dict[str, tuple[str, ...]] = {
+    "garnet": ("X_alm", "X_prp", "X_grs", "X_sps"),
+    "biotite": ("X_Mg", "Ti", "M_Al"),
+    "muscovite": ("Si", "X_Mg", "X_pg"),
+    "chlorite": ("X_Mg", "Si", "M_Al"),
+    "plagioclase": ("X_an",),
+    "k_feldspar": ("X_or", "X_ab"),
+    "clinopyroxene": ("X_wo", "X_en", "X_fs", "X_jd"),
+    "orthopyroxene": ("X_en", "X_fs", "X_wo"),
+    "amphibole": ("Si", "X_Mg", "A_sum", "Ti"),
+    "olivine": ("X_fo",),
+    "epidote": ("X_ps", "X_ep"),
+    "spinel": ("X_Mg", "Cr_number"),
+}
+_GROUPS = ("end_members", "ratios", "sites", "cations")
+_GROUP_UNITS = {"cations": "apfu", "sites": "apfu", "end_members": "1", "ratios": "1"}
+
+
+def _panels(formula: StructuralFormula, names: tuple[str, ...], key: str | None) -> tuple[tuple[str, str], ...]:
+    """(group, name) of each quantity to draw; ``key`` (the config key that named them) makes
+    an unknown name an error, else (the defaults) it is passed over."""
+    out = []
+    for name in names:
+        group, _, bare = name.rpartition("/")
+        groups = (group,) if group else _GROUPS
+        found = next((g for g in groups if g in _GROUPS and bare in getattr(formula, g)), None)
+        if found is None:
+            if key is None:
+                continue
+            known = ", ".join(n for g in _GROUPS for n in getattr(formula, g))
+            raise ConfigError(f"{key}: {name!r} is not a quantity of the {formula.mineral} formula; use one of {known} "
+                              "(or group/name, e.g. sites/X_Mg)")
+        out.append((found, bare))
+    return tuple(out)
+
+
+def structural(config: QmapConfig, results: QmapResults) -> Structural | None:
+    """Structural formulae of every pixel of each phase with a mineral kind (stage 8).
+
+    A pixel belongs to a phase when its weight in it is at least ``structural.min_weight``:
+    the mixing fraction when mixing is on (a 60/40 boundary pixel is 0.6, its EM membership
+    is near 1), else the membership. Its wt% must be finite in every oxide used. Phases
+    without a kind (``structural.minerals`` and the built-in abbreviations) are skipped.
+
+    Returns:
+        None when ``structural.enabled`` is false or there are no wt% maps.
+    """
+    cfg = config.structural
+    quant = results.quant
+    if not cfg.enabled or quant is None:
+        return None
+    names = results.phases.names
+    oxides = tuple(results.calibration.oxides)
+    used = [j for j, o in enumerate(oxides) if o in OXIDES]  # volatiles and unknown columns are no cations
+    ox = tuple(oxides[j] for j in used)
+    stray = sorted(set(cfg.minerals) - set(names), key=str.lower)
+    if stray:
+        _warn(f"structural.minerals names phase(s) {', '.join(stray)} that this run does not have "
+              f"(phases: {', '.join(names)}).")
+    kinds, _ = resolve_minerals(names, cfg.minerals)
+    weights = results.fractions if results.fractions is not None else results.phases.memberships
+    wt = quant.wt[..., used]
+    finite = results.corrected.valid & np.all(np.isfinite(wt), axis=-1)
+    methods = {str(k).strip().lower(): v for k, v in cfg.fe3.items()}
+    draw = {str(k).strip().lower(): (k, v) for k, v in cfg.maps.items()}
+    phases, empty = {}, []
+    for k, phase in enumerate(names):
+        kind = kinds.get(phase)
+        if kind is None or not ox:
+            continue
+        pixels = finite & (weights[..., k] >= cfg.min_weight)
+        if not pixels.any():
+            empty.append(phase)
+            continue
+        sample = wt[pixels].astype(np.float32)
+        mean = sample.mean(axis=0, dtype=np.float64)
+        method = methods.get(phase.strip().lower(), methods.get(kind)) or MINERALS[kind].fe3
+        rows_ = np.concatenate([mean[None].astype(np.float32), sample])  # the mean rides along as row 0
+        f = _phase_formula(rows_, ox, kind, method, cfg.fe3_from)
+        f = analysed_only(f, ox)
+        formula = f._replace(**{g: {n: v[1:] for n, v in getattr(f, g).items()} for g in _GROUPS})
+        of_mean = f._replace(**{g: {n: v[0] for n, v in getattr(f, g).items()} for g in _GROUPS})
+        key, wanted = draw.get(phase.strip().lower(), draw.get(kind, (None, None)))
+        panels = (_panels(formula, tuple(wanted), f"structural.maps.{key}") if wanted is not None
+                  else _panels(formula, STRUCTURAL_MAPS.get(kind, ()), None))
+        phases[phase] = PhaseFormula(phase, kind, pixels, formula, of_mean, panels)
+    if empty:
+        _warn(f"no pixel of phase(s) {', '.join(empty)} has a weight of at least structural.min_weight="
+              f"{cfg.min_weight:g}: no structural formula (lower structural.min_weight).")
+    skipped = tuple(n for n in names if n not in kinds)
+    return Structural(phases, skipped, tuple(empty), ox)
+
+
+def _phase_formula(rows: np.ndarray, oxides: tuple[str, ...], kind: str, method: str, fe3_from: str) -> StructuralFormula:
+    """The formula of each row (row 0: the phase's mean composition).
+
+    With ``charge_balance`` and ``fe3_from: phase_mean`` every row gets the Fe3+/Fe that
+    Droop's charge balance gives for row 0: one pixel's counting noise moves its cation total,
+    and Fe3+ clipped at 0 turns that noise into a positive bias (+0.08 apfu Fe3+, X_grs 0.03
+    low, in the synthetic garnet at 20 ms per pixel), whereas the mean's noise is small.
+    """
+    has_iron = any(OXIDES[o].cation == "Fe" for o in oxides)
+    if method != "charge_balance" or fe3_from != "phase_mean" or not has_iron:
+        return structural_formula_blocks(rows, oxides, kind, method)
+    ratio = float(structural_formula_blocks(rows[:1], oxides, kind, "charge_balance").ratios["Fe3_Fe"][0])
+    ratio = ratio if np.isfinite(ratio) else 0.0
+    split, ox2 = split_iron(rows, oxides, ratio)
+    f = structural_formula_blocks(split, ox2, kind, "measured")
+    note = (f"Fe3+/Fe = {ratio:.4f} in every pixel: the charge balance (Droop 1987) of the phase's mean composition "
+            f"on {MINERALS[kind].cations:g} cations / {MINERALS[kind].oxygens:g} O")
+    notes = tuple(note if n.startswith("Fe2+ and Fe3+ from") else n for n in f.notes)
+    return f._replace(fe3_method="charge_balance_phase_mean", cation_basis=MINERALS[kind].cations, notes=notes)
+
+
+def _structural_outputs(structural_: Structural, cfg) -> tuple[dict, list]:
+    """``qmap.h5/structural`` datasets and the rows of ``structural.csv``."""
+    datasets, table = {}, []
+    for phase, pf in structural_.phases.items():
+        f = pf.formula
+        entry = {"mineral": pf.mineral, "fe3_method": f.fe3_method, "formula": f.attrs()["formula"],
+                 "oxygen_basis": float(f.oxygens), "cation_basis": float(f.attrs()["cation_basis"]),
+                 "notes": "; ".join(f.notes), "n_pixels": pf.n_pixels}
+        if cfg.pixels:
+            entry["pixels"] = pf.pixels.astype(np.uint8)
+            entry.update({g: pf.maps(g) for g in _GROUPS if getattr(f, g)})
+        datasets[phase.replace("/", "_")] = entry
+        for g in _GROUPS:
+            for name, values in getattr(f, g).items():
+                v = values[np.isfinite(values)]
+                mean = float(v.mean(dtype=np.float64)) if v.size else float("nan")
+                sd = float(v.std(ddof=1, dtype=np.float64)) if v.size > 1 else float("nan")
+                table.append([phase, pf.mineral, g, name, _GROUP_UNITS[g], pf.n_pixels, round(mean, 5), round(sd, 5),
+                              round(float(getattr(pf.of_mean, g)[name]), 5)])
+    return datasets, table
+
+
+def _file_name(phase: str) -> str:
+    """A phase name as part of a file name (anything but letters, digits, - and . becomes _)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", phase)
+
+
 # ----------------------------------------------------------------------------- outputs
 
 #: Units of every dataset of ``qmap.h5`` (exact paths and fnmatch patterns; "" = text, "1" =
@@ -649,6 +859,10 @@ UNITS = {
     "calibration/*": "1", "calibration/spot_rate": "cps/uA", "calibration/spot_counts": "counts",
     "calibration/predicted_counts": "counts", "calibration/beta_weight": "1",
     "checks/*": "1",
+    "structural/*/cations/*": "apfu", "structural/*/sites/*": "apfu", "structural/*/end_members/*": "1",
+    "structural/*/ratios/*": "1", "structural/*/pixels": "1", "structural/*/n_pixels": "1",
+    "structural/*/mineral": "", "structural/*/fe3_method": "", "structural/*/formula": "", "structural/*/notes": "",
+    "structural/*/oxygen_basis": "apfu", "structural/*/cation_basis": "apfu",
 }
 
 
@@ -674,9 +888,16 @@ def _checks(results: QmapResults) -> dict:
     return checks
 
 
-def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
+def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
+                  formulae: Structural | None | bool = True) -> dict:
     """Every output file from the stage results; returns the summary (modes, compositions,
-    clustering status, checks; the timings are added by :func:`run`)."""
+    clustering status, checks; the timings are added by :func:`run`).
+
+    ``formulae``: the :func:`structural` stage's result; True (the default) computes it here
+    (before any file is written, so a bad ``structural.maps`` name leaves nothing behind).
+    """
+    if formulae is True:
+        formulae = structural(config, results)
     stack, phases, cal_stage, quant = results.input.stack, results.phases, results.calibration, results.quant
     spots, anch = results.input.spots, results.anchoring
     names, memberships, phase_map, result = phases.names, phases.memberships, phases.phase_map, phases.result
@@ -768,6 +989,16 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
         )
     datasets["checks"] = dict(checks)
     units = {**UNITS, **_clustering_units(result.family, config.clustering.transform)}
+    if formulae:
+        h5, rows_ = _structural_outputs(formulae, config.structural)
+        if h5:
+            datasets["structural"] = h5
+        write_csv(out / "structural.csv", ["phase", "mineral", "group", "name", "unit", "n_pixels", "mean", "sd",
+                                           "of_mean_composition"], rows_)
+        summary["structural"] = {
+            p: {"mineral": pf.mineral, "n_pixels": pf.n_pixels,
+                **{n: float(np.nanmean(getattr(pf.formula, g)[n])) for g, n in pf.panels}}
+            for p, pf in formulae.phases.items()}
     write_hdf5(out / "qmap.h5", datasets, run_attrs(config_to_yaml(config), config.seed), units=units)
     if config.output.plots:
         dpi = config.output.dpi
@@ -778,6 +1009,19 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults) -> dict:
                 scalar_map_figure(out / f"{o}.png", quant.wt[..., j], title=f"{o} (wt%)", step_um=step, dpi=dpi)
             scalar_map_figure(out / "total.png", quant.wt.sum(-1), title="analytical total (wt%)", step_um=step,
                               dpi=dpi, cmap="magma")
+        if formulae and config.structural.pixels:
+            for phase, pf in formulae.phases.items():
+                if not pf.panels:
+                    continue
+                f = pf.formula
+                panels = [(name, pf.maps(g)[name], "apfu" if _GROUP_UNITS[g] == "apfu" else "fraction")
+                          for g, name in pf.panels]
+                fe = {"charge_balance": "Fe3+ by charge balance per pixel", "none": "all Fe as Fe2+",
+                      "charge_balance_phase_mean": "Fe3+ by charge balance of the mean",
+                      "all_ferric": "all Fe as Fe3+", "measured": "Fe as analysed"}[f.fe3_method]
+                maps_figure(out / f"structural_{_file_name(phase)}.png", panels, step_um=step, dpi=dpi,
+                            title=f"{phase} ({pf.mineral.replace('_', '-')}, {f.oxygens:g} O, {fe}): "
+                                  f"{pf.n_pixels} pixels")
     summary.update(n_iter=int(result.status.iterations), converged=bool(result.status.converged), phases=names,
                    checks=checks)
     return summary
@@ -795,6 +1039,9 @@ def _report(summary: dict) -> None:
                      f"EM {summary['n_iter']} iterations" + ("" if summary["converged"] else " (not converged)"))
     if "mixing_unmixed_share" in checks:
         lines.append(f"{100 * checks['mixing_unmixed_share']:.1f} % of pixels unmixed (the rest fit one phase within noise)")
+    for phase, entry in summary.get("structural", {}).items():
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in entry.items() if k not in ("mineral", "n_pixels"))
+        lines.append(f"{phase} ({entry['mineral']}, {entry['n_pixels']} px): {shown}")
     lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items() if v >= 0.05))
     print("\n".join(lines), file=sys.stderr)
 
