@@ -9,7 +9,7 @@ from jaxpetro.config.loader import option, section
 from jaxpetro.errors import ConfigError
 from jaxpetro.config.common import OutputConfig
 
-__all__ = ["ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QuantifyConfig", "SpotsConfig",
+__all__ = ["BulkFormsConfig", "ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QuantifyConfig", "SpotsConfig",
            "StructuralConfig", "SummaryConfig"]
 
 
@@ -133,8 +133,50 @@ class SummaryConfig:
         {}, "profiles: name -> [x0, y0, x1, y1] (pixel column, row of start and end); garnet ones start at the core", ge=0
     )
     profile_width: int = option(1, "pixels averaged across a profile", ge=1)
+    domains: str | None = option(
+        None, "bulk composition of domains from a mask: a .png/.tif image, one colour per domain (black = none), or a "
+        ".npy/.csv/.txt matrix of integer labels (0 = none), of the map's size", path=True,
+    )
+    domain_names: dict[str, str] = option(
+        {}, "names of the domains of summary.domains: colour ('#ff0000') or label ('3') -> name; unnamed domains are "
+        "called by their colour (d_ff0000) or label (domain_3)"
+    )
+    polygons: dict[str, tuple[tuple[float, float], ...]] = option(
+        {}, "bulk composition of polygons: name -> [[x, y], ...] vertices (pixel column, row; at least 3); a pixel "
+        "belongs to the polygon when its centre lies inside"
+    )
     garnet: str = option("Grt", "phase whose pixels get garnet end-members (X_alm, X_prp, X_grs, X_sps)")
     garnet_min_membership: float = option(0.5, "garnet pixels: membership (or fraction) at least this", gt=0, le=1)
+
+    def __post_init__(self):
+        for name, vertices in self.polygons.items():
+            if len(vertices) < 3:
+                raise ConfigError(f"summary.polygons.{name}: a polygon needs at least 3 vertices [[x, y], ...], "
+                                  f"got {len(vertices)}.")
+        names = [*self.regions, *self.polygons, *self.domain_names.values()]
+        clash = sorted({n for n in names if names.count(n) > 1 or n == "section"})
+        if clash:
+            raise ConfigError(f"summary: the name(s) {', '.join(clash)} are used twice among summary.regions, "
+                              "summary.polygons and summary.domain_names, or are 'section' (the whole map): rename them.")
+
+
+@dataclass(frozen=True)
+class BulkFormsConfig:
+    """The bulk of the section, each region, domain and polygon in the input forms of
+    phase-equilibrium programs (mol % of oxides; docs/qmap.md)."""
+
+    forms: tuple[Literal["perplex", "theriak", "magemin"], ...] = option(
+        ("perplex", "theriak", "magemin"), "forms written: perplex (build component list, bulk_perplex.txt), theriak "
+        "(THERIN bulk lines, bulk_theriak.txt), magemin (MAGEMinApp bulk file, bulk_magemin.dat); [] = none"
+    )
+    h2o_mol: float | None = option(
+        None, "H2O in mol % of each bulk written (the maps do not measure H); empty = no H2O component", ge=0, lt=100
+    )
+    fe3_fe: float | None = option(
+        None, "Fe3+/Fe_total of the bulks (the maps give total Fe as FeO): O2 in Perple_X, O in MAGEMin, the oxygen in "
+        "Theriak; empty = all Fe2+ (MAGEMin then gets O = 0, Theriak O(?))", ge=0, le=1
+    )
+    magemin_db: str = option("mp", "MAGEMin database named in bulk_magemin.dat (mp metapelite, mb metabasite, ig...)")
 
 
 @dataclass(frozen=True)
@@ -206,6 +248,7 @@ class QmapConfig:
     )
     summary: SummaryConfig = section(SummaryConfig, "summaries")
     structural: StructuralConfig = section(StructuralConfig, "structural formulae per pixel")
+    bulk: BulkFormsConfig = section(BulkFormsConfig, "bulk compositions for Perple_X, Theriak-Domino, MAGEMin")
     output: OutputConfig = section(OutputConfig, "figures and tables")
 
     def __post_init__(self):

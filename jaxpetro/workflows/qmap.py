@@ -22,8 +22,10 @@ returned in the summary and printed unless ``--quiet``), each a function with a 
 Outputs (names are a contract other tools read): ``qmap.h5`` (``phases``, ``membership``,
 ``wt/<OXIDE>``, ``wt_se/<OXIDE>``, ``lod/<OXIDE>``, ``total``, ``fractions``,
 ``parameters/``, ``summary/modal``, ``summary/composition``, ``structural/<Phase>/...``, ...),
-``summary.csv``, ``parameters.csv``, ``spots.csv``, ``bulk.csv``, ``structural.csv``, one
-``<OXIDE>.csv`` matrix per oxide, ``profiles/``, PNG maps (``structural_<Phase>.png``).
+``summary.csv``, ``parameters.csv``, ``spots.csv``, ``bulk.csv`` (section, rectangles, mask
+domains, polygons) and the same bulks as ``bulk_perplex.txt``, ``bulk_theriak.txt``,
+``bulk_magemin.dat`` (:mod:`jaxpetro.io.bulk_forms`), ``structural.csv``, one ``<OXIDE>.csv``
+matrix per oxide, ``profiles/``, PNG maps (``structural_<Phase>.png``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from jaxpetro.chemistry import GARNET_END_MEMBERS, OXIDES, is_electron, oxide_of
 from jaxpetro.config import QmapConfig, config_to_yaml
 from jaxpetro.config.qmap import QmapInputConfig, QuantifyConfig
 from jaxpetro.errors import ConfigError, InputError
+from jaxpetro.io.bulk_forms import write_bulk_forms
 from jaxpetro.io.generic import MapStack, SpotSet, read_map_stack, read_spot_set
 from jaxpetro.io.masks import read_mask_image
 from jaxpetro.io.parameters import read_parameters, write_parameters
@@ -95,7 +98,9 @@ __all__ = [
     "pixel_mask",
     "quantification",
     "read_input",
+    "read_domains",
     "read_mask",
+    "polygon_mask",
     "run",
     "structural",
     "write_outputs",
@@ -344,6 +349,55 @@ def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     if mask.dtype.kind not in "biuf" or (mask.dtype.kind == "f" and not np.all(np.isfinite(mask))):
         raise InputError(f"input.mask: '{path}' must hold numbers (nonzero = excluded), without NaN.")
     return mask != 0
+
+
+def read_domains(path: str | Path, shape: tuple[int, int], names: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Domains of ``summary.domains``: name -> (rows, cols) bool, one per colour or label.
+
+    A ``.png``/``.tif`` image has one colour per domain (black, and a fully transparent pixel,
+    belong to none); a ``.npy``/``.csv``/``.txt`` matrix holds integer labels (0 = none).
+    ``names`` maps a colour (``"#ff0000"``) or label (``"3"``) to a name; the others are called
+    ``d_ff0000`` or ``domain_3``. Domains come in order of colour or label.
+    """
+    key = "summary.domains"
+    image = read_mask_image(path, key)
+    if image.shape[:2] != tuple(shape):
+        raise InputError(f"{key}: '{path}' is {' x '.join(map(str, image.shape[:2]))} but the maps are "
+                         f"{shape[0]} x {shape[1]} (rows x cols); give a mask of the map's size.")
+    if image.ndim == 2 and image.dtype.kind == "f" and not np.all(np.isfinite(image) & (image == np.round(image))):
+        raise InputError(f"{key}: '{path}' must hold integer labels (0 = no domain), without NaN.")
+    found = _domain_codes(image)
+    if not found:
+        raise InputError(f"{key}: '{path}' holds no domain (every pixel black or 0).")
+    names = {str(k).strip().lower(): v for k, v in (names or {}).items()}
+    unused = sorted(set(names) - set(found))
+    if unused:
+        _warn(f"summary.domain_names: {', '.join(unused)} not found in '{path}' (its domains: {', '.join(found)}).")
+    colour = image.ndim == 3
+    return {names.get(k, f"d_{k[1:]}" if colour else f"domain_{k}"): m for k, m in found.items()}
+
+
+def _domain_codes(image: np.ndarray) -> dict[str, np.ndarray]:
+    """Colour ('#rrggbb') or label ('3') -> its pixels, in order of colour or label."""
+    if image.ndim == 3:
+        rgb = image[..., :3].astype(np.int64) >> (8 if image.dtype == np.uint16 else 0)  # 16-bit: top byte
+        inside = np.any(rgb > 0, axis=-1)
+        if image.shape[-1] == 4:  # a transparent pixel is no domain
+            inside &= image[..., 3] > 0
+        code = np.where(inside, (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], -1)
+        return {f"#{int(v):06x}": code == v for v in np.unique(code[inside])}
+    labels = image.astype(np.int64)
+    return {str(int(v)): labels == v for v in np.unique(labels[labels != 0])}
+
+
+def polygon_mask(vertices, shape: tuple[int, int]) -> np.ndarray:
+    """(rows, cols) bool: the pixels whose centre (x = column, y = row) lies inside the polygon."""
+    from matplotlib.path import Path as PolygonPath
+
+    rows, cols = shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    inside = PolygonPath(np.asarray(vertices, np.float64)).contains_points(np.column_stack([xx.ravel(), yy.ravel()]))
+    return inside.reshape(rows, cols)
 
 
 def pixel_mask(stack: MapStack, cfg: QmapInputConfig) -> np.ndarray:
@@ -850,7 +904,7 @@ UNITS = {
     "parameters/beta_se": "1", "parameters/gamma": "cps/uA", "parameters/gamma_se": "cps/uA", "parameters/*": "1",
     "garnet/*": "1",
     "summary/*": "1", "summary/composition": "wt%", "summary/composition_sd": "wt%", "summary/bulk": "wt%",
-    "summary/regions/*": "wt%", "summary/densities": "g/cm3",
+    "summary/regions/*": "wt%", "summary/densities": "g/cm3", "summary/domain_pixels/*": "1",
     "profiles/*/distance_um": "um", "profiles/*/garnet_radius_um": "um", "profiles/*/wt": "wt%",
     "profiles/*/wt_se": "wt%", "profiles/*/garnet": "1", "profiles/*/garnet_sd": "1",
     "clustering/*": "1", "clustering/family": "", "clustering/channels": "", "clustering/loglik": "nats",
@@ -951,7 +1005,23 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
             mask = np.zeros((rows, cols), bool)
             mask[r0:r1, c0:c1] = True
             regions[name] = summaries.bulk_composition(weights, wt0, density, mask & valid)
+        shapes = {name: polygon_mask(v, (rows, cols)) for name, v in config.summary.polygons.items()}
+        if config.summary.domains is not None:
+            shapes.update(read_domains(config.summary.domains, (rows, cols), config.summary.domain_names))
+        for name, mask in shapes.items():
+            if name in regions:
+                raise ConfigError(f"summary: the domain or polygon name {name!r} is also a region or 'section'; "
+                                  "rename it (summary.domain_names).")
+            if not (mask & valid).any():
+                _warn(f"summary: domain or polygon {name!r} holds no analysed pixel; its bulk is NaN.")
+            regions[name] = summaries.bulk_composition(weights, wt0, density, mask & valid)
         datasets["summary"]["regions"] = regions
+        if shapes:
+            datasets["summary"]["domain_pixels"] = {n: m.astype(np.uint8) for n, m in shapes.items()}
+        b = config.bulk
+        if b.forms:
+            write_bulk_forms(out, regions, oxides, forms=b.forms, h2o_mol=b.h2o_mol, fe3_fe=b.fe3_fe,
+                             magemin_db=b.magemin_db)
         write_csv(out / "bulk.csv", ["region", *oxides, "total"], [[n, *v, float(np.sum(v))] for n, v in regions.items()])
         garnet = _garnet(names, oxides, weights, wt, config.summary)
         if garnet is not None:
