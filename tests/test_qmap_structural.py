@@ -203,3 +203,11 @@ def test_bad_keys_are_config_errors(run, tmp_path, capsys):
                  "--set", "structural.minerals={Grt: garnett}"]) != 0
     err = capsys.readouterr().err
     assert "structural.minerals.Grt" in err and "k_feldspar" in err and "Traceback" not in err
+
+
+def test_mapping_a_phase_the_run_lacks_is_warned(run, capsys):
+    sec, cfg, res, st = run
+    out = qmap.structural(with_structural(cfg, minerals={"grt": "garnet", "Wm": "muscovite"}), res)
+    err = capsys.readouterr().err
+    assert "structural.minerals names phase(s) Wm" in err and "grt" not in err.split("phase(s)")[1].split("that")[0]
+    assert out.phases["Grt"].mineral == "garnet"  # matched case-insensitively

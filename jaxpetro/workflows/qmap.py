@@ -806,7 +806,8 @@ def structural(config: QmapConfig, results: QmapResults) -> Structural | None:
     oxides = tuple(results.calibration.oxides)
     used = [j for j, o in enumerate(oxides) if o in OXIDES]  # volatiles and unknown columns are no cations
     ox = tuple(oxides[j] for j in used)
-    stray = sorted(set(cfg.minerals) - set(names), key=str.lower)
+    lower = {n.strip().lower() for n in names}
+    stray = sorted((k for k in cfg.minerals if str(k).strip().lower() not in lower), key=str.lower)
     if stray:
         _warn(f"structural.minerals names phase(s) {', '.join(stray)} that this run does not have "
               f"(phases: {', '.join(names)}).")
