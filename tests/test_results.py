@@ -37,7 +37,7 @@ def test_hdf5_round_trip_groups_strings_attrs(tmp_path):
         "empty": {},
     }
     attrs = run_attrs("seed: 3\n", seed=3)
-    path = write_hdf5(tmp_path / "run.h5", datasets, attrs)
+    path = write_hdf5(tmp_path / "run.h5", datasets, attrs, units={"*": "1"})
     data, got_attrs = read_hdf5(path)
 
     np.testing.assert_array_equal(data["maps"]["wt_pct"], wt)
@@ -59,11 +59,18 @@ def test_run_attrs_content():
     assert datetime.fromisoformat(attrs["created"]).utcoffset().total_seconds() == 0
 
 
-def test_large_arrays_are_compressed_and_chunked(tmp_path):
-    path = write_hdf5(tmp_path / "big.h5", {"big": np.zeros((512, 512)), "small": np.zeros(10)})
+def test_arrays_from_64_kib_are_compressed_and_chunked(tmp_path):
+    arrays = {"big": np.zeros((512, 512)), "map": np.full((128, 128), np.nan, np.float32),  # 64 KiB
+              "under": np.zeros(8191), "small": np.zeros(10)}  # 8191 float64 = 64 KiB - 8 bytes
+    path = write_hdf5(tmp_path / "big.h5", arrays, units={"*": "1"})
     with h5py.File(path) as f:
-        assert f["big"].compression == "gzip" and f["big"].compression_opts == 1 and f["big"].chunks
-        assert f["small"].compression is None
+        for name in ("big", "map"):
+            assert f[name].compression == "gzip" and f[name].compression_opts == 1 and f[name].chunks
+            assert f[name].shuffle
+        assert f["under"].compression is None and f["small"].compression is None
+        assert f["map"].id.get_storage_size() < 0.05 * arrays["map"].nbytes  # a NaN map shrinks 20-fold at least
+    data, _ = read_hdf5(path)
+    assert np.isnan(data["map"]).all() and data["map"].dtype == np.float32
 
 
 @pytest.mark.parametrize(
@@ -82,7 +89,7 @@ def test_bad_datasets_fail_before_writing(tmp_path, datasets, error):
 
 
 def test_failure_mid_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
-    path = write_hdf5(tmp_path / "run.h5", {"x": np.arange(3)}, {"version": "old"})
+    path = write_hdf5(tmp_path / "run.h5", {"x": np.arange(3)}, {"version": "old"}, units={"*": "1"})
     real_create = h5py.Group.create_dataset
     calls = []
 
@@ -94,7 +101,7 @@ def test_failure_mid_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypat
 
     monkeypatch.setattr(h5py.Group, "create_dataset", failing_create)
     with pytest.raises(OutputError, match="run.h5") as info:
-        write_hdf5(path, {"x": np.arange(5), "y": np.ones(2)}, {"version": "new"})
+        write_hdf5(path, {"x": np.arange(5), "y": np.ones(2)}, {"version": "new"}, units={"*": "1"})
     assert "unchanged" in str(info.value)
     data, attrs = read_hdf5(path)
     np.testing.assert_array_equal(data["x"], np.arange(3))

@@ -9,8 +9,8 @@ from jaxpetro.config.loader import option, section
 from jaxpetro.errors import ConfigError
 from jaxpetro.config.common import OutputConfig
 
-__all__ = ["BulkFormsConfig", "ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QuantifyConfig", "SpotsConfig",
-           "StructuralConfig", "SummaryConfig"]
+__all__ = ["BulkFormsConfig", "ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QmapOutputConfig", "QuantifyConfig",
+           "SpotsConfig", "StructuralConfig", "SummaryConfig"]
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,17 @@ class StructuralConfig:
                                   "and site vacancies, Droop 1987); use none, all_ferric or measured.")
 
 
+@dataclass(frozen=True)
+class QmapOutputConfig(OutputConfig):
+    """Figures and tables of qmap: the common keys and the colour scale of the oxide maps."""
+
+    oxide_scale: Literal["percentile", "phase"] = option(
+        "percentile", "colour scale of the oxide maps: 'percentile' = one range for the map, the 0.5-99.5 "
+        "percentiles of its pixels; 'phase' = that panel and, beside it, one panel per phase holding the oxide, on "
+        "the 1-99 percentile range of that phase's pixels (minor zoning next to a major phase); see docs/qmap.md"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class QmapConfig:
     """Quantitative mapping: EPMA X-ray maps + spot analyses -> phases and wt% maps."""
@@ -249,7 +260,7 @@ class QmapConfig:
     summary: SummaryConfig = section(SummaryConfig, "summaries")
     structural: StructuralConfig = section(StructuralConfig, "structural formulae per pixel")
     bulk: BulkFormsConfig = section(BulkFormsConfig, "bulk compositions for Perple_X, Theriak-Domino, MAGEMin")
-    output: OutputConfig = section(OutputConfig, "figures and tables")
+    output: QmapOutputConfig = section(QmapOutputConfig, "figures and tables")
 
     def __post_init__(self):
         if self.quantify.weights == "fractions" and not self.mixing.enabled:

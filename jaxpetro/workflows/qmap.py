@@ -49,7 +49,7 @@ from jaxpetro.io.bulk_forms import write_bulk_forms
 from jaxpetro.io.generic import MapStack, SpotSet, read_map_stack, read_spot_set
 from jaxpetro.io.masks import read_mask_image
 from jaxpetro.io.parameters import read_parameters, write_parameters
-from jaxpetro.io.plots import maps_figure, phase_map_figure, scalar_map_figure
+from jaxpetro.io.plots import above_limit, maps_figure, phase_map_figure, phase_scaled_map_figure, scalar_map_figure
 from jaxpetro.io.results import atomic_write, prepare_out_dir, run_attrs, write_csv, write_hdf5
 from jaxpetro.kernels.unmixing import UnmixOptions
 from jaxpetro.models import spots as spot_model
@@ -1030,6 +1030,24 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
         profiles = _profiles(config, out, names, oxides, weights, phase_map, wt, se, garnet is not None, step)
         if profiles:
             datasets["profiles"] = profiles
+        above = _above_100(wt, se, oxides)
+        datasets["above_100"] = {name: code for name, (code, _, _) in above.items()}
+        checks["above_100"] = {name: n for name, (_, n, _) in above.items()}
+        checks["above_100_beyond_noise"] = {name: m for name, (_, _, m) in above.items()}
+        # Pixels whose true value is 100 wt% land above it half the time and beyond 3 SE 0.135 % of
+        # the time: ~2 x 0.00135 x (pixels above 100) beyond noise are expected from counting alone.
+        flagged = [f"{name} {n} ({m} by more than {_FLAG_SD:g} SE, ~{2 * _P_BEYOND * n:.0f} expected from counting "
+                   "noise)" for name, (_, n, m) in above.items() if n]
+        if flagged:
+            # "far more": beyond the Poisson spread of the expected count (3 sd), and at least 3 pixels
+            excess = [name for name, (_, n, m) in above.items() if m > max(3.0, 2 * _P_BEYOND * n
+                                                                            + 3 * np.sqrt(2 * _P_BEYOND * n))]
+            _warn(f"pixels above 100 wt%: {', '.join(flagged)} of {int(valid.sum())} analysed; flagged in the PNG maps "
+                  "and in qmap.h5/above_100 (1 = within counting noise of 100 wt%, 2 = beyond)."
+                  + (f" Far more beyond noise than expected for {', '.join(excess)}: check the calibration (spots.csv, "
+                     "parameters.csv) and the standards' totals." if excess else "")
+                  + (" The total also runs high where the noise of oxides a phase lacks is cut at 0 wt%, and its SE "
+                     "counts the oxides' errors as independent." if "total" in excess else ""))
         write_parameters(out / "parameters.csv", cal_stage.cal._asdict(), elements, oxides, names)
         for j, o in enumerate(oxides):
             _write_matrix(out / f"{o}.csv", wt[..., j])
@@ -1076,10 +1094,10 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
         phase_map_figure(out / "phases.png", phase_map, names, modal=modal.tolist(), step_um=step,
                          title=f"most likely phase ({result.family} EM)", dpi=dpi)
         if quant is not None:
-            for j, o in enumerate(oxides):
-                scalar_map_figure(out / f"{o}.png", quant.wt[..., j], title=f"{o} (wt%)", step_um=step, dpi=dpi)
-            scalar_map_figure(out / "total.png", quant.wt.sum(-1), title="analytical total (wt%)", step_um=step,
-                              dpi=dpi, cmap="magma")
+            # the phases' own colour ranges from their pure pixels: mixing fractions where fitted
+            # (memberships of boundary pixels are near 1 too)
+            _oxide_figures(out, config.output, quant.wt, quant.se, quant.lod, oxides, names,
+                           fractions if fractions is not None else weights, valid, step)
         if formulae and config.structural.pixels:
             for phase, pf in formulae.phases.items():
                 if not pf.panels:
@@ -1115,6 +1133,56 @@ def _report(summary: dict) -> None:
         lines.append(f"{phase} ({entry['mineral']}, {entry['n_pixels']} px): {shown}")
     lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items() if v >= 0.05))
     print("\n".join(lines), file=sys.stderr)
+
+
+_FLAG_SD = 3.0  # a pixel above 100 wt% by more than this many SE is unlikely to be counting noise
+_P_BEYOND = 0.0013499  # P(Z > 3) of a standard normal: the chance of that for a true value at 100 wt%
+_PHASE_PANEL_WEIGHT = 0.9  # pixels on a phase's own colour scale: (nearly) pure ones, boundaries left out
+_PHASE_PANEL_MIN_PIXELS = 20
+
+
+def _above_100(wt: np.ndarray, se: np.ndarray, oxides) -> dict[str, tuple[np.ndarray, int, int]]:
+    """Per oxide and for the total: (uint8 map, 0 / 1 above 100 wt% within noise / 2 beyond;
+    pixels above 100; of them beyond noise). The total's SE combines the oxides' counting
+    errors as independent."""
+    out = {}
+    total_se = np.sqrt(np.sum(np.asarray(se, np.float64) ** 2, axis=-1))
+    for name, image, sd in [*((o, wt[..., j], se[..., j]) for j, o in enumerate(oxides)),
+                            ("total", wt.sum(-1), total_se)]:
+        within, beyond = above_limit(image, 100.0, sd, _FLAG_SD)
+        code = np.where(beyond, 2, np.where(within, 1, 0)).astype(np.uint8)
+        out[name] = (code, int(within.sum() + beyond.sum()), int(beyond.sum()))
+    return out
+
+
+def _oxide_figures(out: Path, cfg, wt, se, lod, oxides, names, weights, valid, step) -> None:
+    """``<oxide>.png`` and ``total.png``: pixels above 100 wt% flagged; with ``output.oxide_scale:
+    phase`` each oxide map also on each phase's own colour range (the phases that hold it:
+    median above the median detection limit of their pixels)."""
+    dpi = cfg.dpi
+    total_se = np.sqrt(np.sum(np.asarray(se, np.float64) ** 2, axis=-1))
+    pure = [(n, (weights[..., k] >= _PHASE_PANEL_WEIGHT) & valid) for k, n in enumerate(names)]
+    pure = [(n, m) for n, m in pure if m.sum() >= _PHASE_PANEL_MIN_PIXELS]
+    for j, o in enumerate(oxides):
+        image, sd = wt[..., j], se[..., j]
+        if cfg.oxide_scale == "phase":
+            held = [(n, m) for n, m in pure if _holds(image[m], lod[..., j][m])]
+            phase_scaled_map_figure(out / f"{o}.png", image, held, title=f"{o} (wt%)", step_um=step, dpi=dpi,
+                                    limit=100.0, sd=sd, n_sd=_FLAG_SD)
+        else:
+            scalar_map_figure(out / f"{o}.png", image, title=f"{o} (wt%)", step_um=step, dpi=dpi, limit=100.0,
+                              sd=sd, n_sd=_FLAG_SD)
+    scalar_map_figure(out / "total.png", wt.sum(-1), title="analytical total (wt%)", step_um=step, dpi=dpi,
+                      cmap="magma", limit=100.0, sd=total_se, n_sd=_FLAG_SD)
+
+
+def _holds(values: np.ndarray, lod: np.ndarray) -> bool:
+    """Whether a phase holds an oxide: the median of its pixels above their median detection
+    limit (a phase without it would get a panel of noise around zero)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        level, limit = np.nanmedian(values), np.nanmedian(lod)
+    return bool(np.isfinite(level) and (not np.isfinite(limit) or level > limit))
 
 
 def _garnet(names, oxides, weights, wt, cfg) -> np.ndarray | None:
