@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from jaxpetro.cli import main
 from jaxpetro.synthetic import make_thin_section
@@ -28,6 +29,7 @@ def core_to_rim(sec):
     raise AssertionError("no pure-garnet ray")
 
 
+@pytest.mark.slow  # ~70 s; the same qmap -> ptpath chain runs by default in tests/test_section.py and test_demo.py
 def test_qmap_profile_inverts_for_the_true_path(tmp_path, monkeypatch):
     configs = tmp_path / "configs"
     configs.mkdir()

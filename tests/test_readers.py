@@ -559,3 +559,69 @@ def test_non_numeric_cells_and_missing_columns_are_named(tmp_path):
     spots.write_text("Comment,X,Y,SiO2\n,1000,2000,37.2\n")
     with pytest.raises(InputError, match=r"s\.csv', line 2: empty label in column 'Comment'"):
         cameca.read_cameca_spots(spots)
+
+
+# ----------------------------------------------------------------------------- wired into qmap's input
+
+
+def _cameca_export(section, tmp_path):
+    """The section as Cameca map text files + a Peaksight spot CSV (as the test above writes it)."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    start_um, step = (4000.0, 7000.0), section.step_um
+    for k, ch in enumerate(section.channels):
+        write_cameca_map(folder / f"{k:02d}.txt", ch if ch == "BSE" else f"{ch} Ka", np.rint(section.counts[..., k]),
+                         start_um=start_um, step_um=step, dwell_ms=section.dwell_ms, current_nA=section.current_A * 1e9)
+    s = section.spots
+    lines = [";".join(["Comment", "X (um)", "Y (um)", *section.oxides])]
+    for i in range(len(s.phase)):
+        x, y = start_um[0] + s.col[i] * step, start_um[1] + s.row[i] * step
+        lines.append(";".join([s.phase[i], f"{x:.3f}", f"{y:.3f}", *(f"{v:.17g}" for v in s.wt[i])]))
+    (tmp_path / "spots.csv").write_text("\n".join(lines) + "\n")
+    return folder, tmp_path / "spots.csv"
+
+
+def test_qmap_input_formats_read_through_the_config(section, tmp_path):
+    """input.format cameca / h5oina in a qmap config: relative paths from the config's folder, the
+    same stack and spots as the readers, and a clear error without input.maps."""
+    from jaxpetro.config.loader import load_config
+    from jaxpetro.config.qmap import QmapConfig
+    from jaxpetro.workflows.qmap import read_input
+
+    folder, spots = _cameca_export(section, tmp_path)
+    cfg = load_config({"input": {"format": "cameca", "maps": "maps", "spots": "spots.csv"}}, QmapConfig,
+                      base_dir=str(tmp_path))
+    got = read_input(cfg.input)
+    stack, sp = cameca.read_cameca(folder, spots)
+    np.testing.assert_array_equal(got.stack.counts, stack.counts)
+    np.testing.assert_array_equal(got.spots.row, section.spots.row)
+    np.testing.assert_array_equal(got.spots.wt, sp.wt)
+
+    xray = [k for k, c in enumerate(section.channels) if c != "BSE"]
+    rows, cols = section.shape
+    write_h5oina(tmp_path / "s.h5oina", {f"{section.channels[k]} Ka1": np.rint(section.counts[..., k]) for k in xray},
+                 cols, rows, live_s=section.dwell_ms / 1e3, se=False)
+    cfg = load_config({"input": {"format": "h5oina", "maps": "s.h5oina", "current_A": section.current_A}}, QmapConfig,
+                      base_dir=str(tmp_path))
+    got = read_input(cfg.input)
+    for k in xray:
+        np.testing.assert_array_equal(got.stack.counts[..., got.stack.channels.index(section.channels[k])],
+                                      np.rint(section.counts[..., k]))
+    with pytest.raises(ConfigError, match="input.maps is required with input.format: bcf"):
+        load_config({"input": {"format": "bcf"}}, QmapConfig)
+
+
+def test_jaxpetro_qmap_runs_on_a_cameca_export(section, tmp_path):
+    """`jaxpetro qmap` end to end on the Cameca export: phases and wt% maps written, the spots on
+    pixels of their own phase."""
+    from jaxpetro.cli import main
+    from jaxpetro.io.results import read_csv_table
+
+    _cameca_export(section, tmp_path)
+    (tmp_path / "qmap.yaml").write_text("input: {format: cameca, maps: maps, spots: spots.csv}\n"
+                                        "output: {plots: false}\n")
+    assert main(["qmap", str(tmp_path / "qmap.yaml"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    with h5py.File(tmp_path / "out" / "qmap.h5") as f:
+        assert f["wt/SiO2"].shape == section.shape and f["wt/SiO2"].attrs["units"] == "wt%"
+    table = read_csv_table(tmp_path / "out" / "spots.csv")
+    assert np.mean(np.asarray(table["agrees"], str) == "True") > 0.9

@@ -42,14 +42,29 @@ class ClusteringConfig:
 class QmapInputConfig:
     """Where the maps and spot analyses are (relative paths are resolved from the config file's folder)."""
 
-    format: Literal["generic", "jeol"] = option(
-        "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV; 'jeol' = JEOL map and .qnt folders"
+    format: Literal["generic", "jeol", "cameca", "h5oina", "bcf"] = option(
+        "generic", "input format: 'generic' = a map stack (.npz/.h5) + a spot CSV; 'jeol' = JEOL map and .qnt folders "
+        "(text or binary maps); 'cameca' = Peaksight/SX text map exports + their spot CSV; 'h5oina' = Oxford EDS maps; "
+        "'bcf' = Bruker EDS maps (needs the 'bruker' extra); see docs/formats.md"
     )
-    maps: str | None = option(None, "generic: map stack file (.npz or .h5) with maps (channels, rows, cols), channels, dwell_ms, current_A", path=True)
+    maps: str | None = option(
+        None, "generic: map stack file (.npz or .h5) with maps (channels, rows, cols), channels, dwell_ms, current_A; "
+        "cameca: the folder of map text files; h5oina/bcf: the .h5oina/.bcf file", path=True)
     spots: str | None = option(
-        None, "generic: spot CSV with x_px, y_px, phase[, id, <oxide> wt%, <El>_peak, <El>_bg cps/µA, current_A]",
-        path=True,
+        None, "generic, h5oina, bcf: spot CSV with x_px, y_px, phase[, id, <oxide> wt%, <El>_peak, <El>_bg cps/µA, "
+        "current_A]; cameca: the Peaksight spot CSV", path=True,
     )
+    map_files: Literal["auto", "text", "binary"] = option(
+        "auto", "jeol: map files as text exports or binary .map matrices (auto: text when both exist)")
+    byte_order: Literal["big", "little"] = option("big", "jeol binary .map: byte order of the values")
+    map_dtype: Literal["auto", "uint16", "uint32"] = option(
+        "auto", "jeol binary .map: value type (auto: from the file size and the map size)")
+    current_A: float | None = option(
+        None, "cameca, h5oina, bcf: probe current (A) when the files do not hold it", gt=0)
+    dwell_ms: float | None = option(None, "cameca, h5oina, bcf: dwell per pixel (ms) when the files do not hold it", gt=0)
+    slice: str = option("1", "h5oina: the slice (top-level group) of the file")
+    lines: dict[str, float] = option({}, "bcf: extra or overriding X-ray line energies (keV) by element or line name")
+    fwhm_mn_eV: float = option(130.0, "bcf: detector resolution (FWHM at Mn Ka, eV) for the line windows", gt=0)
     map_dir: str | None = option(None, "jeol: the map folder (e.g. project/.map/1) holding the map files and their .cnd", path=True)
     qnt_dir: str | None = option(None, "jeol: the spot folder (project/.qnt) holding the *.qnt files", path=True)
     dialect: Literal["auto", "old", "new"] = option("auto", "jeol: .cnd dialect (old: <k>_map.txt; new: data<kkk>.csv)")
@@ -78,6 +93,10 @@ class QmapInputConfig:
             raise ConfigError("input.maps is required with input.format: generic (the map stack .npz/.h5).")
         if self.format == "jeol" and (self.map_dir is None or self.qnt_dir is None):
             raise ConfigError("input.map_dir and input.qnt_dir are required with input.format: jeol.")
+        if self.format in ("cameca", "h5oina", "bcf") and self.maps is None:
+            what = {"cameca": "the folder of Cameca map text files", "h5oina": "the .h5oina file",
+                    "bcf": "the .bcf file"}[self.format]
+            raise ConfigError(f"input.maps is required with input.format: {self.format} ({what}).")
 
 
 @dataclass(frozen=True)

@@ -321,19 +321,50 @@ def read_input(cfg: QmapInputConfig) -> QmapInput:
             stack, spots = read_jeol(
                 cfg.map_dir, cfg.qnt_dir, dialect=cfg.dialect, map_conditions=cfg.map_conditions,
                 spot_conditions=cfg.spot_conditions, phase_list=cfg.phase_list, dead_time_ns=cfg.dead_time_ns,
+                map_files=cfg.map_files, byte_order=cfg.byte_order, map_dtype=cfg.map_dtype,
             )
         for w in caught:  # the reader's warnings in the workflow's own one-line form
             if issubclass(w.category, JeolIntensityWarning):
                 _warn(str(w.message))
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        dialect = cfg.dialect if cfg.dialect != "auto" else detect_dialect(cfg.map_dir, cfg.map_conditions)
+        dialect = cfg.dialect if cfg.dialect != "auto" else detect_dialect(cfg.map_dir, cfg.map_conditions,
+                                                                             cfg.map_files)
         row, col = spot_pixels(spots, stack, row_axis=cfg.row_axis, mirror=cfg.mirror, dialect=dialect)
         spots = SpotSet(**{**spots.__dict__, "row": row, "col": col})
         return QmapInput(stack, spots)
+    if cfg.format in ("cameca", "h5oina", "bcf"):
+        return QmapInput(*_read_instrument(cfg))
     stack = read_map_stack(cfg.maps)
     spots = read_spot_set(cfg.spots, stack.counts.shape[:2]) if cfg.spots is not None else None
     return QmapInput(stack, spots)
+
+
+def _read_instrument(cfg: QmapInputConfig):
+    """(stack, spots) of the Cameca, Oxford and Bruker readers (docs/formats.md); their warnings
+    in the workflow's one-line form."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        if cfg.format == "cameca":
+            from jaxpetro.io.cameca import read_cameca
+
+            out = read_cameca(cfg.maps, cfg.spots, dwell_ms=cfg.dwell_ms, current_A=cfg.current_A,
+                              mirror="none" if cfg.mirror == "auto" else cfg.mirror)
+        elif cfg.format == "h5oina":
+            from jaxpetro.io.oxford import read_h5oina
+
+            out = read_h5oina(cfg.maps, cfg.spots, current_A=cfg.current_A, dwell_ms=cfg.dwell_ms, slice_name=cfg.slice)
+        else:
+            from jaxpetro.io.bruker import read_bcf
+
+            out = read_bcf(cfg.maps, cfg.spots, current_A=cfg.current_A, dwell_ms=cfg.dwell_ms,
+                           lines=dict(cfg.lines) or None, fwhm_mn_eV=cfg.fwhm_mn_eV)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "jaxpetro" in str(w.filename):  # the reader's own
+            _warn(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:

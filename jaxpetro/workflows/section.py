@@ -468,8 +468,24 @@ def write_outputs(config: SectionConfig, out: Path, maps: GarnetMaps, labels: np
                               labels, [(z.grain.id, z.centre) for z in zoning],
                               [(z.grain.id, a.growth_um, z.shells.X) for z, a in zip(zoning, joint.alignments)],
                               joint_path, per_grain, maps.step_um, config.output.dpi,
-                              None if truth is None else truth(joint_path["radius_um"], joint.length_um))
+                              None if truth is None else truth(joint_path["radius_um"], joint.length_um),
+                              _isopleths(config, out))
     return summary
+
+
+def _isopleths(config: SectionConfig, out: Path):
+    """(P nodes, T nodes, fractions) of the ptpath forward table for the figure, or None (the
+    linear model, or a table that cannot be read — the inversion already said why)."""
+    from jaxpetro.io.perplex import read_table
+
+    try:
+        forward = _ptpath_config(config, out / "joint" / "profile.csv").forward
+        if forward.kind != "table" or not forward.path:
+            return None
+        table = read_table(forward.path)
+    except JaxpetroError:
+        return None
+    return table.P_kbar, table.T_C, table.values
 
 
 def _report_md(path: Path, summary: dict, paths: dict) -> None:
