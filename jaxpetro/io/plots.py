@@ -184,8 +184,9 @@ def _limits(values: np.ndarray, q: tuple[float, float], limit: float | None) -> 
     lo, hi = (np.percentile(finite, q) if finite.size else (0.0, 1.0))
     if limit is not None:
         hi, lo = min(hi, limit), min(lo, limit)
-    if hi <= lo:  # a constant map: a small range around its value
-        lo, hi = lo - 1e-3, hi + 1e-3
+    if hi <= lo:  # a constant map: a range of +-1 % around its value (read without an axis offset)
+        pad = max(1e-3, 0.01 * abs(hi))
+        lo, hi = lo - pad, hi + pad
     return float(lo), float(hi)
 
 
@@ -275,7 +276,8 @@ def scalar_map_figure(
     ax.set_title(title)
     if step_um:
         _scale_bar(ax, img.shape[1], step_um * factor)
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=unit)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=unit)
+    bar.ax.yaxis.get_major_formatter().set_useOffset(False)
     if handles:  # below the map, outside it: the tight bounding box takes it in
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncols=1, fontsize=8,
                   frameon=False)
@@ -338,7 +340,8 @@ def phase_scaled_map_figure(
         ax.set_title(label, fontsize=10)
         if step_um and i == 0:
             _scale_bar(ax, img.shape[1], step_um * factor)
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=unit)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=unit)
+        bar.ax.yaxis.get_major_formatter().set_useOffset(False)  # "+4.5e1" above a bar reads badly
     fig.suptitle(title)
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
