@@ -236,3 +236,32 @@ def test_no_grain_a_wrong_mask_and_a_bad_mask_file_are_clear_errors(tmp_path):
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(InputError, match="grains.mask: .*cannot be read as a mask"):
         S.read_mask_labels(tmp_path / "bad.png", (60, 70))
+
+
+def test_domain_isocon_recovers_a_planted_mass_change(tmp_path):
+    """The isocon: block on domain bulks: a protolith domain and one altered by a 25 % mass gain
+    (Ti, Al, Fe, Mn immobile; Si, K gained, Mg, Ca, Na lost) -> mass ratio 1.25 and that immobile set;
+    missing domains or a wrong reference are clear errors."""
+    from jaxpetro._precision import float64
+    from jaxpetro.config.loader import load_config
+    from jaxpetro.config.section import SectionConfig
+    from jaxpetro.io.results import write_csv
+    from jaxpetro.workflows.section import domain_isocon
+
+    oxides = ["SiO2", "TiO2", "Al2O3", "FeO", "MnO", "MgO", "CaO", "Na2O", "K2O"]
+    fresh = np.array([60.0, 1.0, 16.0, 7.0, 0.15, 3.0, 4.0, 3.0, 3.0])
+    mass_factor = np.array([1.3, 1, 1, 1, 1, 0.6, 0.3, 0.4, 2.0])  # mass of each oxide after / before
+    altered = fresh * mass_factor / 1.25
+    rows = [["section", *fresh, fresh.sum()], ["fresh", *fresh, fresh.sum()], ["vein halo", *altered, altered.sum()]]
+    write_csv(tmp_path / "bulk.csv", ["region", *oxides, "total"], rows)
+    cfg = load_config({"isocon": {"reference": "fresh", "uncertainty": {"replicates": 50}}}, SectionConfig)
+    result = float64(domain_isocon)(cfg, tmp_path / "bulk.csv", tmp_path / "iso")
+    assert result["mass_ratio"]["vein halo"] == pytest.approx(1.25, rel=1e-6)
+    assert result["immobile"]["vein halo"] == ["TiO2", "Al2O3", "FeO", "MnO"]
+    assert (tmp_path / "iso" / "result" / "isocon.csv").stat().st_size > 0
+    bad = load_config({"isocon": {"reference": "protolith"}}, SectionConfig)
+    with pytest.raises(InputError, match="not found: protolith"):
+        domain_isocon(bad, tmp_path / "bulk.csv", tmp_path / "iso2")
+    write_csv(tmp_path / "one.csv", ["region", *oxides, "total"], rows[:2])
+    with pytest.raises(InputError, match="at least two domains"):
+        domain_isocon(cfg, tmp_path / "one.csv", tmp_path / "iso3")

@@ -61,4 +61,7 @@ class SectionConfig:
     ptpath: dict = nested_config("the ptpath config of the inversions without 'profile' (forward, "
                                  "ensemble, hyperparameters, ...), as in its own YAML")
     grains: GrainsConfig = section(GrainsConfig, "garnet grains and their zoning")
+    isocon: dict = nested_config("optional: a sparse isocon between the map's domain bulks (the qmap block's "
+                                 "summary.regions / summary.domains / summary.polygons), as an isocon config "
+                                 "without 'data'; 'reference' names the protolith domain")
     output: OutputConfig = section(OutputConfig, "figures")

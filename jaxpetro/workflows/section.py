@@ -37,7 +37,7 @@ from jaxpetro.models.oxides import GARNET_END_MEMBERS, GARNET_OXIDES, garnet_end
 from jaxpetro.workflows import qmap
 from jaxpetro.workflows.stages import Stages
 
-__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "calibration_sd", "garnet_maps",
+__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "calibration_sd", "domain_isocon", "garnet_maps",
            "invert", "quantify", "read_grains", "run", "with_calibration_error", "write_outputs"]
 
 CONFIG = SectionConfig
@@ -393,18 +393,59 @@ def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages:
 def run(config: SectionConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the workflow; returns a summary (grains, joint path extent, consistency, timings)."""
     out = prepare_out_dir(out_dir)
-    stages = Stages(5, "section", quiet)
+    stages = Stages(5 + bool(config.isocon), "section", quiet)
     with stages.stage("qmap", "quantifying (qmap)"):
         _, results = quantify(config, out / "qmap")
     mask = None
     if config.grains.mask is not None:
         mask = read_mask_labels(config.grains.mask, results.phases.memberships.shape[:2])
     summary = analyse(config, results, out, stages, mask)
+    if config.isocon:
+        with stages.stage("isocon", "mass transfer between domains (isocon)"):
+            summary["isocon"] = domain_isocon(config, out / "qmap" / "bulk.csv", out / "isocon")
     stages.close()
     summary["timings"] = stages.timings
     if not quiet:
         _report(summary)
     return summary
+
+
+def domain_isocon(config: SectionConfig, bulk_csv: Path, out: Path) -> dict:
+    """``jaxpetro isocon`` between the map's domain bulks (the ``isocon:`` block).
+
+    The bulk of every region, domain and polygon of the qmap block (``bulk.csv``; the whole
+    map's row ``section`` left out) becomes one sample of a whole-rock table in wt% oxides
+    (``isocon/domains.csv``), the domain named by ``isocon.reference`` the protolith, and the
+    isocon workflow runs on it with the block's other keys. Map bulks carry no analytical sd:
+    ``relative_error`` (default 5 %) stands for their error (modal sampling of a finite map
+    dominates it; Lanari & Engi 2017).
+
+    Raises:
+        InputError: fewer than two domains, or a reference that is not one of them.
+    """
+    from jaxpetro.config.isocon import IsoconConfig
+    from jaxpetro.workflows import isocon
+
+    table = read_csv_table(bulk_csv)
+    names = [str(n) for n in table["region"]]
+    keep = [i for i, n in enumerate(names) if n != "section"]
+    domains = [names[i] for i in keep]
+    if len(domains) < 2:
+        raise InputError("the isocon: block needs at least two domains of the map (a protolith and an altered one): "
+                         "give them in the qmap block as summary.regions, summary.domains or summary.polygons.")
+    ref = config.isocon.get("reference")
+    refs = [ref] if isinstance(ref, str) else list(ref or [])
+    missing = [r for r in refs if r not in domains]
+    if not refs or missing:
+        raise InputError(f"isocon.reference must name the protolith domain(s) among {', '.join(domains)}"
+                         + (f"; not found: {', '.join(map(str, missing))}." if missing else "."))
+    oxides = [k for k in table if k not in ("region", "total")]
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "domains.csv"
+    write_csv(data, ["sample", *oxides], [[names[i], *(float(table[o][i]) for o in oxides)] for i in keep])
+    cfg = _sub_config(config.isocon, IsoconConfig, "isocon",
+                      {"data": str(data), "units": {"default": "wt%"}, "seed": config.isocon.get("seed", config.seed)})
+    return isocon.run(cfg, out / "result", quiet=True)
 
 
 def read_mask_labels(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
