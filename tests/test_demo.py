@@ -39,6 +39,8 @@ def test_demo_writes_every_output(tmp_path, capsys):
     found = np.array([float(r["modal_fraction"]) for r in rows])
     true = np.array([float(r["modal_fraction_true"]) for r in rows])
     assert abs(found.sum() - 1.0) < 1e-6 and np.max(np.abs(found - true)) < 0.05
+    mixing = np.array([float(r["modal_fraction_mixing"]) for r in rows])
+    assert np.max(np.abs(mixing - true)) < 0.01  # boundary pixels shared: every mode within 1 point
 
 
 def test_demo_is_reproducible_and_seeded(tmp_path):

@@ -133,7 +133,10 @@ class MixingConfig:
     """Linear mixing model: per-pixel phase fractions on the simplex (Poisson likelihood)."""
 
     enabled: bool = option(True, "fit per-pixel phase fractions beside the memberships")
-    n_active: int = option(3, "phases considered per pixel (its best single-phase fits)", ge=1)
+    n_active: int = option(
+        0, "phases considered per pixel: 0 = all (unbiased modes); N = its N best single-phase fits (less work "
+           "with many phases, but a phase that only dilutes the others' signals, like quartz, is then left out of "
+           "its boundary pixels: its mode comes out low)", ge=0)
     max_iter: int = option(30, "mirror-descent iterations per pixel", ge=1)
     pure_p: float = option(
         1e-3, "pixels that their best pure phase explains at this p-value (Poisson deviance) stay pure; 0 = unmix all", ge=0, lt=1

@@ -69,7 +69,9 @@ class Score(NamedTuple):
         found: (rows, cols) true-phase index of each pixel's most likely phase (-1: none).
         accuracy, accuracy_pure: share of pixels (of pure pixels) whose phase is right.
         adjusted_rand_index: agreement of the two partitions (1 = identical).
-        modal: found modal proportion per phase; modal_truth: the true ones.
+        modal: found modal proportion per phase (from the memberships); modal_mixing: from
+            the mixing fractions (boundary pixels shared; empty without mixing);
+            modal_truth: the true ones.
         oxides: quantified oxides.
         rmse: {weights kind: {all|pure|mixed: (J,) wt% RMSE}}, kinds ``memberships`` and,
             with mixing, ``fractions``.
@@ -82,6 +84,7 @@ class Score(NamedTuple):
     accuracy_pure: float
     adjusted_rand_index: float
     modal: dict[str, float]
+    modal_mixing: dict[str, float]
     modal_truth: dict[str, float]
     oxides: list[str]
     rmse: dict[str, dict[str, np.ndarray]]
@@ -213,6 +216,8 @@ def score(sec: ThinSection, results: qmap.QmapResults, qcfg: QmapConfig) -> Scor
     found = np.where(phases.phase_map >= 0, idx[phases.phase_map], -1)
     pure = sec.fractions.max(axis=-1) > 0.99
     modal = dict(zip(names, summaries.modal_proportions(phases.memberships).tolist()))
+    modal_mixing = {} if results.fractions is None else \
+        dict(zip(names, summaries.modal_proportions(np.asarray(results.fractions, np.float64)).tolist()))
     truth_wt = np.asarray(sec.wt)
     # wt% with memberships (the qmap output) and with mixing fractions, same calibration.
     oxides = list(cal.oxides)
@@ -239,7 +244,7 @@ def score(sec: ThinSection, results: qmap.QmapResults, qcfg: QmapConfig) -> Scor
         accuracy=float(np.mean(found == sec.phase_map)),
         accuracy_pure=float(np.mean(found[pure] == sec.phase_map[pure])),
         adjusted_rand_index=adjusted_rand_index(found, sec.phase_map),
-        modal=modal, modal_truth=sec.modal_truth(), oxides=oxides, rmse=rmse,
+        modal=modal, modal_mixing=modal_mixing, modal_truth=sec.modal_truth(), oxides=oxides, rmse=rmse,
         spot_counts={p: int(np.sum(np.asarray(sec.spots.phase) == p)) for p in sec.phases},
     )
 
@@ -251,8 +256,10 @@ def write_outputs(config: DemoConfig, out: Path, sec: ThinSection, results: qmap
     header = ["oxide"] + [f"rmse_{where}_{kind}" for kind in rmse for where in _WHERE]
     write_csv(out / "accuracy.csv", header,
               [[o, *[rmse[k][w][j] for k in rmse for w in _WHERE]] for j, o in enumerate(s.oxides)])
-    rows = [[n, modal[n], s.modal_truth.get(n, float("nan")), s.spot_counts.get(n, 0)] for n in names]
-    write_csv(out / "summary.csv", ["phase", "modal_fraction", "modal_fraction_true", "n_spots"], rows)
+    rows = [[n, modal[n], s.modal_mixing.get(n, float("nan")), s.modal_truth.get(n, float("nan")),
+             s.spot_counts.get(n, 0)] for n in names]
+    write_csv(out / "summary.csv", ["phase", "modal_fraction", "modal_fraction_mixing", "modal_fraction_true",
+                                    "n_spots"], rows)
     write_hdf5(
         out / "demo.h5",
         {
@@ -294,7 +301,7 @@ def _summary(results: qmap.QmapResults, s: Score) -> dict:
     return {
         "accuracy": s.accuracy, "accuracy_pure": s.accuracy_pure, "adjusted_rand_index": s.adjusted_rand_index,
         "n_iter": int(clustering.status.iterations), "converged": bool(clustering.status.converged),
-        "modal": s.modal, "modal_truth": s.modal_truth, "oxides": s.oxides,
+        "modal": s.modal, "modal_mixing": s.modal_mixing, "modal_truth": s.modal_truth, "oxides": s.oxides,
         "rmse": {k: {w: dict(zip(s.oxides, v.tolist())) for w, v in r.items()} for k, r in s.rmse.items()},
         "spot_agreement": None if agreement is None else agreement[0] / max(agreement[1], 1),
     }
@@ -322,10 +329,11 @@ def export_section(sec: ThinSection, folder: Path) -> None:
 def _print_table(summary: dict) -> None:
     """Headline figures on stderr (stdout stays clean for pipes)."""
     names = list(summary["modal"])
-    lines = [f"{'phase':<8}{'found %':>9}{'true %':>9}"]
+    mixing = summary.get("modal_mixing") or {}
+    lines = [f"{'phase':<8}{'found %':>9}{'mixing %':>10}{'true %':>9}   (mode by memberships, by mixing fractions)"]
     for n in names:
         true = summary["modal_truth"].get(n, float("nan"))
-        lines.append(f"{n:<8}{100 * summary['modal'][n]:9.2f}{100 * true:9.2f}")
+        lines.append(f"{n:<8}{100 * summary['modal'][n]:9.2f}{100 * mixing.get(n, float('nan')):10.2f}{100 * true:9.2f}")
     lines.append(
         f"pixel accuracy {100 * summary['accuracy']:.2f} % (pure pixels {100 * summary['accuracy_pure']:.2f} %), "
         f"ARI {summary['adjusted_rand_index']:.3f}, EM {summary['n_iter']} iterations"
