@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from jaxpetro.config.common import OutputConfig
+from jaxpetro.config.forward import BulkConfig, SolverConfig
 from jaxpetro.config.loader import option, section
 from jaxpetro.errors import ConfigError
 
@@ -36,13 +37,30 @@ class FractionationConfig:
 
 @dataclass(frozen=True)
 class ForwardConfig:
-    """Forward model: composition as a function of P and T."""
+    """Forward model: composition as a function of P and T (and, for ``thermo``, of the reactive bulk)."""
 
-    kind: Literal["table", "linear"] = option(
-        "table", "table = gridded CSV / Perple_X .tab; linear = linearised table (constant sensitivities)")
+    kind: Literal["table", "linear", "thermo"] = option(
+        "table", "table = gridded CSV / Perple_X .tab; linear = linearised table (constant sensitivities); "
+                 "thermo = the built-in Gibbs minimisation per member, with fractional growth")
     path: str | None = option(None, "forward table (CSV P_kbar,T_C,X_alm,X_prp,X_grs,X_sps or Perple_X .tab)", path=True)
     linear: LinearForwardConfig = section(LinearForwardConfig, "linearised model (kind: linear)")
-    fractionation: FractionationConfig = section(FractionationConfig, "optional Rayleigh correction of X_sps")
+    fractionation: FractionationConfig = section(FractionationConfig, "optional Rayleigh correction of X_sps "
+                                                                      "(table and linear only)")
+    # kind: thermo (the keys of `jaxpetro forward` where they mean the same: bulk, assemblage, solver)
+    bulk: BulkConfig | None = option(None, "kind thermo: the rock's bulk (oxides_wt or elements_mol), as in "
+                                           "`jaxpetro forward`")
+    bulk_from: str | None = option(None, "kind thermo: a qmap bulk.csv (wt% per region/domain) instead of bulk",
+                                   path=True)
+    domain: str | None = option(None, "kind thermo with bulk_from: the row (region, domain or polygon name) of "
+                                      "bulk.csv; empty = 'section'")
+    bulk_extra_wt: dict[str, float] = option({}, "kind thermo with bulk_from: oxide wt% added to the qmap bulk, "
+                                                 "which maps do not measure (e.g. {H2O: 1.6, O: 0.1})", ge=0)
+    assemblage: tuple[str, ...] = option(["g", "bi", "mu", "pl", "q"],
+                                         "kind thermo: the fixed assemblage (must include g)")
+    fractionation_efficiency: float = option(
+        1.0, "kind thermo: share of each shell's garnet removed from the reactive bulk (1 = fractional "
+             "growth, 0 = closed-system equilibrium with the starting bulk)", ge=0, le=1)
+    solver: SolverConfig = section(SolverConfig, "kind thermo: the equilibrium solver")
 
     def __post_init__(self):
         if self.kind == "table" and not self.path:
@@ -50,6 +68,37 @@ class ForwardConfig:
                 "forward.kind is 'table' but forward.path is empty; give the table file "
                 "(e.g. forward.path: configs/data/garnet_grid_demo.csv) or use forward.kind: linear."
             )
+        thermo_keys = [k for k, given in (("bulk", self.bulk is not None), ("bulk_from", bool(self.bulk_from)),
+                                          ("domain", self.domain is not None), ("bulk_extra_wt", bool(self.bulk_extra_wt)))
+                       if given]
+        if self.kind != "thermo":
+            if thermo_keys:
+                raise ConfigError(f"forward.{thermo_keys[0]} is set but forward.kind is '{self.kind}'; it belongs to "
+                                  f"forward.kind: thermo (set that, or remove the key).")
+            return
+        if (self.bulk is None) == (not self.bulk_from):
+            raise ConfigError("forward.kind is 'thermo': give the reactive bulk as exactly one of forward.bulk "
+                              "(oxides_wt or elements_mol) or forward.bulk_from (a qmap bulk.csv, with "
+                              "forward.domain).")
+        if self.bulk is not None and (self.domain is not None or self.bulk_extra_wt):
+            raise ConfigError("forward.domain and forward.bulk_extra_wt go with forward.bulk_from, not forward.bulk; "
+                              "put every oxide into forward.bulk.oxides_wt instead.")
+        fr = self.fractionation
+        if fr.K != 1.0 or fr.f_rim != 0.0 or fr.r_rim_um is not None:
+            raise ConfigError(
+                "forward.fractionation (the Rayleigh Mn factor) cannot be combined with forward.kind: thermo, which "
+                "removes every grown shell from the reactive bulk itself (all components, not only Mn); remove "
+                "forward.fractionation and use forward.fractionation_efficiency (0..1) instead.")
+        if not self.assemblage or "g" not in self.assemblage:
+            raise ConfigError(f"forward.assemblage {list(self.assemblage)} has no garnet 'g'; the profile is garnet, "
+                              f"e.g. forward.assemblage: [g, bi, mu, pl, q].")
+        dup = sorted({p for p in self.assemblage if self.assemblage.count(p) > 1})
+        if dup:
+            raise ConfigError(f"forward.assemblage names {', '.join(dup)} more than once.")
+        for k in self.bulk_extra_wt:
+            if k not in ("SiO2", "TiO2", "Al2O3", "FeO", "MgO", "MnO", "CaO", "Na2O", "K2O", "H2O", "O"):
+                raise ConfigError(f"forward.bulk_extra_wt.{k}: not a component of the thermodynamic system; use SiO2, "
+                                  f"TiO2, Al2O3, FeO, MgO, MnO, CaO, Na2O, K2O, H2O or O (excess oxygen).")
 
 
 @dataclass(frozen=True)
@@ -174,6 +223,10 @@ class PtpathConfig:
                 "means of the rate constants the ages estimate), or drop ages.")
         if self.ages and self.growth.walk != "time":
             raise ConfigError("ages need growth.walk: time (the clock is part of the state); set it or drop ages.")
+        if self.forward.kind == "thermo" and self.mcmc.enabled:
+            raise ConfigError("mcmc.enabled is not available with forward.kind: thermo (the MRF posterior has no "
+                              "fractionation history: each shell's bulk depends on the whole path before it); "
+                              "set mcmc.enabled: false.")
 
 
 __all__ = [

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +58,9 @@ from jaxpetro.kernels import enks
 from jaxpetro.kernels import kalman as kf
 from jaxpetro.models import garnet as gm
 from jaxpetro.models import growth as gr
+from jaxpetro.models import thermo_forward as tf
+from jaxpetro.thermo import equilibrium as eqm
+from jaxpetro.thermo.bulk import COMPONENTS
 
 #: L-BFGS options of the MAP cross-check: 300 iterations are ample for the smooth GMRF
 #: posterior started at the smoothed mean (it typically stops after ~100 at tol 1e-8).
@@ -91,12 +95,17 @@ class ObsParams(NamedTuple):
     growth: gr.GrowthLaw
 
 
-def _observe(comp: Callable, params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
-    X = comp(params.forward, x, aux.radius)[:4]
+def _assemble(X: Float[Array, " 4"], x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
+    """The eight observation slots from the forward model's fractions ``X`` and the (P, T[, t, ln
+    k0, Q, A0]) part ``x`` of the state."""
     X = X / jnp.sum(X)  # closure: the forward model's fractions recast to sum 1, as the observation is
     line = x[gr.P] - aux.line_b * x[gr.T]
     age = x[gr.AGE0] - x[gr.TIME] if x.shape[0] > gr.AGE0 else jnp.zeros((), x.dtype)
     return jnp.concatenate([X, x[:2], jnp.stack([line, age])])
+
+
+def _observe(comp: Callable, params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
+    return _assemble(comp(params.forward, x, aux.radius)[:4], x, aux)
 
 
 def observe_table(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
@@ -107,6 +116,133 @@ def observe_table(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Flo
 def observe_linear(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
     """Observation function with the linearised table (:func:`jaxpetro.models.garnet.h_linear`)."""
     return _observe(gm.h_linear, params, x, aux)
+
+
+# ----------------------------------------------------------------------------- forward.kind: thermo
+
+#: Floor of a reactive-bulk component (mol per mol of the starting bulk) before its logarithm: a
+#: component that fractionation exhausts stays representable (it never goes negative in log space).
+BULK_FLOOR = 1e-12
+
+
+class ThermoForward(eqx.Module):
+    """The thermodynamic forward model of ``forward.kind: thermo`` as carried by the ptpath state.
+
+    The state is ``(P, T[, t, ln k0, Q, A0], ln b_k ..., ln b'_k ...)``: after the walk's
+    ``base`` components come the natural logarithms of the moles of the bulk components
+    ``present`` (indices into :data:`jaxpetro.thermo.bulk.COMPONENTS`; the absent ones are 0 and
+    stay 0) of the reactive bulk ``b`` (every earlier shell removed) and of ``b'``, the reactive
+    bulk before the last shell was removed (the last shell resorbed). Log moles keep every
+    member's bulk positive whatever the ensemble analysis does to it (a Kalman update is
+    additive; a depleted MnO would otherwise be pushed below zero).
+
+    Attributes:
+        thermo: :class:`jaxpetro.models.thermo_forward.ThermoParams` (its ``bulk_start`` = ``base``).
+        present: indices of the components in the state (static).
+        base: number of non-bulk state components (static).
+    """
+
+    thermo: tf.ThermoParams
+    present: tuple[int, ...] = eqx.field(static=True)
+    base: int = eqx.field(static=True)
+
+    @property
+    def m(self) -> int:
+        return len(self.present)
+
+    def physical(self, x: Float[Array, " d"], previous: bool = False) -> Float[Array, " D"]:
+        """``(base components, the C component moles of b (or b'))``: what ThermoParams reads."""
+        a = self.base + (self.m if previous else 0)
+        b = jnp.zeros(len(COMPONENTS), x.dtype).at[jnp.asarray(self.present)].set(jnp.exp(x[a:a + self.m]))
+        return jnp.concatenate([x[:self.base], b])
+
+    def log_slots(self, bulk: Float[Array, " C"], scale: Float[Array, ""]) -> Float[Array, " m"]:
+        """ln of the present components of ``bulk`` (floored at BULK_FLOOR x ``scale``)."""
+        return jnp.log(jnp.maximum(bulk[jnp.asarray(self.present)], BULK_FLOOR * scale))
+
+
+def thermo_fractions(fw: ThermoForward, x: Float[Array, " d"]) -> tuple[Float[Array, " 4"], Bool[Array, ""]]:
+    """(X_alm, X_prp, X_grs, X_sps, never NaN) of a member and whether its equilibrium is usable.
+
+    The garnet in equilibrium with the reactive bulk ``b`` at the member's P-T. Fractional growth
+    leaves ``b`` exactly on the garnet-out boundary at the last shell's P-T, so a member whose
+    forecast steps back (less garnet stable) cannot grow a shell from ``b``: its rim resorbs, and
+    its garnet is that in equilibrium with ``b'`` (the last shell back in the reactive bulk). A
+    node that fails with both (not converged, non-finite or no garnet: reasons 1-3) is not usable:
+    its fractions are replaced by a neutral 0.25 each (finite, so the ensemble update never sees
+    a NaN) and it is counted by :func:`thermo_predict`; the workflow refuses a run in which more
+    than a few members fail."""
+    def one(previous):
+        y, reason = tf.observe_thermo(fw.thermo, fw.physical(x, previous))
+        X = y[:4]
+        return X, (reason == 0) & jnp.all(jnp.isfinite(X)) & (jnp.sum(X) > 0)
+
+    X, ok = one(False)
+    X1, ok1 = one(True)
+    X = jnp.where(ok, X, jnp.where(ok1, X1, 0.25))
+    return X, ok | ok1
+
+
+def observe_thermo(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
+    """Observation function of ``forward.kind: thermo``: the garnet in equilibrium with the
+    member's own reactive bulk at its P-T (:func:`thermo_fractions`)."""
+    fw = params.forward
+    return _assemble(thermo_fractions(fw, x)[0], x[:fw.base], aux)
+
+
+def thermo_predict(params: ObsParams, X: Float[Array, "n N d"], aux: StepAux) -> tuple[Float[Array, "n N 4"], Float[Array, " n"]]:
+    """(predicted fractions (n, N, 4), share of members per step whose equilibrium is not usable)
+    of an ensemble, in one evaluation per member."""
+    fw = params.forward
+    X4, ok = jax.vmap(jax.vmap(lambda x: thermo_fractions(fw, x)))(X)
+    return X4 / jnp.sum(X4, axis=-1, keepdims=True), 1.0 - jnp.mean(ok.astype(X.dtype), axis=1)
+
+
+def _fractionated(params: ObsParams, x: Float[Array, " d"]) -> Float[Array, " d"]:
+    """The member after its last shell left the reactive bulk: ``b' <- b`` and ``b <- b`` minus
+    the garnet in equilibrium with ``b`` at the member's analysed P-T
+    (:func:`jaxpetro.models.thermo_forward.fractionate`). Where ``b`` makes no garnet there (the
+    member stepped back, see :func:`thermo_fractions`) no shell grew: both stay."""
+    fw = params.forward
+    xp = fw.physical(x)
+    new, reason = tf.fractionate_status(fw.thermo, xp)
+    ok = (reason == 0) & jnp.all(jnp.isfinite(new))
+    b, b1 = x[fw.base:fw.base + fw.m], x[fw.base + fw.m:]
+    scale = jnp.sum(jnp.exp(b))
+    b_new = jnp.where(ok, fw.log_slots(new[fw.base:], scale), b)
+    return jnp.concatenate([x[:fw.base], b_new, jnp.where(ok, b, b1)])
+
+
+def thermo_radius_walk(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> tuple[Float[Array, " d"], Float[Array, ""]]:
+    """Transition of ``forward.kind: thermo`` with the random walk in radius: the grown shell leaves
+    the bulk (deterministic), then P and T take a step with variance ``Δr_n q²`` (``aux.D`` = Δr_n)."""
+    return _fractionated(params, x), jnp.asarray(aux.D, x.dtype)
+
+
+def thermo_time_walk(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> tuple[Float[Array, " d"], Float[Array, ""]]:
+    """Transition of ``forward.kind: thermo`` with the random walk in time: fractionation as
+    :func:`thermo_radius_walk`, and the clock and noise scale of :func:`jaxpetro.models.growth.time_walk`
+    from the member's own T."""
+    nb = params.forward.base
+    base, dt = gr.time_walk(params, x[:nb], aux)
+    return _fractionated(params, x).at[:nb].set(base), dt
+
+
+#: Prior box of forward.kind thermo without prior ranges (kbar, °C): the default grid of `jaxpetro forward`.
+THERMO_BOX = ((4.0, 12.0), (500.0, 700.0))
+
+
+def thermo_forward(forward: ForwardConfig, bulk: np.ndarray, base: int) -> ThermoForward:
+    """The :class:`ThermoForward` of the config for the bulk ``bulk`` (component moles, C) after
+    ``base`` non-bulk state components. :class:`InputError` (from the assemblage) for a phase the
+    bulk cannot form or a bulk the assemblage cannot hold."""
+    bulk = np.asarray(bulk, float)
+    system = eqm.assemblage(list(forward.assemblage), bulk)
+    s = forward.solver
+    opts = eqm.EquilibriumOptions(max_iter=s.max_iter, tol=s.tol, min_amount=s.min_amount)
+    present = tuple(int(i) for i in np.flatnonzero(bulk > 1e-12 * bulk.sum()))
+    params = tf.ThermoParams(system, base, opts, jnp.asarray(float(forward.fractionation_efficiency)))
+    return ThermoForward(params, present, base)
 
 
 @dataclass(frozen=True)
@@ -209,9 +345,16 @@ def smoother_options(config: PtpathConfig) -> Options:
     return Options(ens, like, enks.MaximiseOptions.from_config(config.hyperparameters))
 
 
-def forward_model(forward: ForwardConfig, table: Any, r_rim_default: float) -> tuple[Callable, Any, tuple]:
+def forward_model(forward: ForwardConfig, table: Any, r_rim_default: float, bulk: np.ndarray | None = None,
+                  base: int = 2) -> tuple[Callable, Any, tuple]:
     """(observation function, forward params, prior box) of the configured forward model;
-    ``table`` is the read forward table (table kind) or None."""
+    ``table`` is the read forward table (table kind) or None; ``bulk`` the reactive bulk's
+    component moles (thermo kind) after ``base`` non-bulk state components."""
+    if forward.kind == "thermo":
+        if bulk is None:
+            raise InputError("forward.kind is 'thermo' but no bulk composition was given (forward.bulk or "
+                             "forward.bulk_from).")
+        return observe_thermo, thermo_forward(forward, bulk, base), THERMO_BOX
     fr = forward.fractionation
     frac = gm.Fractionation(jnp.asarray(fr.K), jnp.asarray(fr.f_rim), jnp.asarray(fr.r_rim_um or r_rim_default))
     if forward.kind == "table":
@@ -260,7 +403,7 @@ def _step_index(radii: np.ndarray, r: np.ndarray, source: str, what: str) -> np.
 
 
 def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfig,
-                  constraints: Any = None, ages: Any = None) -> Problem:
+                  constraints: Any = None, ages: Any = None, bulk: np.ndarray | None = None) -> Problem:
     """Assemble the state-space problem.
 
     Args:
@@ -270,11 +413,18 @@ def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfi
         config: the run's config (forward model, prior box, noise, growth law).
         constraints: line constraints (:class:`jaxpetro.io.profiles.LineConstraints`) or None.
         ages: ages (:class:`jaxpetro.io.profiles.Ages`) or None.
+        bulk: the reactive bulk at the core (component moles,
+            :data:`jaxpetro.thermo.bulk.COMPONENTS`; ``forward.kind: thermo``) or None.
 
     Raises:
-        InputError: two inclusions (or lines, or ages) at the same step.
+        InputError: two inclusions (or lines, or ages) at the same step; a thermo bulk the
+            assemblage cannot make.
     """
-    h, fparams, box = forward_model(config.forward, table, float(profile.radius_um[-1]))
+    g = config.growth
+    walk = "time" if (g.k0_um_per_Myr is not None and g.walk == "time") else "radius"
+    with_ages = ages is not None
+    base = 2 if walk == "radius" else (6 if with_ages else 3)
+    h, fparams, box = forward_model(config.forward, table, float(profile.radius_um[-1]), bulk, base)
     if config.prior.P_kbar is not None:
         box = (tuple(config.prior.P_kbar), box[1])
     if config.prior.T_C is not None:
@@ -327,9 +477,6 @@ def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfi
     mask = np.isfinite(y)
     y = np.where(mask, y, 0.0)
 
-    g = config.growth
-    walk = "time" if (g.k0_um_per_Myr is not None and g.walk == "time") else "radius"
-    with_ages = ages is not None
     law = gr.GrowthLaw(jnp.asarray(np.log(g.k0_um_per_Myr or 1.0)), jnp.asarray(float(g.Q_J_per_mol or 0.0)))
     if walk == "time":
         D = gr.radial_steps(radii, g.radius_exponent, g.r_ref_um)
@@ -349,8 +496,17 @@ def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfi
             m0 += [float(np.log(g.k0_um_per_Myr)), float(g.Q_J_per_mol), oldest]
             sd0 += [g.ln_k0_sd, g.Q_sd_J_per_mol, max(5.0 * float(np.max(ages.age_sd_Ma)), span, 1.0)]
             names = gr.STATE_NAMES
+    transition = gr.time_walk if walk == "time" else None
+    if config.forward.kind == "thermo":
+        # the reactive bulk: fixed at the core (no process noise), changed only by fractionation
+        present = list(fparams.present)
+        m0 += 2 * list(np.log(np.asarray(bulk, float)[present]))  # b and b' both the core's bulk
+        sd0 += [0.0] * (2 * len(present))
+        names = (*names, *(f"ln_bulk_{COMPONENTS[k]}" for k in present),
+                 *(f"ln_bulk_before_{COMPONENTS[k]}" for k in present))
+        transition = thermo_time_walk if walk == "time" else thermo_radius_walk
     return Problem(radii, shell, y, mask, X_meas, closed, drop, X_obs, frac_var, J, R_other, aux, h,
-                   gr.time_walk if walk == "time" else None, ObsParams(fparams, law), config.forward.kind, walk,
+                   transition, ObsParams(fparams, law), config.forward.kind, walk,
                    tuple(names), with_ages, np.asarray(m0, float), np.asarray(sd0, float), box, table)
 
 
@@ -367,7 +523,9 @@ def noise(data: Data, log_theta: Float[Array, " 4"]) -> tuple[Float[Array, "n 8 
     ``R``: the fractions' block ``J diag(v + σ_m²) J^T`` (v the measured variances, or the common
     sd², σ_m the model error), then the fixed inclusion/line/age block. ``Q``: ``Δr_n diag(q²)``
     for the radius walk (d = 2); for the time walk ``diag(q_P², q_T², 0, ...)`` per Myr, which
-    the transition scales by each member's Δt_n."""
+    the transition scales by each member's Δt_n; for ``forward.kind: thermo`` (d > 2, a
+    transition always) the same per-unit form, scaled by Δr_n (radius walk) or Δt_n (time walk),
+    zero on the bulk slots."""
     q = jnp.exp(log_theta[:2])
     sd, model_sd = jnp.exp(log_theta[2]), jnp.exp(log_theta[3])
     v = jnp.where(jnp.asarray(data.common), sd**2, jnp.asarray(data.frac_var)) + model_sd**2
@@ -389,8 +547,9 @@ def prior_draws(key: PRNGKeyArray, data: Data, params: ObsParams, size: int) -> 
     walk) set to each member's time from nucleation to the first shell."""
     m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
     X = m0[None, :] + jax.random.normal(key, (size, m0.shape[0]), m0.dtype) * sd0[None, :]
-    if m0.shape[0] > gr.TIME:
-        X = gr.start_times(params, X, jnp.asarray(data.aux.D)[0])
+    nb = params.forward.base if isinstance(params.forward, ThermoForward) else m0.shape[0]  # bulk slots: none here
+    if nb > gr.TIME:
+        X = X.at[:, :nb].set(gr.start_times(params, X[:, :nb], jnp.asarray(data.aux.D)[0]))
     return X
 
 
@@ -488,12 +647,15 @@ __all__ = [
     "HYPER_NAMES",
     "HyperStart",
     "MAP_OPTIONS",
+    "BULK_FLOOR",
     "N_OBS",
     "OBS_NAMES",
     "ObsParams",
     "Options",
     "Problem",
     "StepAux",
+    "THERMO_BOX",
+    "ThermoForward",
     "build_problem",
     "check_profile_range",
     "closure_jacobian",
@@ -509,4 +671,10 @@ __all__ = [
     "prior_draws",
     "smoother_options",
     "start",
+    "thermo_predict",
+    "thermo_forward",
+    "thermo_fractions",
+    "thermo_radius_walk",
+    "thermo_time_walk",
+    "observe_thermo",
 ]

@@ -31,7 +31,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from jaxpetro.thermo.equilibrium import Assemblage, EquilibriumOptions, equilibrate
 from jaxpetro.thermo.growth import garnet_fractions, remove_shell
 
-__all__ = ["ThermoParams", "fractionate", "h_thermo", "observe_thermo"]
+__all__ = ["ThermoParams", "fractionate", "fractionate_status", "h_thermo", "observe_thermo"]
 
 
 class ThermoParams(eqx.Module):
@@ -74,12 +74,17 @@ def h_thermo(params: ThermoParams, x: Float[Array, " d"], aux: Float[ArrayLike, 
     return observe_thermo(params, x, aux)[0]
 
 
-def fractionate(params: ThermoParams, x: Float[Array, " d"]) -> Float[Array, " d"]:
-    """The state after this step's garnet shell has left the reactive bulk (the bulk slots lose
-    ``efficiency`` x the equilibrium garnet amount times its composition; nothing else changes)."""
+def fractionate_status(params: ThermoParams, x: Float[Array, " d"]) -> tuple[Float[Array, " d"], Int[Array, ""]]:
+    """:func:`fractionate` and the reason code of its equilibrium (one solve for both)."""
     eq = _equilibrium(params, x)
     g = params.system.phase_of("g")
     d = params.efficiency * jnp.maximum(eq.amounts[g], 0.0)
     shell = remove_shell(params.system, eq, params.bulk_of(x), d)
     C = params.system.components.shape[0]
-    return x.at[params.bulk_start:params.bulk_start + C].set(shell.bulk)
+    return x.at[params.bulk_start:params.bulk_start + C].set(shell.bulk), eq.reason
+
+
+def fractionate(params: ThermoParams, x: Float[Array, " d"]) -> Float[Array, " d"]:
+    """The state after this step's garnet shell has left the reactive bulk (the bulk slots lose
+    ``efficiency`` x the equilibrium garnet amount times its composition; nothing else changes)."""
+    return fractionate_status(params, x)[0]

@@ -57,9 +57,13 @@ from jaxpetro.workflows.stages import Stages
 CSV_COLUMNS = ("radius_um", "P_kbar", "T_C", "P_sd", "T_sd", "P_lo", "P_hi", "T_lo", "T_hi")
 BAND = (0.05, 0.95)  # the 90 % band
 _Z90 = 1.6448536269514722  # normal quantile of 0.95
+#: forward.kind thermo: most share of members at one step whose equilibrium may fail (their
+#: prediction is a neutral placeholder: beyond a few the update is no longer the model's)
+MAX_FAILED = 0.05
 #: Units of the state components (HDF5 ``units`` of the ensembles, by state name).
 STATE_UNITS = {"P_kbar": "kbar", "T_C": "degC", "t_Myr": "Myr", "ln_k0": "ln(um/Myr)", "Q_J_per_mol": "J/mol",
-               "A0_Ma": "Ma"}
+               "A0_Ma": "Ma", **{f"ln_bulk_{c}": "ln(mol per 100 g of rock)" for c in
+                                 ("SiO2", "TiO2", "Al2O3", "FeO", "MgO", "MnO", "CaO", "Na2O", "K2O", "H2O", "O")}}
 
 
 # ----------------------------------------------------------------------------- stage results
@@ -91,6 +95,8 @@ class Inversion:
         mean, sd, lo, hi: the path summary (n, d) (exact posterior for a linear-Gaussian model).
         map_path: MAP states (n, d) or None; map_iter: its L-BFGS iterations (0 without).
         exact: exact posterior (linear-Gaussian model) or None; pred: predicted fractions.
+        failed: forward.kind thermo: share of members per step whose equilibrium failed (over the
+            filter's and the smoother's ensembles together), else None.
     """
 
     log_theta: np.ndarray
@@ -108,6 +114,7 @@ class Inversion:
     map_iter: int
     exact: Exact | None
     pred: Predicted
+    failed: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,71 @@ def build_problem(config: PtpathConfig) -> Problem:
     lines = read_constraints(config.constraints) if config.constraints else None
     ages = read_ages(config.ages) if config.ages else None
     table = read_table(config.forward.path) if config.forward.kind == "table" else None
-    return pm.build_problem(profile, incl, table, config, constraints=lines, ages=ages)
+    bulk = thermo_bulk(config) if config.forward.kind == "thermo" else None
+    return pm.build_problem(profile, incl, table, config, constraints=lines, ages=ages, bulk=bulk)
+
+
+def _read_qmap_bulk(path: str, domain: str) -> dict[str, float]:
+    """wt% of the row ``domain`` of a qmap ``bulk.csv`` (columns region, <oxides>, total)."""
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"forward.bulk_from: file '{path}' not found; give the bulk.csv of a qmap run "
+                         f"(<qmap out>/bulk.csv).")
+    with p.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or not rows[0] or rows[0][0].strip() != "region":
+        raise InputError(f"forward.bulk_from: '{path}' line 1 must be the qmap header 'region,<oxides...>,total', "
+                         f"got {rows[0] if rows else 'an empty file'}.")
+    header = [h.strip() for h in rows[0]]
+    names = [r[0].strip() for r in rows[1:] if r]
+    if domain not in names:
+        raise InputError(f"forward.domain = '{domain}': no such row in '{path}'; its rows are {', '.join(names)}.")
+    line = 2 + names.index(domain)
+    row = rows[line - 1]
+    out = {}
+    for name, cell in zip(header[1:], row[1:]):
+        if name == "total":
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            raise InputError(f"forward.bulk_from: '{path}' line {line}, column {name}: not a number ({cell!r}).") from None
+        if not np.isfinite(value):
+            raise InputError(f"forward.bulk_from: '{path}' line {line} ({domain}), column {name} is {cell}: the "
+                             f"domain has no analysed pixel; choose another forward.domain.")
+        out[name] = value
+    return out
+
+
+def thermo_bulk(config: PtpathConfig) -> np.ndarray:
+    """The reactive bulk at the core (component moles per 100 g of rock, :data:`jaxpetro.thermo.bulk.COMPONENTS`)
+    of ``forward.kind: thermo``: ``forward.bulk`` (oxide wt% or element moles), or the row
+    ``forward.domain`` (default ``section``) of a qmap ``bulk.csv`` plus ``forward.bulk_extra_wt``.
+    A qmap oxide outside the thermodynamic system (e.g. Cr2O3, P2O5) is left out with a warning;
+    Fe2O3 counts as FeO + O."""
+    from jaxpetro.thermo.bulk import COMPONENTS, components_from_elements, components_from_wt
+
+    f = config.forward
+    if f.bulk is not None:
+        if f.bulk.oxides_wt:
+            return components_from_wt(dict(f.bulk.oxides_wt), where="forward.bulk.oxides_wt")
+        return components_from_elements(dict(f.bulk.elements_mol), where="forward.bulk.elements_mol")
+    domain = f.domain or "section"
+    wt = _read_qmap_bulk(f.bulk_from, domain)
+    if "Fe2O3" in wt:  # Fe2O3 = 2 FeO + O by mass: 143.69 / 159.69 of it is FeO
+        fe2o3 = wt.pop("Fe2O3")
+        wt["FeO"] = wt.get("FeO", 0.0) + fe2o3 * 2 * 71.844 / 159.687
+        wt["O"] = wt.get("O", 0.0) + fe2o3 * 15.999 / 159.687
+    left = sorted(k for k in wt if k not in COMPONENTS)
+    if left:
+        print(f"warning: forward.bulk_from: {', '.join(left)} of '{domain}' are not in the thermodynamic system "
+              f"and are left out of the reactive bulk.", file=sys.stderr)
+    wt = {k: v for k, v in wt.items() if k in COMPONENTS}
+    for k, v in f.bulk_extra_wt.items():
+        wt[k] = wt.get(k, 0.0) + float(v)
+    return components_from_wt(wt, where=f"forward.bulk_from ({domain})")
 
 
 # ----------------------------------------------------------------------------- inversion
@@ -233,6 +304,7 @@ class _CoreOut(NamedTuple):
     exact_loglik: Any = None
     map: Any = None
     map_iter: Any = None
+    failed: Any = None
 
 
 def _smooth(key, data: pm.Data, params, log_theta, X0, options: enks.SmootherOptions, h,
@@ -283,8 +355,15 @@ def _core(key, data: pm.Data, params, theta0, options: pm.Options, *, h, transit
     if map_check:
         mp, states = mrf.map_path(data, params, theta, mrf.free_of(mean, data), h=h, options=pm.MAP_OPTIONS)
         extra.update(map=states, map_iter=mp.status.iterations)
-    pred = _predict(h, params, res.smoothed, data.aux)
-    return _CoreOut(theta, history, res.smoothed, res.filtered, res.loglik, mean, pred[..., :4], **extra)
+    if isinstance(params.forward, pm.ThermoForward):
+        # one equilibrium per member for both ensembles: the predicted profile and the failures
+        n = res.smoothed.shape[1]
+        pred4, failed = pm.thermo_predict(params, jnp.concatenate([res.smoothed, res.filtered], axis=1), data.aux)
+        pred4 = pred4[:, :n]
+        extra["failed"] = failed  # share over both ensembles
+    else:
+        pred4 = _predict(h, params, res.smoothed, data.aux)[..., :4]
+    return _CoreOut(theta, history, res.smoothed, res.filtered, res.loglik, mean, pred4, **extra)
 
 
 def _bands(X: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -299,8 +378,17 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
     exact = pm.exact_linear(problem, config)
     out = _core(jax.random.key(config.seed), pm.data_of(problem), problem.params, jnp.asarray(hyper.log_theta),
                 pm.smoother_options(config), h=problem.h, transition=problem.transition, exact=exact,
-                free=hyper.free, map_check=config.map_check)
+                # the MRF's MAP has no fractionation history (each shell's bulk depends on the path
+                # before it): no cross-check for the thermo model
+                free=hyper.free, map_check=config.map_check and problem.kind != "thermo")
     out = jax.tree_util.tree_map(np.asarray, out)
+    if out.failed is not None and float(out.failed.max()) > MAX_FAILED:
+        i = int(np.argmax(out.failed))
+        raise ConvergenceError(
+            f"ptpath: the equilibrium failed for {100 * float(out.failed[i]):.0f} % of the members at radius "
+            f"{problem.radius_um[i]:g} µm (more than {100 * MAX_FAILED:g} %): the assemblage "
+            f"{', '.join(config.forward.assemblage)} cannot be solved where the ensemble is; narrow prior.P_kbar / "
+            f"prior.T_C to the assemblage's field, raise forward.solver.max_iter, or check forward.assemblage.")
     if not np.all(np.isfinite(out.theta[np.asarray(hyper.free)])):
         raise ConvergenceError(
             "ptpath: the noise-scale estimation produced non-finite values; give hyperparameters.q_P, q_T, sd "
@@ -321,7 +409,7 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
         loglik, method, ex = float(out.exact_loglik), "exact", Exact(mean, sd)
     pred = Predicted(out.pred.mean(axis=1), np.quantile(out.pred, BAND[0], axis=1), np.quantile(out.pred, BAND[1], axis=1))
     return Inversion(out.theta, hyper.names, out.history, Xs, out.filtered, loglik, method, mean, sd, lo, hi,
-                     out.map, int(out.map_iter) if out.map_iter is not None else 0, ex, pred)
+                     out.map, int(out.map_iter) if out.map_iter is not None else 0, ex, pred, out.failed)
 
 
 def check_inside_table(table: Any, radius_um: np.ndarray, mean: np.ndarray) -> None:
@@ -508,6 +596,9 @@ def write_outputs(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion
                 data["map"][name] = inv.map_path[0, k]
     if inv.exact is not None:
         data["exact"] = {"mean": inv.exact.mean, "sd": inv.exact.sd}
+    if inv.failed is not None:
+        data["ensemble"]["failed_share"] = inv.failed
+        units["ensemble/failed_share"] = "1"
     if sens is not None:
         names = ("dP_dX0", "dT_dX0", "dP_dA", "dT_dA", "dP_dB", "dT_dB", "dP_dX", "dT_dX")
         data["sensitivity"] = {n: getattr(sens, n) for n in names if getattr(sens, n) is not None}
@@ -557,6 +648,8 @@ def _summary(problem: Problem, inv: Inversion, times: GrowthTimes | None, chain:
         "files": {k: str(v) for k, v in paths.items()},
         "timings": dict(timings),
     }
+    if inv.failed is not None:
+        summary["thermo_failed_share"] = float(np.max(inv.failed))
     if times is not None:
         summary["duration_Myr"] = float(times.mean[-1])
         if times.constants is not None:
@@ -610,7 +703,9 @@ def _isopleths(problem: Problem, n: int = 70) -> tuple[np.ndarray, np.ndarray, n
         p_lo, p_hi, t_lo, t_hi = t.P_kbar[0], t.P_kbar[-1], t.T_C[0], t.T_C[-1]
     P, T = np.linspace(p_lo, p_hi, n), np.linspace(t_lo, t_hi, n)
     PP, TT = np.meshgrid(P, T, indexing="ij")
-    states = np.stack([PP.ravel(), TT.ravel()], axis=1)
+    # every other state component at the prior mean: for thermo the core's bulk (no fractionation yet)
+    states = np.tile(problem.m0, (PP.size, 1))
+    states[:, 0], states[:, 1] = PP.ravel(), TT.ravel()
     aux = pm.StepAux(0.0, 0.0, 0.0)  # the core's composition (no Rayleigh depletion yet)
     X = np.asarray(jax.jit(jax.vmap(problem.h, in_axes=(None, 0, None)))(problem.params, states, aux))[:, :4]
     return P, T, X.reshape(n, n, 4)
@@ -629,7 +724,7 @@ def _figures(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion, sen
 
     fig, axes = subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1.3, 1, 1]}, layout="constrained")
     ax = axes[0]
-    P, T, X = _isopleths(prob)
+    P, T, X = _isopleths(prob, 25 if prob.kind == "thermo" else 70)  # thermo: a Gibbs minimisation per node
     for k, (name, style) in enumerate(zip(gm.ENDMEMBERS, ("-", "--", ":", "-."))):
         if name in ("X_grs", "X_prp", "X_sps"):
             cs = ax.contour(T, P, X[..., k], levels=8, colors="0.6", linestyles=style, linewidths=0.7)
@@ -767,6 +862,7 @@ __all__ = [
     "Predicted",
     "Problem",
     "PtpathRun",
+    "MAX_FAILED",
     "STATE_UNITS",
     "Sensitivity",
     "build_problem",
@@ -779,5 +875,6 @@ __all__ = [
     "run_demo",
     "run_stages",
     "sensitivity",
+    "thermo_bulk",
     "write_outputs",
 ]
