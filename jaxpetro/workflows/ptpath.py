@@ -62,7 +62,7 @@ _Z90 = 1.6448536269514722  # normal quantile of 0.95
 MAX_FAILED = 0.05
 #: Units of the state components (HDF5 ``units`` of the ensembles, by state name).
 STATE_UNITS = {"P_kbar": "kbar", "T_C": "degC", "t_Myr": "Myr", "ln_k0": "ln(um/Myr)", "Q_J_per_mol": "J/mol",
-               "A0_Ma": "Ma", **{f"ln_bulk_{c}": "ln(mol per 100 g of rock)" for c in
+               "A0_Ma": "Ma", **{f"ln_bulk_{w}{c}": "ln(mol per 100 g of rock)" for w in ("", "before_") for c in
                                  ("SiO2", "TiO2", "Al2O3", "FeO", "MgO", "MnO", "CaO", "Na2O", "K2O", "H2O", "O")}}
 
 
