@@ -507,7 +507,8 @@ def test_jeol_project_with_binary_maps_reads_as_its_text_export(section, tmp_pat
     np.testing.assert_array_equal(col, section.spots.col)
 
 
-def test_cameca_export_of_a_section_reads_as_the_section(section, tmp_path):
+def _cameca_export(section, tmp_path):
+    """The section as Cameca map text files + a Peaksight spot CSV: (map folder, spot CSV)."""
     folder = tmp_path / "maps"
     folder.mkdir()
     start_um, step = (4000.0, 7000.0), section.step_um
@@ -520,7 +521,12 @@ def test_cameca_export_of_a_section_reads_as_the_section(section, tmp_path):
         x, y = start_um[0] + s.col[i] * step, start_um[1] + s.row[i] * step
         lines.append(";".join([s.phase[i], f"{x:.3f}", f"{y:.3f}", *(f"{v:.17g}" for v in s.wt[i])]))
     (tmp_path / "spots.csv").write_text("\n".join(lines) + "\n")
-    stack, spots = cameca.read_cameca(folder, tmp_path / "spots.csv")
+    return folder, tmp_path / "spots.csv"
+
+
+def test_cameca_export_of_a_section_reads_as_the_section(section, tmp_path):
+    s = section.spots
+    stack, spots = cameca.read_cameca(*_cameca_export(section, tmp_path))
     assert stack.channels == section.channels
     np.testing.assert_array_equal(stack.counts, np.rint(section.counts))
     np.testing.assert_allclose(stack.dwell_ms, section.dwell_ms)
@@ -562,23 +568,6 @@ def test_non_numeric_cells_and_missing_columns_are_named(tmp_path):
 
 
 # ----------------------------------------------------------------------------- wired into qmap's input
-
-
-def _cameca_export(section, tmp_path):
-    """The section as Cameca map text files + a Peaksight spot CSV (as the test above writes it)."""
-    folder = tmp_path / "maps"
-    folder.mkdir()
-    start_um, step = (4000.0, 7000.0), section.step_um
-    for k, ch in enumerate(section.channels):
-        write_cameca_map(folder / f"{k:02d}.txt", ch if ch == "BSE" else f"{ch} Ka", np.rint(section.counts[..., k]),
-                         start_um=start_um, step_um=step, dwell_ms=section.dwell_ms, current_nA=section.current_A * 1e9)
-    s = section.spots
-    lines = [";".join(["Comment", "X (um)", "Y (um)", *section.oxides])]
-    for i in range(len(s.phase)):
-        x, y = start_um[0] + s.col[i] * step, start_um[1] + s.row[i] * step
-        lines.append(";".join([s.phase[i], f"{x:.3f}", f"{y:.3f}", *(f"{v:.17g}" for v in s.wt[i])]))
-    (tmp_path / "spots.csv").write_text("\n".join(lines) + "\n")
-    return folder, tmp_path / "spots.csv"
 
 
 def test_qmap_input_formats_read_through_the_config(section, tmp_path):

@@ -212,9 +212,9 @@ def align_grains(zoning: list[GrainZoning], cfg: GrainsConfig, step_um: float) -
     return Joint(ref, alignments, cons, [i in usable for i in range(len(zoning))], merged, L)
 
 
-def _ptpath_config(config: SectionConfig, profile: Path):
+def _ptpath_config(config: SectionConfig, profile: Path, extra: dict | None = None):
     return _sub_config(config.ptpath, PtpathConfig, "ptpath",
-                       {"profile": str(profile), "seed": config.ptpath.get("seed", config.seed)})
+                       {"profile": str(profile), "seed": config.ptpath.get("seed", config.seed), **(extra or {})})
 
 
 def _run_ptpath(config: SectionConfig, profile: Path, out: Path) -> dict:
@@ -251,14 +251,13 @@ def calibration_sd(results: qmap.QmapResults, phase: str) -> np.ndarray:
 
 
 def _calibration_sensitivity(config: SectionConfig, folder: Path, merged: gm.Shells, rel: np.ndarray,
-                             joint_summary: dict) -> tuple[np.ndarray, np.ndarray]:
+                             joint_summary: dict, base: dict) -> tuple[np.ndarray, np.ndarray]:
     """(dP (4, n), dT (4, n)): the joint path's change for a one-sd calibration error of each
     garnet oxide, from ptpath on the shifted profile with the joint run's noise scales fixed
     and the same seed (the same ensemble draws: the difference is the sensitivity, not Monte
-    Carlo noise)."""
+    Carlo noise); ``base`` is the joint run's path."""
     from jaxpetro.workflows import ptpath  # the heavy module only when an inversion runs
 
-    base = read_csv_table(folder.parent / "ptpath" / "ptpath.csv")
     hyper = {**dict(config.ptpath.get("hyperparameters", {})),
              "q_P": joint_summary["q_P"], "q_T": joint_summary["q_T"], "model_sd": joint_summary["model_sd"]}
     shifts = gm.calibration_shifts(merged.X, rel)
@@ -270,9 +269,7 @@ def _calibration_sensitivity(config: SectionConfig, folder: Path, merged: gm.She
         sub = folder / oxide
         sub.mkdir(parents=True, exist_ok=True)
         write_profile(sub / "profile.csv", merged.radius_um, merged.X + shifts[j], merged.sd)
-        cfg = _sub_config(config.ptpath, PtpathConfig, "ptpath",
-                          {"profile": str(sub / "profile.csv"), "seed": config.ptpath.get("seed", config.seed),
-                           "hyperparameters": hyper, "output": {"plots": False}})
+        cfg = _ptpath_config(config, sub / "profile.csv", {"hyperparameters": hyper, "output": {"plots": False}})
         ptpath.run(cfg, sub / "ptpath", quiet=True)
         shifted = read_csv_table(sub / "ptpath" / "ptpath.csv")
         dP[j], dT[j] = shifted["P_kbar"] - base["P_kbar"], shifted["T_C"] - base["T_C"]
@@ -321,7 +318,7 @@ def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: J
     rel = calibration_sd(results, config.grains.phase) if (config.grains.calibration_error and results is not None) \
         else np.zeros(4)
     if np.any(rel > 0):
-        dP, dT = _calibration_sensitivity(config, folder / "calibration", m, rel, result["joint"])
+        dP, dT = _calibration_sensitivity(config, folder / "calibration", m, rel, result["joint"], path)
         path = with_calibration_error(path, dP, dT)
         result["calibration"] = {"rel_sd": dict(zip(GARNET_OXIDES, rel.tolist())),
                                  "P_sd_max_kbar": float(np.max(path["P_sd_calibration"])),

@@ -27,28 +27,18 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[2]
 P_GRID = np.linspace(4.0e8, 12.0e8, 17)  # Pa
 T_GRID = np.linspace(773.15, 973.15, 21)  # K
 BULK = "pelite_a"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def burnman_worker() -> None:
@@ -135,7 +125,7 @@ def main() -> None:
          "compile_seconds": "0", "converged": int(ok_bm.sum()), "speedup_vs_burnman": "1.0",
          "max_dx_garnet_vs_burnman": "0"},
     ]
-    meta = {"cpu": _cpu(), "cores": os.cpu_count(), "load_at_start": round(load0, 2),
+    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_at_start": round(load0, 2),
             "load_at_end": round(os.getloadavg()[0], 2), "jax": jax.__version__, "rounds": args.rounds}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
