@@ -9,6 +9,7 @@ import pytest
 
 from jaxpetro.errors import InputError
 from jaxpetro.models import grains as gm
+from jaxpetro.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,3 +266,60 @@ def test_domain_isocon_recovers_a_planted_mass_change(tmp_path):
     write_csv(tmp_path / "one.csv", ["region", *oxides, "total"], rows[:2])
     with pytest.raises(InputError, match="at least two domains"):
         domain_isocon(cfg, tmp_path / "one.csv", tmp_path / "iso3")
+
+
+def test_the_ptpath_and_isocon_blocks_are_checked_before_the_map_is_quantified(tmp_path):
+    """A typo in the ptpath: or isocon: block fails at once, before qmap runs (the qmap block here
+    names no input at all, so reaching qmap would be a different error)."""
+    from jaxpetro.config.section import SectionConfig
+    from jaxpetro.errors import ConfigError
+    from jaxpetro.workflows import section as S
+
+    regions = {"summary": {"regions": {"fresh": [0, 10, 0, 10], "altered": [10, 20, 0, 10]}}}
+    table = {"kind": "table", "path": "t.csv"}
+    ok = load_config({"qmap": regions, "ptpath": {"forward": table}, "isocon": {"reference": "fresh"}}, SectionConfig)
+    S.check_blocks(ok, tmp_path / "out")  # passes: nothing read, nothing written
+    assert not (tmp_path / "out").exists()
+    bad_key = load_config({"ptpath": {"forward": table, "ensemble": {"sise": 10}}}, SectionConfig)
+    with pytest.raises(ConfigError, match="section 'ptpath:' block.*sise"):
+        S.check_blocks(bad_key, tmp_path / "out")
+    bad_ref = load_config({"qmap": regions, "ptpath": {"forward": table}, "isocon": {"reference": "protolith"}},
+                          SectionConfig)
+    with pytest.raises(ConfigError, match="isocon.reference protolith is not a domain.*fresh, altered"):
+        S.check_blocks(bad_ref, tmp_path / "out")
+    thermo = {"kind": "thermo", "assemblage": ["g", "bi", "mu", "pl", "q"], "domain": "rim"}
+    with pytest.raises(ConfigError, match="forward.domain = 'rim' is not a domain.*section, fresh, altered"):
+        S.check_blocks(load_config({"qmap": regions, "ptpath": {"forward": thermo}}, SectionConfig), tmp_path / "o")
+    with pytest.raises(ConfigError):  # the CLI refuses before quantifying: exit status of a config error
+        S.run(bad_ref, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_thermo_forward_model_takes_the_sections_own_bulk(tmp_path):
+    """forward.kind: thermo without forward.bulk / bulk_from: the reactive bulk is the section's
+    qmap bulk.csv (the whole map, or forward.domain); a given bulk_from is left alone."""
+    from jaxpetro.config.section import SectionConfig
+    from jaxpetro.workflows import section as S
+    from jaxpetro.workflows.ptpath import thermo_bulk
+    from jaxpetro.thermo.bulk import components_from_wt
+
+    bulk = tmp_path / "qmap" / "bulk.csv"
+    bulk.parent.mkdir()
+    wt = {"SiO2": 63.8, "TiO2": 1.5, "Al2O3": 16.0, "FeO": 7.4, "MnO": 0.9, "MgO": 2.3, "CaO": 2.1, "Na2O": 1.9,
+          "K2O": 2.9}
+    rim = {k: v * (1.1 if k == "MnO" else 1.0) for k, v in wt.items()}
+    bulk.write_text("region," + ",".join(wt) + ",total\n"
+                    + "section," + ",".join(map(str, wt.values())) + f",{sum(wt.values())}\n"
+                    + "rim," + ",".join(map(str, rim.values())) + f",{sum(rim.values())}\n")
+    forward = {"kind": "thermo", "assemblage": ["g", "bi", "mu", "pl", "q"], "bulk_extra_wt": {"H2O": 4.0}}
+    cfg = load_config({"ptpath": {"forward": forward}}, SectionConfig)
+    pt = S._ptpath_config(cfg, tmp_path / "p.csv", qmap_bulk=bulk)
+    assert pt.forward.bulk_from == str(bulk.resolve())
+    np.testing.assert_allclose(thermo_bulk(pt), components_from_wt({**wt, "H2O": 4.0}), rtol=1e-12)
+    pt_rim = S._ptpath_config(load_config({"ptpath": {"forward": {**forward, "domain": "rim"}}}, SectionConfig),
+                              tmp_path / "p.csv", qmap_bulk=bulk)
+    np.testing.assert_allclose(thermo_bulk(pt_rim), components_from_wt({**rim, "H2O": 4.0}), rtol=1e-12)
+    given = tmp_path / "other.csv"
+    pt_given = S._ptpath_config(load_config({"ptpath": {"forward": {**forward, "bulk_from": str(given)}}},
+                                            SectionConfig), tmp_path / "p.csv", qmap_bulk=bulk)
+    assert pt_given.forward.bulk_from == str(given)

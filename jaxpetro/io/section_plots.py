@@ -30,7 +30,7 @@ def section_report_figure(path: str | os.PathLike, phase_map: np.ndarray, phases
     P–T path with its 90 % band, each grain's path, and the truth when given ((P, T) arrays),
     over the forward table's X_grs and X_prp isopleths when ``isopleths`` = (P nodes (nP,) kbar,
     T nodes (nT,) °C, fractions (nP, nT, 4)) is given."""
-    fig, axes = subplots(1, 3, figsize=(16.5, 5.2), layout="constrained")
+    fig, axes = subplots(1, 3, figsize=(18.0, 5.2), layout="constrained")
     ax = axes[0]
     cmap = ListedColormap(phase_colours(phases))
     ax.imshow(phase_map, cmap=cmap, vmin=-0.5, vmax=len(phases) - 0.5, interpolation="nearest")
@@ -87,7 +87,8 @@ def section_report_figure(path: str | os.PathLike, phase_map: np.ndarray, phases
     ax.set_ylabel("P (kbar)")
     ax.set_title("(c) P–T paths (dot: core)" + ("; isopleths of the forward table" if isopleths is not None else ""),
                  fontsize=11 if isopleths is not None else None)
-    ax.legend(fontsize=8, loc="upper left")
+    # beside the panel, not inside it: inside, it covers the isopleth labels or the path's start
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return save_figure(fig, path, dpi)
 
 

@@ -37,7 +37,7 @@ from jaxpetro.models.oxides import GARNET_END_MEMBERS, GARNET_OXIDES, garnet_end
 from jaxpetro.workflows import qmap
 from jaxpetro.workflows.stages import Stages
 
-__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "calibration_sd", "domain_isocon", "garnet_maps",
+__all__ = ["CONFIG", "GarnetMaps", "GrainZoning", "Joint", "align_grains", "analyse", "calibration_sd", "check_blocks", "domain_isocon", "garnet_maps",
            "invert", "quantify", "read_grains", "run", "with_calibration_error", "write_outputs"]
 
 CONFIG = SectionConfig
@@ -212,15 +212,60 @@ def align_grains(zoning: list[GrainZoning], cfg: GrainsConfig, step_um: float) -
     return Joint(ref, alignments, cons, [i in usable for i in range(len(zoning))], merged, L)
 
 
-def _ptpath_config(config: SectionConfig, profile: Path, extra: dict | None = None):
+def _ptpath_config(config: SectionConfig, profile: Path, extra: dict | None = None, qmap_bulk: Path | None = None):
+    """The ptpath config of one inversion: the ``ptpath:`` block with ``profile``, the seed and
+    ``extra``; with ``forward.kind: thermo`` and neither ``forward.bulk`` nor ``forward.bulk_from``,
+    the reactive bulk is the section's own map (``qmap_bulk``, qmap's ``bulk.csv``; row
+    ``forward.domain``, default the whole map)."""
+    forward = dict(config.ptpath.get("forward") or {})
+    if forward.get("kind") == "thermo" and forward.get("bulk") is None and not forward.get("bulk_from") \
+            and qmap_bulk is not None:
+        forward["bulk_from"] = str(Path(qmap_bulk).resolve())
+        extra = {"forward": forward, **(extra or {})}
     return _sub_config(config.ptpath, PtpathConfig, "ptpath",
                        {"profile": str(profile), "seed": config.ptpath.get("seed", config.seed), **(extra or {})})
 
 
-def _run_ptpath(config: SectionConfig, profile: Path, out: Path) -> dict:
+def _run_ptpath(config: SectionConfig, profile: Path, out: Path, qmap_bulk: Path | None = None) -> dict:
     from jaxpetro.workflows import ptpath  # the heavy module only when an inversion runs
 
-    return ptpath.run(_ptpath_config(config, profile), out, quiet=True)
+    return ptpath.run(_ptpath_config(config, profile, qmap_bulk=qmap_bulk), out, quiet=True)
+
+
+def check_blocks(config: SectionConfig, out: Path) -> None:
+    """Validate the ``ptpath:`` and ``isocon:`` blocks before the map is quantified, so that a
+    typo in them fails in a second, not after the qmap and grain stages: the ptpath block is
+    loaded as for the joint inversion (files are read only when it runs); ``isocon.reference``
+    and ptpath's ``forward.domain`` (thermo, the section's own bulk) must name a domain of the
+    qmap block's ``summary`` when those names are known before the map is read (regions,
+    polygons, named mask domains).
+
+    Raises:
+        ConfigError: naming the block and key.
+    """
+    _ptpath_config(config, out / "joint" / "profile.csv", qmap_bulk=out / "qmap" / "bulk.csv")
+    summary = dict(config.qmap.get("summary") or {})
+    known = [*dict(summary.get("regions") or {}), *dict(summary.get("polygons") or {}),
+             *[str(v) for v in dict(summary.get("domain_names") or {}).values()]]
+    unnamed = bool(summary.get("domains")) and not summary.get("domain_names")
+    forward = dict(config.ptpath.get("forward") or {})
+    domain = forward.get("domain")
+    if forward.get("kind") == "thermo" and not forward.get("bulk_from") and forward.get("bulk") is None \
+            and domain not in (None, "section") and not unnamed and domain not in known:
+        raise ConfigError(f"section 'ptpath:' block: forward.domain = '{domain}' is not a domain of the qmap "
+                          f"block's summary ({', '.join(['section', *known])}); 'section' is the whole map.")
+    if config.isocon:
+        ref = config.isocon.get("reference")
+        refs = [ref] if isinstance(ref, str) else list(ref or [])
+        if not refs:
+            raise ConfigError("section 'isocon:' block: give isocon.reference, the protolith domain of the qmap "
+                              "block's summary (regions, domains or polygons).")
+        missing = [r for r in refs if r not in known]
+        if missing and not unnamed:
+            raise ConfigError(f"section 'isocon:' block: isocon.reference {', '.join(map(str, missing))} is not a "
+                              f"domain of the qmap block's summary"
+                              + (f" ({', '.join(known)})." if known else
+                                 "; give the domains as qmap summary.regions, summary.domains or summary.polygons."))
 
 
 def calibration_sd(results: qmap.QmapResults, phase: str) -> np.ndarray:
@@ -251,7 +296,8 @@ def calibration_sd(results: qmap.QmapResults, phase: str) -> np.ndarray:
 
 
 def _calibration_sensitivity(config: SectionConfig, folder: Path, merged: gm.Shells, rel: np.ndarray,
-                             joint_summary: dict, base: dict) -> tuple[np.ndarray, np.ndarray]:
+                             joint_summary: dict, base: dict, qmap_bulk: Path | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
     """(dP (4, n), dT (4, n)): the joint path's change for a one-sd calibration error of each
     garnet oxide, from ptpath on the shifted profile with the joint run's noise scales fixed
     and the same seed (the same ensemble draws: the difference is the sensitivity, not Monte
@@ -269,7 +315,8 @@ def _calibration_sensitivity(config: SectionConfig, folder: Path, merged: gm.She
         sub = folder / oxide
         sub.mkdir(parents=True, exist_ok=True)
         write_profile(sub / "profile.csv", merged.radius_um, merged.X + shifts[j], merged.sd)
-        cfg = _ptpath_config(config, sub / "profile.csv", {"hyperparameters": hyper, "output": {"plots": False}})
+        cfg = _ptpath_config(config, sub / "profile.csv", {"hyperparameters": hyper, "output": {"plots": False}},
+                             qmap_bulk)
         ptpath.run(cfg, sub / "ptpath", quiet=True)
         shifted = read_csv_table(sub / "ptpath" / "ptpath.csv")
         dP[j], dT[j] = shifted["P_kbar"] - base["P_kbar"], shifted["T_C"] - base["T_C"]
@@ -299,7 +346,8 @@ def with_calibration_error(path: dict, dP: np.ndarray, dT: np.ndarray) -> dict:
 
 
 def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: Joint,
-           stages: Stages | None = None, results: qmap.QmapResults | None = None) -> dict[str, Any]:
+           stages: Stages | None = None, results: qmap.QmapResults | None = None,
+           qmap_bulk: Path | None = None) -> dict[str, Any]:
     """``jaxpetro ptpath`` on the joint profile (``joint/``) and, with ``grains.per_grain``, on
     every usable grain's aligned shells (``grains/<id>/ptpath``). Returns their summaries; a grain
     whose own inversion fails (e.g. its path leaves the table) is warned about and recorded.
@@ -308,17 +356,19 @@ def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: J
     joint path with the calibration's error (:func:`calibration_sd`) added to its sd and bands
     (:func:`with_calibration_error`; the shifted runs in ``joint/calibration/<oxide>/``);
     ``joint/ptpath/`` keeps ptpath's own output, whose bands hold the shells' random errors only.
-    Per-grain paths do not include it (their comparison with each other does not need it)."""
+    Per-grain paths do not include it (their comparison with each other does not need it).
+    ``qmap_bulk``: the section's qmap ``bulk.csv``, the reactive bulk of ``forward.kind: thermo``
+    when the ptpath block gives none (:func:`_ptpath_config`)."""
     folder = out / "joint"
     folder.mkdir(exist_ok=True)
     m = joint.merged
     write_profile(folder / "profile.csv", m.radius_um, m.X, m.sd)
-    result = {"joint": _run_ptpath(config, folder / "profile.csv", folder / "ptpath")}
+    result = {"joint": _run_ptpath(config, folder / "profile.csv", folder / "ptpath", qmap_bulk)}
     path = read_csv_table(folder / "ptpath" / "ptpath.csv")
     rel = calibration_sd(results, config.grains.phase) if (config.grains.calibration_error and results is not None) \
         else np.zeros(4)
     if np.any(rel > 0):
-        dP, dT = _calibration_sensitivity(config, folder / "calibration", m, rel, result["joint"], path)
+        dP, dT = _calibration_sensitivity(config, folder / "calibration", m, rel, result["joint"], path, qmap_bulk)
         path = with_calibration_error(path, dP, dT)
         result["calibration"] = {"rel_sd": dict(zip(GARNET_OXIDES, rel.tolist())),
                                  "P_sd_max_kbar": float(np.max(path["P_sd_calibration"])),
@@ -333,7 +383,8 @@ def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: J
                 continue
             g_dir = out / "grains" / str(z.grain.id)
             try:
-                result[f"grain_{z.grain.id}"] = _run_ptpath(config, g_dir / "shells_profile.csv", g_dir / "ptpath")
+                result[f"grain_{z.grain.id}"] = _run_ptpath(config, g_dir / "shells_profile.csv", g_dir / "ptpath",
+                                                            qmap_bulk)
             except JaxpetroError as err:  # one grain's failure does not stop the section (the joint path stands)
                 result[f"grain_{z.grain.id}"] = {"error": str(err)}
                 print(f"jaxpetro: warning: grain {z.grain.id} alone could not be inverted: {err}", file=sys.stderr)
@@ -360,11 +411,12 @@ def _write_grain_files(out: Path, zoning: list[GrainZoning], joint: Joint) -> No
 
 
 def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages: Stages,
-            mask: np.ndarray | None = None, truth=None) -> dict:
+            mask: np.ndarray | None = None, truth=None, qmap_bulk: Path | None = None) -> dict:
     """Everything after quantification, into ``out`` (used by :func:`run` and by the demo).
 
     ``truth``: optional function of the growth coordinate (µm) and the growth length (µm)
-    returning the true (P kbar, T °C), drawn in the figure (synthetic sections)."""
+    returning the true (P kbar, T °C), drawn in the figure (synthetic sections). ``qmap_bulk``: the
+    qmap ``bulk.csv`` of the map (the reactive bulk of a thermo forward model without one)."""
     cfg = config.grains
     with stages.stage("grains"):
         maps = garnet_maps(results, cfg)
@@ -380,7 +432,7 @@ def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages:
         joint = align_grains(zoning, cfg, maps.step_um)
         _write_grain_files(out, zoning, joint)
     with stages.stage("invert", "inverting (ptpath)"):
-        paths = invert(config, out, zoning, joint, results=results)
+        paths = invert(config, out, zoning, joint, results=results, qmap_bulk=qmap_bulk)
     with stages.stage("write", "writing"):
         summary = write_outputs(config, out, maps, labels, zoning, joint, paths, results, truth)
     return summary
@@ -389,6 +441,7 @@ def analyse(config: SectionConfig, results: qmap.QmapResults, out: Path, stages:
 @float64
 def run(config: SectionConfig, out_dir: Path, quiet: bool = False) -> dict:
     """Run the workflow; returns a summary (grains, joint path extent, consistency, timings)."""
+    check_blocks(config, Path(out_dir))
     out = prepare_out_dir(out_dir)
     stages = Stages(5 + bool(config.isocon), "section", quiet)
     with stages.stage("qmap", "quantifying (qmap)"):
@@ -396,7 +449,7 @@ def run(config: SectionConfig, out_dir: Path, quiet: bool = False) -> dict:
     mask = None
     if config.grains.mask is not None:
         mask = read_mask_labels(config.grains.mask, results.phases.memberships.shape[:2])
-    summary = analyse(config, results, out, stages, mask)
+    summary = analyse(config, results, out, stages, mask, qmap_bulk=out / "qmap" / "bulk.csv")
     if config.isocon:
         with stages.stage("isocon", "mass transfer between domains (isocon)"):
             summary["isocon"] = domain_isocon(config, out / "qmap" / "bulk.csv", out / "isocon")
