@@ -17,7 +17,8 @@ Declare fields with :func:`option` (a value, with bounds and a help string) and
 
 Supported field types: ``int``, ``float`` (integers are accepted and converted; strings
 such as ``1e-7``, which YAML 1.1 reads as text, are accepted as numbers), ``str``,
-``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``,
+``bool``, ``Literal[...]``, ``X | None``, unions of scalars (``Literal["all"] | int``: the first
+member that takes the value), ``tuple[X, ...]``, ``tuple[X, Y]``,
 ``list[X]`` (stored as a tuple so configs stay immutable), ``dict[str, X]`` (stored as
 a hashable, read-only :class:`FrozenDict`) and nested frozen dataclasses. Bounds
 (``ge``, ``gt``, ``le``, ``lt``) apply to a number, or to every number of a container.
@@ -475,9 +476,19 @@ def _coerce(value: Any, tp: Any, meta: Mapping, key: str, origins: _Origins) -> 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        if len(inner) != 1 or len(args) != 2:
-            raise TypeError(f"config key '{key}': only 'X | None' unions are supported, not {tp}")
-        return None if value is None else _coerce(value, inner[0], meta, key, origins)
+        if value is None and len(inner) < len(args):
+            return None
+        if len(inner) == 1:
+            return _coerce(value, inner[0], meta, key, origins)
+        # a word or a number (``Literal["all"] | int``): the first member that takes the value
+        for member in inner:
+            if dataclasses.is_dataclass(member) or typing.get_origin(member) in (tuple, list, dict):
+                raise TypeError(f"config key '{key}': unions of scalars and Literals only, not {tp}")
+            try:
+                return _coerce(value, member, meta, key, origins)
+            except ConfigError:
+                continue
+        raise _type_error(value, _describe(tp, meta), meta, key, origins)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, origins)
     if meta.get("nested"):
@@ -563,7 +574,8 @@ def _describe(tp: Any, meta: Mapping) -> str:
     bounds = " and ".join(f"{sym} {meta[b]}" for b, sym in _BOUNDS.items() if b in meta)
     bounds = f" {bounds}" if bounds else ""
     if origin in (typing.Union, types.UnionType):
-        return f"{_describe(next(a for a in args if a is not type(None)), meta)}, or null"
+        inner = " or ".join(_describe(a, meta) for a in args if a is not type(None))
+        return f"{inner}, or null" if type(None) in args else inner
     if dataclasses.is_dataclass(tp):
         return "a section of 'key: value' entries"
     if origin is Literal:

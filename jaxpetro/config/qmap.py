@@ -9,8 +9,8 @@ from jaxpetro.config.loader import option, section
 from jaxpetro.errors import ConfigError
 from jaxpetro.config.common import OutputConfig
 
-__all__ = ["BulkFormsConfig", "ClusteringConfig", "MixingConfig", "QmapConfig", "QmapInputConfig", "QmapOutputConfig", "QuantifyConfig",
-           "SpotsConfig", "StructuralConfig", "SummaryConfig"]
+__all__ = ["BulkFormsConfig", "ClusteringConfig", "MixingConfig", "ParallelConfig", "QmapConfig", "QmapInputConfig",
+           "QmapOutputConfig", "QuantifyConfig", "SpotsConfig", "StructuralConfig", "SummaryConfig"]
 
 
 @dataclass(frozen=True)
@@ -266,6 +266,16 @@ class QmapOutputConfig(OutputConfig):
     )
 
 
+@dataclass(frozen=True)
+class ParallelConfig:
+    """The pixel axis over this process's devices (jaxpetro.models.parallel; docs/scaling.md)."""
+
+    devices: Literal["all"] | int = option(
+        "all", "local devices (GPUs, or CPU host devices) the map's pixels are sharded over for the EM, the mixing "
+        "and the quantification: all, or a number N (1 = no sharding); results equal to rounding", ge=1
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class QmapConfig:
     """Quantitative mapping: EPMA X-ray maps + spot analyses -> phases and wt% maps."""
@@ -283,6 +293,7 @@ class QmapConfig:
     structural: StructuralConfig = section(StructuralConfig, "structural formulae per pixel")
     bulk: BulkFormsConfig = section(BulkFormsConfig, "bulk compositions for Perple_X, Theriak-Domino, MAGEMin")
     output: QmapOutputConfig = section(QmapOutputConfig, "figures and tables")
+    parallel: ParallelConfig = section(ParallelConfig, "devices the pixels are sharded over")
 
     def __post_init__(self):
         if self.quantify.weights == "fractions" and not self.mixing.enabled:

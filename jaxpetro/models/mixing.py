@@ -25,7 +25,8 @@ mixed pixels).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from jaxtyping import ArrayLike, Real
@@ -33,6 +34,7 @@ from scipy.stats import chi2  # scipy ships with jax
 
 from jaxpetro.kernels.mixture import poisson_rates
 from jaxpetro.kernels.unmixing import UnmixOptions, best_single_phase, unmix
+from jaxpetro.models import parallel
 
 __all__ = ["Mixing", "fit_mixing", "interior_mask", "mix_pixels", "phase_scales", "pure_phase_rates"]
 
@@ -56,6 +58,12 @@ class Mixing(NamedTuple):
 
 def _critical_deviance(pure_p: float, n_channels: int) -> float:
     return float(chi2.ppf(1.0 - max(float(pure_p), 1e-12), n_channels))
+
+
+def _single(x: np.ndarray, rates: np.ndarray, options: UnmixOptions, devices: Sequence[Any]):
+    """:func:`best_single_phase` of every pixel, the pixels sharded over ``devices``."""
+    return parallel.shard_pixels(lambda xb, r: best_single_phase(xb, r, options=options), (x,), (0.0,),
+                                 devices=devices, shared=(rates,))
 
 
 def interior_mask(labels: np.ndarray) -> np.ndarray:
@@ -89,16 +97,17 @@ def phase_scales(deviance: np.ndarray, index: np.ndarray, n_phases: int, n_chann
 
 def pure_phase_rates(
     counts: Real[ArrayLike, "N J"], memberships: Real[ArrayLike, "N K"], options: UnmixOptions = UnmixOptions(),
-    interior: np.ndarray | None = None,
+    interior: np.ndarray | None = None, devices: Sequence[Any] = (),
 ) -> np.ndarray:
     """(K, J) pure-phase counts per pixel: the membership-weighted means over all pixels,
     then, for each phase that has pure pixels (deviance of their best single phase within
     the ``pure_p`` quantile, scaled per phase by :func:`phase_scales` over the ``interior``
-    (N,) pixels), the weighted mean over those pure pixels only."""
+    (N,) pixels), the weighted mean over those pure pixels only. ``devices``: the per-pixel
+    screen sharded over them (:func:`jaxpetro.models.parallel.pixel_devices`)."""
     x = np.asarray(counts)
     p = np.asarray(memberships)
     rates = np.asarray(poisson_rates(x, p))
-    single = best_single_phase(x, rates, options=options)
+    single = _single(x, rates, options, devices)
     dev, idx = np.asarray(single.deviance), np.asarray(single.index)
     scale = phase_scales(dev, idx, p.shape[1], x.shape[1], interior)
     pure = dev <= _critical_deviance(options.pure_p, x.shape[1]) * scale[idx]
@@ -110,16 +119,18 @@ def pure_phase_rates(
 
 def mix_pixels(
     counts: Real[ArrayLike, "N J"], rates: Real[ArrayLike, "K J"], options: UnmixOptions = UnmixOptions(),
-    interior: np.ndarray | None = None,
+    interior: np.ndarray | None = None, devices: Sequence[Any] = (),
 ) -> tuple[np.ndarray, float, float]:
     """Mixing fractions (N, K) float32: pixels that their best pure phase explains within
     counting noise (deviance below the chi-square quantile ``1 - pure_p``, scaled per phase
     by :func:`phase_scales` over the ``interior`` (N,) pixels for zoned phases) keep that
-    phase; the others are unmixed. Returns (fractions, share unmixed, 99th percentile gap)."""
+    phase; the others are unmixed, sharded over ``devices`` (each pixel on its own: the
+    fractions do not depend on the device count). Returns (fractions, share unmixed, 99th
+    percentile gap)."""
     x = np.asarray(counts)
     rates = np.asarray(rates)
     n, j = x.shape
-    single = best_single_phase(x, rates, options=options)
+    single = _single(x, rates, options, devices)
     index, dev = np.asarray(single.index), np.asarray(single.deviance)
     fractions = np.zeros((n, rates.shape[0]), np.float32)
     fractions[np.arange(n), index] = 1.0
@@ -127,11 +138,13 @@ def mix_pixels(
     todo = np.flatnonzero(dev > _critical_deviance(options.pure_p, j) * scale[index]) if options.pure_p > 0 else np.arange(n)
     gap = 0.0
     if todo.size:
-        # Pad to a multiple of the block so that maps of similar size share one compilation.
-        block = options.chunk_size
+        # Pad to a multiple of the block (on every device) so that maps of similar size share
+        # one compilation; padded pixels (zero counts) are inert.
+        block = options.chunk_size * max(len(devices), 1)
         padded = np.zeros((-(-todo.size // block) * block, j), x.dtype)
         padded[: todo.size] = x[todo]
-        mix = unmix(padded, rates, None, options)
+        mix = parallel.shard_pixels(lambda xb, r: unmix(xb, r, None, options), (padded,), (0.0,), devices=devices,
+                                    shared=(rates,))
         fractions[todo] = np.asarray(mix.fractions, np.float32)[: todo.size]
         gap = float(np.quantile(np.asarray(mix.gap)[: todo.size], 0.99))
     return fractions, todo.size / max(n, 1), gap
@@ -139,11 +152,11 @@ def mix_pixels(
 
 def fit_mixing(
     counts: Real[ArrayLike, "N J"], memberships: Real[ArrayLike, "N K"], options: UnmixOptions = UnmixOptions(),
-    interior: np.ndarray | None = None,
+    interior: np.ndarray | None = None, devices: Sequence[Any] = (),
 ) -> Mixing:
     """:func:`pure_phase_rates` then :func:`mix_pixels` (X-ray counts per pixel, EM memberships;
     ``interior`` (N,) bool: grain-interior pixels for the zoned-phase scaling, see
-    :func:`interior_mask`; None: all pixels)."""
-    rates = pure_phase_rates(counts, memberships, options, interior)
-    fractions, share, gap = mix_pixels(counts, rates, options, interior)
+    :func:`interior_mask`; None: all pixels; ``devices``: the per-pixel work sharded over them)."""
+    rates = pure_phase_rates(counts, memberships, options, interior, devices)
+    fractions, share, gap = mix_pixels(counts, rates, options, interior, devices)
     return Mixing(fractions, rates, share, gap)

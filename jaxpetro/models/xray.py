@@ -18,7 +18,8 @@ spot data and the map rates.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 from jaxpetro.kernels._blocks import clamp_block_size, map_blocks
 from jaxpetro.kernels._options import KernelOptions, static
 from jaxpetro.kernels._precision import require_float64
+from jaxpetro.models import parallel
 
 __all__ = [
     "ALPHA_IMPORTED",
@@ -439,6 +441,7 @@ def quantify(
     cal: Calibration,
     tile: Int[ArrayLike, " N"] | None = None,
     options: QuantifyOptions = QuantifyOptions(),
+    devices: Sequence[Any] = (),
 ) -> Quantified:
     """wt%, standard error and detection limit of every pixel.
 
@@ -450,6 +453,9 @@ def quantify(
         cal: the calibration.
         tile: tile index of each pixel into ``cal.beta`` (default: all tile 0).
         options: ``chunk_size`` (pixels per block) is used here.
+        devices: local devices the pixels are sharded over
+            (:func:`jaxpetro.models.parallel.pixel_devices`; each pixel is computed on its
+            own, so the result does not depend on them); empty or one = unsharded.
 
     Returns:
         :class:`Quantified` (float32). Standard errors add in quadrature the Poisson
@@ -461,7 +467,10 @@ def quantify(
     tile = jnp.zeros((n,), jnp.int32) if tile is None else jnp.asarray(tile)
     exposure = jnp.broadcast_to(jnp.asarray(exposure), rate.shape[-1:])
     cal = Calibration(*(jnp.asarray(a) for a in cal))
-    return _quantify(rate, jnp.asarray(weights), exposure, tile, cal, options)
+    # padding rows (zero rate and weights, tile 0) are inert and cut off again
+    return parallel.shard_pixels(lambda r, p, t, e, c: _quantify(r, p, e, t, c, options),
+                                 (rate, jnp.asarray(weights), tile), (0.0, 0.0, 0), devices=devices,
+                                 shared=(exposure, cal))
 
 
 @jax.jit

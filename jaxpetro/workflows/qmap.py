@@ -52,6 +52,7 @@ from jaxpetro.io.parameters import read_parameters, write_parameters
 from jaxpetro.io.plots import above_limit, maps_figure, phase_map_figure, phase_scaled_map_figure, scalar_map_figure
 from jaxpetro.io.results import atomic_write, prepare_out_dir, run_attrs, write_csv, write_hdf5
 from jaxpetro.kernels.unmixing import UnmixOptions
+from jaxpetro.models import parallel
 from jaxpetro.models import spots as spot_model
 from jaxpetro.models import summaries
 from jaxpetro.models.clustering import ClusteringOptions, ClusterResult, cluster_map
@@ -304,11 +305,16 @@ def analyse(config: QmapConfig, stages: Stages) -> QmapResults:
         cal = calibration(data.spots, data.stack.channels, corrected, anchoring, phases, config, fractions)
     with stages.stage("quantification"):
         weights = fractions if config.quantify.weights == "fractions" else phases.memberships
-        quant = quantification(corrected, cal, weights, config.quantify)
+        quant = quantification(corrected, cal, weights, config.quantify, _devices(config))
     return QmapResults(data, corrected, anchoring, phases, mixing, fractions, weights, cal, quant)
 
 
 # ----------------------------------------------------------------------------- stages
+
+
+def _devices(config: QmapConfig) -> tuple:
+    """The local devices of ``parallel.devices`` (one on a plain CPU: no sharding)."""
+    return parallel.pixel_devices(config.parallel.devices)
 
 
 def read_input(cfg: QmapInputConfig) -> QmapInput:
@@ -550,7 +556,7 @@ def cluster(corrected: Corrected, anchoring: Anchoring, spots: SpotSet | None, c
     result = cluster_map(
         counts, None, phases=anchoring.anchored_names, anchors=anchors,
         electron_channels=corrected.electron, seed=config.seed,
-        options=ClusteringOptions.from_config(cl, extra_components=anchoring.extra),
+        options=ClusteringOptions.from_config(cl, extra_components=anchoring.extra), devices=_devices(config),
     )
     memberships, phase_map = result.memberships, result.phase_map
     if not valid.all():  # excluded pixels: no phase (weights 0, phase_map -1)
@@ -582,9 +588,10 @@ def mix(corrected: Corrected, phases: Phases, config: QmapConfig) -> Mixing:
     k = phases.memberships.shape[-1]
     memberships = phases.memberships.reshape(-1, k)
     interior = interior_mask(phases.phase_map).reshape(-1)  # for the zoned-phase scaling of the purity screen
+    options, devices = UnmixOptions.from_config(config.mixing), _devices(config)
     if valid.all():
-        return fit_mixing(counts, memberships, UnmixOptions.from_config(config.mixing), interior)
-    fit = fit_mixing(counts[valid], memberships[valid], UnmixOptions.from_config(config.mixing), interior[valid])
+        return fit_mixing(counts, memberships, options, interior, devices)
+    fit = fit_mixing(counts[valid], memberships[valid], options, interior[valid], devices)
     fractions = np.zeros((valid.size, k), np.float32)  # excluded pixels: no phase
     fractions[valid] = fit.fractions
     return fit._replace(fractions=fractions)
@@ -762,8 +769,9 @@ def _calibrate_on_map_rates(spots: SpotSet, spot_j: list[int], chan: list[int], 
 
 
 def quantification(corrected: Corrected, stage: CalibrationStage, weights: np.ndarray,
-                   q: QuantifyConfig) -> Quantified | None:
-    """wt%, standard error and detection limit (rows, cols, J) float32, or None."""
+                   q: QuantifyConfig, devices=()) -> Quantified | None:
+    """wt%, standard error and detection limit (rows, cols, J) float32, or None; the pixels
+    sharded over ``devices`` (:func:`jaxpetro.models.parallel.pixel_devices`)."""
     cal = stage.cal
     if cal is None:
         return None
@@ -772,7 +780,7 @@ def quantification(corrected: Corrected, stage: CalibrationStage, weights: np.nd
     options = QuantifyOptions.from_config(q)
     rate = counts[..., chan].reshape(-1, len(chan)) / exposure[chan].astype(np.float32)
     tile = tile_index(rows, cols, options.beta_tiles).reshape(-1) if cal.beta.shape[0] > 1 else None
-    quant = quantify(rate, weights.reshape(-1, k_n), exposure[chan], cal, tile, options)
+    quant = quantify(rate, weights.reshape(-1, k_n), exposure[chan], cal, tile, options, devices)
     quant = jax.tree_util.tree_map(lambda a: np.array(a).reshape(rows, cols, -1), quant)
     if not corrected.valid.all():  # excluded pixels have no composition
         for a in quant:
