@@ -614,3 +614,39 @@ def test_jaxpetro_qmap_runs_on_a_cameca_export(section, tmp_path):
         assert f["wt/SiO2"].shape == section.shape and f["wt/SiO2"].attrs["units"] == "wt%"
     table = read_csv_table(tmp_path / "out" / "spots.csv")
     assert np.mean(np.asarray(table["agrees"], str) == "True") > 0.9
+
+
+# --------------------------------------------------------------------------- the one text-file reader (io/_text.py)
+
+
+def test_text_reader_wording_is_the_same_for_every_instrument(tmp_path):
+    """JEOL, Cameca and CalcImage readers share one message for a missing, unreadable or binary file."""
+    from jaxpetro.io import _text
+
+    readers = {"jeol": lambda p: jeol._parse_cnd(p), "cameca": cameca.read_cameca_map, "pfe": pfe.read_pfe_dat}
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    binary = tmp_path / "map.bin"
+    binary.write_bytes(b"\x00\x01\x02\x03" * 100)
+    for name, read in readers.items():
+        with pytest.raises(InputError, match=r"'.*nowhere\.txt' not found; check the path \(a relative path in a "
+                                             r"config file resolves from the config file's folder"):
+            read(tmp_path / "nowhere.txt")
+        with pytest.raises(InputError, match=r"a_folder' cannot be read \(.*\); check that it is a readable file"):
+            read(folder)
+        with pytest.raises(InputError, match=r"map\.bin' is not a text file \(it holds binary data\)"):
+            read(binary)
+    with pytest.raises(InputError, match=r"CalcImage table '.*empty\.dat' is empty; re-export it from CalcImage\."):
+        (tmp_path / "empty.dat").write_text("\n  \n")
+        pfe.read_pfe_dat(tmp_path / "empty.dat")
+    # Decoding: UTF-16 with a byte-order mark, Shift-JIS where asked (JEOL), latin-1 as the last resort (Cameca µ).
+    path = tmp_path / "t.txt"
+    path.write_text("Probe current: 20 µA\n", encoding="utf-16")
+    assert _text.read_text(path, "map") == "Probe current: 20 µA\n"
+    path.write_bytes("試料 1\n".encode("cp932"))
+    assert _text.read_text(path, "map", ("utf-8-sig", "cp932")) == "試料 1\n"
+    path.write_bytes("Probe current: 20 µA\n".encode("cp1252"))
+    assert _text.read_text(path, "map") == "Probe current: 20 µA\n"
+    assert _text.text_lines(path, "map") == [(1, "Probe current: 20 µA")]
+    path.write_bytes(b"\xef\xbb\xbfa\r\n\r\n  b  \r\n")
+    assert _text.text_lines(path, "map") == [(1, "a"), (3, "b")]

@@ -48,6 +48,7 @@ import numpy as np
 
 from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.io._numbers import is_number, parse_number
+from jaxpetro.io._text import text_lines  # Peaksight writes Windows-1252 (µ, °): latin-1 fallback
 from jaxpetro.io.generic import MapStack, SpotSet
 
 __all__ = ["MAP_SUFFIXES", "CamecaMap", "read_cameca", "read_cameca_map", "read_cameca_maps", "read_cameca_spots",
@@ -160,7 +161,7 @@ def read_cameca_maps(maps, *, dwell_ms: float | None = None, current_A: float | 
 def read_cameca_map(path) -> CamecaMap:
     """Read one channel's text export (header, then the matrix)."""
     path = Path(path)
-    lines = _text_lines(path, "Cameca map")
+    lines = text_lines(path, "Cameca map")
     header: dict[str, tuple[str, str, int]] = {}  # key -> (value text, unit, line)
     first_data = None
     for n, line in lines:
@@ -238,7 +239,7 @@ def read_cameca_spots(path) -> SpotSet:
     from jaxpetro.chemistry import OXIDES  # a table, no JAX work at import
 
     path = Path(path)
-    text = "\n".join(line for _, line in _text_lines(path, "Cameca spot table"))
+    text = "\n".join(line for _, line in text_lines(path, "Cameca spot table"))
     delimiter = ";" if text.splitlines()[0].count(";") > text.splitlines()[0].count(",") else ","
     table = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
     header = [h.strip() for h in table[0]]
@@ -346,23 +347,6 @@ def _map_paths(maps) -> list[Path]:
     if not files:
         raise InputError("no Cameca map files given; list one text export per channel.")
     return files
-
-
-def _text_lines(path: Path, what: str) -> list[tuple[int, str]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} '{path}' not found; check the path (relative to the config file's folder).") from None
-    except OSError as err:
-        raise InputError(f"{what} '{path}' cannot be read ({err.strerror or err}).") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # Peaksight writes Windows-1252 (µ, °): latin-1 never fails
-    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
-        raise InputError(f"{what} '{path}' is empty; re-export it.")
-    return lines
 
 
 def _split_header(line: str) -> tuple[str, str]:

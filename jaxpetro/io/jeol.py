@@ -51,6 +51,7 @@ import numpy as np
 from jaxpetro.chemistry import is_electron
 from jaxpetro.errors import ConfigError, InputError
 from jaxpetro.io._numbers import is_number, parse_number
+from jaxpetro.io._text import numbered_lines, read_text
 from jaxpetro.io.generic import MapStack, SpotSet
 
 __all__ = ["MAX_HEADER_BYTES", "NET_TOLERANCE", "JeolIntensityWarning", "detect_dialect", "read_jeol", "read_jeol_maps",
@@ -339,24 +340,9 @@ def spot_pixels(
 
 
 def _read_text(path: Path, what: str) -> str:
-    """The text of ``path``, decoded leniently (UTF-8, else Shift-JIS, else latin-1)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} '{path}' not found; check the path (relative to the working directory).") from None
-    except OSError as err:
-        raise InputError(f"{what} '{path}' cannot be read ({err.strerror or err}); check that it is a readable file.") from None
-    for encoding in ("utf-8-sig", "cp932"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            pass
-    return raw.decode("latin-1")  # never fails: every byte is a character
-
-
-def _lines(text: str) -> list[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers, stripped (CR, LF and spaces)."""
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    """The text of ``path`` (:func:`jaxpetro.io._text.read_text`), UTF-8, else Shift-JIS (JEOL's Japanese
+    Windows), else latin-1."""
+    return read_text(path, what, ("utf-8-sig", "cp932"))
 
 
 def _read_csv(path: Path, what: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -443,7 +429,7 @@ def _dialect_of_paths(source: Path, paths: list[Path]) -> str:
 def _parse_cnd(path: Path) -> dict[str, tuple[list[str], int]]:
     """``$KEY value...`` lines of a .cnd file: {KEY (upper case): (values, line)}; first wins."""
     keys: dict[str, tuple[list[str], int]] = {}
-    for n, line in _lines(_read_text(path, "condition file")):
+    for n, line in numbered_lines(_read_text(path, "condition file")):
         if line.startswith("$") and line[1:].split():
             key, *values = line[1:].split()
             keys.setdefault(key.upper(), (values, n))
@@ -581,7 +567,7 @@ def _check_same_geometry(channels: list[_Channel]) -> None:
 def _read_matrix(path: Path, dialect: str) -> np.ndarray:
     """The count matrix of one map file, as stored (lines x values), float64."""
     rows, width = [], None
-    for n, line in _lines(_read_text(path, "map")):
+    for n, line in numbered_lines(_read_text(path, "map")):
         if dialect == "new":
             fields = [f.strip() for f in line.split(",")]
             if fields[-1] == "":  # a trailing comma ends some exports' lines
@@ -705,7 +691,7 @@ def _read_qnt(path: Path, *, required: bool = False) -> dict[int, tuple[list[str
             raise InputError(f"spot folder '{path.parent}' lacks {path.name}; re-export the analyses with it.")
         return None
     rows: dict[int, tuple[list[str], int]] = {}
-    for n, line in _lines(_read_text(path, "spot file")):
+    for n, line in numbered_lines(_read_text(path, "spot file")):
         fields = line.split()
         try:
             spot = int(fields[0])
@@ -995,7 +981,7 @@ def _elemw(path: Path, n_elements: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(L+ mm, L- mm, peak counting time s) from elemw.cnd: labelled lines when every label
     occurs once per element, else four unlabelled lines per element (Bg+ mm, Bg- mm, peak s,
     background s)."""
-    lines = _lines(_read_text(path, "condition file"))
+    lines = numbered_lines(_read_text(path, "condition file"))
     found = {key: [(n, line) for n, line in lines if rx.search(line)] for key, rx in _ELEMW_LABELS.items()}
     if all(len(v) == n_elements for v in found.values()):
         plus, minus, peak = found["plus"], found["minus"], found["peak"]

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxpetro.errors import InputError
 from jaxpetro.io._numbers import parse_number
+from jaxpetro.io._text import text_lines
 
 __all__ = ["QuantifiedMaps", "compare_quantified", "read_pfe", "read_pfe_dat"]
 
@@ -77,16 +78,7 @@ def read_pfe_dat(path, *, as_oxides: bool = True) -> QuantifiedMaps:
     from jaxpetro.chemistry import DEFAULT_OXIDE, OXIDES
 
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"CalcImage table '{path}' not found; check the path.") from None
-    except OSError as err:
-        raise InputError(f"CalcImage table '{path}' cannot be read ({err.strerror or err}).") from None
-    text = raw.decode("utf-8-sig", errors="replace")
-    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines:
-        raise InputError(f"CalcImage table '{path}' is empty; re-export it from CalcImage.")
+    lines = text_lines(path, "CalcImage table", empty_hint="re-export it from CalcImage")
     split = _splitter(lines[0][1])
     header = [h.strip().strip('"').strip() for h in split(lines[0][1])]
     if split is _blank_split:  # "SiO2 WT%" unquoted: the unit token belongs to the name before it
