@@ -1,7 +1,7 @@
 """A differentiable Holland-Powell thermodynamic forward model (pure JAX, float64).
 
 * :mod:`jaxpetro.thermo.endmembers`: ds62 end-member Gibbs energies (modified Tait EoS, Cp
-  polynomial, Landau and Bragg-Williams ordering);
+  polynomial, Landau and Bragg-Williams ordering; the H2O fluid by the CORK equation of state);
 * :mod:`jaxpetro.thermo.database`: the committed parameter tables as arrays;
 * :mod:`jaxpetro.thermo.solutions`: solution models as data (sites, van Laar excess), one
   generic code path for activities and chemical potentials;

@@ -8,6 +8,8 @@ Data files (``jaxpetro/thermo/data/``, JSON, SI units; written by
 * ``white2014.json``: White et al. (2014) g, mu, bi and Holland & Powell (2003) pl4tr as site
   formulas and van Laar parameters, and the "made" end-members (kho, fmu, annm, obi, tbi, ...):
   linear combinations of ds62 end-members plus a DQF term dE - T dS + P dV;
+* ``ds62_fluids.json``: the ds62 fluid end-member H2O (ideal-gas standard state and the CORK
+  parameters of Holland & Powell 1991, published values: BurnMan does not carry them);
 * ``phases.json``: jaxpetro's phase table: which model each assemblage name (g, bi, mu, pl, q,
   ru, ...) uses and the starting composition of the equilibrium solve.
 
@@ -28,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxpetro.thermo.endmembers import EndmemberParams, endmember_gibbs
+from jaxpetro.thermo.endmembers import CorkParams, EndmemberParams, cork_gibbs, cork_volume, endmember_gibbs
 
-__all__ = ["EndmemberSet", "endmember_set", "ds62", "phase_table", "solution_data", "made_data", "formula_of"]
+__all__ = ["EndmemberSet", "FluidSet", "endmember_set", "ds62", "fluids", "fluid_set", "phase_table", "solution_data",
+           "made_data", "formula_of"]
 
 
 @functools.cache
@@ -41,6 +44,11 @@ def _load(name: str) -> dict[str, Any]:
 def ds62() -> dict[str, dict[str, Any]]:
     """The ds62 end-member records, by name."""
     return _load("ds62_endmembers.json")["endmembers"]
+
+
+def fluids() -> dict[str, dict[str, Any]]:
+    """The ds62 fluid end-member records (CORK), by name."""
+    return _load("ds62_fluids.json")["fluids"]
 
 
 def solution_data() -> dict[str, dict[str, Any]]:
@@ -68,7 +76,9 @@ def _combination(name: str) -> tuple[dict[str, float], list[float]]:
 
 
 def formula_of(name: str) -> dict[str, float]:
-    """Element formula of a ds62 or made end-member (moles of element per formula unit)."""
+    """Element formula of a ds62, fluid or made end-member (moles of element per formula unit)."""
+    if name in fluids():
+        return dict(fluids()[name]["formula"])
     comb, _ = _combination(name)
     out: dict[str, float] = {}
     for base, c in comb.items():
@@ -134,3 +144,38 @@ def endmember_set(names: list[str] | tuple[str, ...]) -> EndmemberSet:
             C[i, base.index(b)] = c
     dqf = np.array([d for _, d in combos], dtype=np.float64)
     return EndmemberSet(tuple(names), _params(base), jnp.asarray(C), jnp.asarray(dqf))
+
+
+class FluidSet(eqx.Module):
+    """Fluid end-members with the CORK equation of state (:func:`jaxpetro.thermo.endmembers.cork_gibbs`),
+    with the same ``gibbs``/``volume`` interface as :class:`EndmemberSet` (a pure phase of an
+    assemblage may be either).
+
+    Attributes:
+        names: end-member names (static).
+        params: their :class:`~jaxpetro.thermo.endmembers.CorkParams`.
+    """
+
+    names: tuple[str, ...] = eqx.field(static=True)
+    params: CorkParams
+
+    def gibbs(self, P, T) -> Float[Array, " m"]:
+        """G of every fluid end-member (J/mol) at P (Pa), T (K); NaN below the CORK's Tc."""
+        return cork_gibbs(P, T, self.params)
+
+    def volume(self, P, T) -> Float[Array, " m"]:
+        """Molar volume (m^3/mol) of every fluid end-member (the CORK volume; equal to dG/dP)."""
+        return cork_volume(P, T, self.params)
+
+
+def fluid_set(names: list[str] | tuple[str, ...]) -> FluidSet:
+    """The :class:`FluidSet` of ds62 fluid end-members ``names`` (KeyError if unknown)."""
+    recs = [fluids()[n] for n in names]
+
+    def arr(f):
+        return jnp.asarray(np.array([f(r) for r in recs], dtype=np.float64))
+
+    return FluidSet(tuple(names), CorkParams(
+        H0=arr(lambda r: r["H_0"]), S0=arr(lambda r: r["S_0"]), cp=arr(lambda r: r["Cp"]),
+        a=arr(lambda r: r["cork"]["a"]), b=arr(lambda r: r["cork"]["b"]), virial=arr(lambda r: r["cork"]["virial"]),
+        P0=arr(lambda r: r["cork"]["P0"]), Ta=arr(lambda r: r["cork"]["Ta"]), Tc=arr(lambda r: r["cork"]["Tc"])))

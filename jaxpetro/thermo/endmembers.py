@@ -14,6 +14,10 @@ thermal pressure, the Landau correction of Holland & Powell (2011, appendix; the
 form, relative to the standard state) and the Bragg-Williams order-disorder term of Holland &
 Powell (1996, appendix A2) with its order parameter at equilibrium.
 
+Fluid end-members (H2O) have no Tait EoS: their Gibbs energy is the ideal gas at 1 bar plus
+RT ln f of the CORK equation of state (Holland & Powell 1991; :func:`cork_gibbs`), the form
+used for H2O in ds62.
+
 Volumes are dG/dP by automatic differentiation (the order parameter of the Bragg-Williams term
 is solved numerically and held fixed under differentiation: G is stationary in it, so first
 derivatives are exact by the envelope theorem; second derivatives of that term are not).
@@ -31,8 +35,8 @@ T_REF = 298.15  # K
 P_REF = 1.0e5  # Pa (1 bar)
 
 __all__ = [
-    "P_REF", "R_GAS", "T_REF", "EndmemberParams", "bragg_williams_gibbs", "cp_enthalpy", "cp_entropy",
-    "einstein_temperature", "endmember_gibbs", "endmember_volume", "landau_gibbs", "tait_constants",
+    "P_REF", "R_GAS", "T_REF", "CorkParams", "EndmemberParams", "bragg_williams_gibbs", "cork_gibbs",
+    "cork_ln_fugacity_coefficient", "cork_volume", "cp_enthalpy", "cp_entropy", "einstein_temperature", "endmember_gibbs", "endmember_volume", "landau_gibbs", "tait_constants",
     "tait_int_vdp", "tait_volume", "thermal_pressure",
 ]
 
@@ -222,3 +226,113 @@ def endmember_gibbs(P, T, p: EndmemberParams) -> Float[Array, " k"]:
 def endmember_volume(P, T, p: EndmemberParams) -> Float[Array, " k"]:
     """Molar volume dG/dP (m^3/mol), with the ordering terms' volumes."""
     return jax.jacfwd(lambda pp: endmember_gibbs(pp, T, p))(jnp.asarray(P, dtype=jnp.float64))
+
+
+# ---------------------------------------------------------------------------- CORK fluids
+
+
+class CorkParams(eqx.Module):
+    """CORK parameters of ``k`` fluid end-members (Holland & Powell 1991, 1998), in the papers'
+    units (kJ, kbar, K), plus their ideal-gas standard state (SI, as :class:`EndmemberParams`).
+
+    Attributes:
+        H0 (J/mol), S0 (J/K/mol), cp (k, 4) (J/K/mol): ideal gas at 1 bar.
+        a: (k, 4) MRK a(T) = a_0 + a_1 (T - Ta) + a_2 (T - Ta)^2 + a_3 (T - Ta)^3
+            (kJ^2 kbar^-1 K^1/2 mol^-2), the supercritical branch.
+        b: (k,) MRK b (kJ/kbar/mol).
+        virial: (k, v, 3) terms [k0, k1, gamma] of V_virial = sum (k0 + k1 T) (P - P0)^gamma
+            (kJ/kbar/mol; Holland & Powell 1998 for H2O: gamma 1, 1/2, 1/4, T-independent).
+        P0: (k,) pressure above which the virial terms act (kbar).
+        Ta, Tc: (k,) reference temperature of a(T), and the critical temperature of the MRK
+            fit (K): below Tc the model has liquid and gas branches, not implemented here (the
+            Gibbs energy is NaN there, so an equilibrium that needs it reports a non-finite node).
+    """
+
+    H0: Float[Array, " k"]
+    S0: Float[Array, " k"]
+    cp: Float[Array, "k 4"]
+    a: Float[Array, "k 4"]
+    b: Float[Array, " k"]
+    virial: Float[Array, "k v 3"]
+    P0: Float[Array, " k"]
+    Ta: Float[Array, " k"]
+    Tc: Float[Array, " k"]
+
+
+_R_KJ = R_GAS * 1e-3  # kJ/K/mol: the CORK parameters are in kJ and kbar
+_MRK_ITER = 60  # Newton steps for the MRK volume (quadratic convergence from the gas side: ~8 suffice at 1-20 kbar)
+
+
+def _mrk_a(T, p: CorkParams):
+    dt = T - p.Ta
+    return p.a[:, 0] + dt * (p.a[:, 1] + dt * (p.a[:, 2] + dt * p.a[:, 3]))
+
+
+def _mrk_cubic(V, Pk, T, a, b):
+    """P V^3 - RT V^2 - (bRT + b^2 P - a/sqrt T) V - ab/sqrt T: zero at the MRK volume
+    (P = RT/(V - b) - a / (V (V + b) sqrt T), Holland & Powell 1991 eq. 4), kJ and kbar."""
+    rt = _R_KJ * T
+    st = jnp.sqrt(T)
+    return ((Pk * V - rt) * V - (b * rt + b * b * Pk - a / st)) * V - a * b / st
+
+
+def _mrk_volume(Pk, T, p: CorkParams):
+    """MRK volume (kJ/kbar/mol) above Tc, where the cubic has one real root: Newton from the
+    gas side V = RT/P + b (above the root, where the cubic is increasing and convex, so the
+    iterates fall monotonically onto it), then one Newton step with the converged volume under
+    stop_gradient, which keeps the value and gives the exact first derivatives (implicit
+    function theorem) instead of differentiating the iterations."""
+    a, b = _mrk_a(T, p), p.b
+    dfdv = jax.grad(lambda v, pk, t, aa: jnp.sum(_mrk_cubic(v, pk, t, aa, b)))
+    Ps, Ts, As = jax.lax.stop_gradient((Pk, T, a))
+
+    def step(_, v):
+        return v - _mrk_cubic(v, Ps, Ts, As, b) / dfdv(v, Ps, Ts, As)
+
+    v0 = _R_KJ * Ts / Ps + b
+    vs = jax.lax.stop_gradient(jax.lax.fori_loop(0, _MRK_ITER, step, v0))
+    return vs - _mrk_cubic(vs, Pk, T, a, b) / jax.lax.stop_gradient(dfdv(vs, Ps, Ts, As))
+
+
+def _cork_parts(P, T, p: CorkParams):
+    P = jnp.broadcast_to(jnp.asarray(P, dtype=jnp.float64), p.b.shape)
+    Pk = P * 1e-8  # Pa -> kbar
+    T = jnp.broadcast_to(jnp.asarray(T, dtype=jnp.float64), p.b.shape)
+    V = _mrk_volume(Pk, T, p)
+    # the virial terms act above P0 only; (P - P0)^gamma through a safe power, so that the
+    # derivatives at and below P0 are 0, not 0 x inf. P - P0 in Pa: exactly 0 at P = P0 (the
+    # gamma = 1/4 term is steep there: a rounding residue of 4e-16 kbar would add 1e-10 m^3/mol)
+    dp = (jnp.maximum(P - p.P0 * 1e8, 0.0) * 1e-8)[:, None]
+    pos = dp > 0.0
+    k = p.virial[:, :, 0] + p.virial[:, :, 1] * T[:, None]
+    gamma = p.virial[:, :, 2]
+    power = jnp.where(pos, jnp.where(pos, dp, 1.0) ** gamma, 0.0)
+    v_virial = jnp.sum(k * power, axis=1)  # kJ/kbar/mol
+    int_virial = jnp.sum(k * dp * power / (gamma + 1.0), axis=1)  # int_P0^P V_virial dP, kJ/mol
+    return Pk, T, V, v_virial, int_virial
+
+
+def cork_ln_fugacity_coefficient(P, T, p: CorkParams):
+    """ln phi of the CORK fluid (Holland & Powell 1991, eqs 4-9 and A.2): the MRK part
+    Z - 1 - ln(Z - B) - a/(b R T^1.5) ln(1 + b/V) (Z = PV/RT, B = bP/RT) plus the virial part
+    int_P0^P V_virial dP / RT above P0. NaN below Tc (see :class:`CorkParams`)."""
+    Pk, T, V, _, int_virial = _cork_parts(P, T, p)
+    rt = _R_KJ * T
+    a, b = _mrk_a(T, p), p.b
+    Z = Pk * V / rt
+    ln_phi = Z - 1.0 - jnp.log(Z - b * Pk / rt) - a / (b * rt * jnp.sqrt(T)) * jnp.log1p(b / V) + int_virial / rt
+    return jnp.where(T >= p.Tc, ln_phi, jnp.nan)
+
+
+def cork_volume(P, T, p: CorkParams):
+    """CORK molar volume (m^3/mol): V_MRK + V_virial (Holland & Powell 1991 eq. 9, 1998). NaN below Tc."""
+    Pk, T, V, v_virial, _ = _cork_parts(P, T, p)
+    return jnp.where(T >= p.Tc, (V + v_virial) * 1e-5, jnp.nan)  # kJ/kbar = 1e-5 m^3
+
+
+def cork_gibbs(P, T, p: CorkParams) -> Float[Array, " k"]:
+    """G(P, T) of CORK fluid end-members (J/mol): the ideal gas at 1 bar (H0, S0, Cp) plus
+    RT ln f = RT ln(phi P / 1 bar) (the ds62 convention for H2O and CO2)."""
+    T = jnp.asarray(T, dtype=jnp.float64)
+    g0 = p.H0 + cp_enthalpy(T, p.cp) - T * (p.S0 + cp_entropy(T, p.cp))
+    return g0 + R_GAS * T * (jnp.log(jnp.asarray(P, dtype=jnp.float64) / P_REF) + cork_ln_fugacity_coefficient(P, T, p))

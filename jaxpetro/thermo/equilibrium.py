@@ -44,7 +44,7 @@ from jaxpetro.kernels._options import KernelOptions, static, traced
 from jaxpetro.kernels._precision import require_float64
 from jaxpetro.kernels._status import Status, make_status
 from jaxpetro.thermo.bulk import COMPONENTS, formula_components
-from jaxpetro.thermo.database import EndmemberSet, endmember_set, formula_of, phase_table
+from jaxpetro.thermo.database import EndmemberSet, endmember_set, fluid_set, fluids, formula_of, phase_table
 from jaxpetro.thermo.endmembers import R_GAS
 from jaxpetro.thermo.solutions import SolutionModel, chemical_potentials, solution_model
 
@@ -84,7 +84,9 @@ class Assemblage(eqx.Module):
         names: phase names (static); kinds: "solution" or "pure" per phase (static).
         slices: (start, stop) of each phase's end-members in the unknown vector n (static).
         endmember_names: every end-member, in order (static).
-        models: per phase a :class:`SolutionModel` (solution) or an :class:`EndmemberSet` (pure).
+        models: per phase a :class:`SolutionModel` (solution) or an :class:`EndmemberSet` or a
+            :class:`~jaxpetro.thermo.database.FluidSet` (pure; the fluid H2O: a water-saturated
+            assemblage, its chemical potential fixed by the pure fluid at P, T).
         A: (r, N) mass-balance matrix in an orthonormal basis of the components present
             (rows = the r independent combinations).
         basis: (r, C) that basis: A = basis @ (component matrix); b = basis @ bulk.
@@ -164,7 +166,7 @@ def assemblage(names: Sequence[str], bulk: Sequence[float] | np.ndarray) -> Asse
                              f"bulk lacks; remove it from the assemblage or add the component.")
         if "endmember" in spec:
             kinds.append("pure")
-            models.append(endmember_set(keep))
+            models.append(fluid_set(keep) if keep[0] in fluids() else endmember_set(keep))
             x0.append(np.ones(1))
         else:
             kinds.append("solution")
