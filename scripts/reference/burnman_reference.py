@@ -21,6 +21,9 @@ tests never import it. This script
      from ``burnman.equilibrate`` on a small P-T grid for two bulk compositions, and the time of a
      17 x 21 grid (``--time-grid``).
 
+The H2O fluid (CORK) is not in BurnMan's copy of ds62; its references are written by
+``h2o_reference.py`` beside this script (BurnMan's 1 bar ideal gas + atmodeller's CORK).
+
 Run:  /tmp/burnman-env/bin/python scripts/reference/burnman_reference.py [--equilibrate] [--time-grid]
 """
 
