@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Write ``configs/data/wholerock_synthetic.csv``, the data of ``configs/isocon.yaml``.
 
-A synthetic altered metabasalt (:func:`jaxpetro.synthetic.wholerock.make_wholerock`, seed 1):
-2 protolith analyses (averaged by the workflow), 5 altered samples, 20 elements (10 oxides
-in wt%, 10 trace elements in ppm), 30 % immobile, 5 % analytical noise. To exercise the
-reader, one value is written as below a detection limit ('<0.5'), one as 'bdl', and two
-non-element columns (LOI = 100 wt% minus the analysed total, lithology) are added; the config excludes them. The truth
-(mass ratios, immobile elements) is written next to it as ``wholerock_synthetic_truth.csv``.
+A synthetic sericite-chlorite altered basalt (:func:`jaxpetro.synthetic.wholerock.make_altered_basalt`,
+seed 1): 2 protolith analyses (averaged by the workflow), 5 altered samples, 20 elements
+(10 oxides in wt%, 10 trace elements in ppm), Ti Al Zr Nb Y Th immobile, every composition
+closed to 100 wt% with its LOI, 2 % (oxides) and 6 % (traces) analytical errors written as
+``<column>_sd`` columns. To exercise the reader, one value is written as below a detection
+limit ('<0.5'), one as 'bdl', and three non-element columns (lithology, LOI, Total) are
+added; the config excludes them. The truth (mass ratios, immobile elements) is written next
+to it as ``wholerock_synthetic_truth.csv``.
 
     python scripts/make_isocon_data.py [--out configs/data/wholerock_synthetic.csv]
 """
@@ -15,9 +17,7 @@ import argparse
 import csv
 from pathlib import Path
 
-import numpy as np
-
-from jaxpetro.synthetic.wholerock import make_wholerock
+from jaxpetro.synthetic.wholerock import make_altered_basalt, write_wholerock_csv
 
 
 def main() -> None:
@@ -25,22 +25,23 @@ def main() -> None:
     parser.add_argument("--out", default="configs/data/wholerock_synthetic.csv")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    data = make_wholerock(args.seed, n_reference=2, noise=0.05)
+    data = make_altered_basalt(args.seed, n_reference=2)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    is_wt = np.array([u == "wt%" for u in data.units])
-    # LOI: what the analysed oxides and traces leave of 100 wt% (volatiles), as a lab reports it.
-    loi = np.clip(100.0 - data.values[:, is_wt].sum(axis=1) - 1e-4 * data.values[:, ~is_wt].sum(axis=1), 0.2, None)
-    cells = [[f"{v:.4g}" for v in row] for row in data.values]
-    th, rb = data.elements.index("Th") if "Th" in data.elements else 0, data.elements.index("Rb") if "Rb" in data.elements else 1
-    cells[3][th] = "<0.5"  # a below-detection entry with its limit
-    cells[5][rb] = "bdl"  # a below-detection entry without a limit
+    tmp = out.with_suffix(".tmp.csv")
+    write_wholerock_csv(tmp, data, sd_columns=True)  # sample, <element>, <element>_sd ..., LOI, Total
+    with open(tmp, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    tmp.unlink()
+    header = rows[0]
+    rows[4][header.index("Th")] = "<0.5"  # alt2: a below-detection entry with its limit
+    rows[6][header.index("Rb")] = "bdl"  # alt4: a below-detection entry without a limit
     with open(out, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["sample", "lithology", *data.elements, "LOI"])
-        for name, row, l in zip(data.samples, cells, loi):
-            lith = "metabasalt" if name in data.reference else "altered metabasalt"
-            writer.writerow([name, lith, *row, f"{l:.2f}"])
+        writer.writerow([header[0], "lithology", *header[1:]])
+        for row in rows[1:]:
+            lith = "basalt" if row[0] in data.reference else "altered basalt"
+            writer.writerow([row[0], lith, *row[1:]])
     truth = out.with_name(out.stem + "_truth.csv")
     with open(truth, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")

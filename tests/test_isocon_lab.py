@@ -1,6 +1,7 @@
 """isocon on real lab tables: units in headers and units rows, qualifiers, prior mobility weights,
 Grant's linear isocon and intervals that contain the point estimate (issue 10, items 16-20)."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -146,3 +147,41 @@ def test_basic_interval_is_the_pivotal_interval_when_it_straddles():
     lo, hi = mb.basic_interval(np.array(0.3), reps, np.array(0.3), 0.9)
     q_lo, q_hi = np.percentile(reps - 0.3, [5, 95])
     assert lo == pytest.approx(0.3 - q_hi) and hi == pytest.approx(0.3 - q_lo)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-2, 2), st.floats(-2, 2), st.floats(0.01, 1.0), st.floats(0.01, 1.0), st.integers(0, 2**31 - 1))
+def test_studentized_interval_always_contains_the_point(point, centre, spread, se, seed):
+    rng = np.random.default_rng(seed)
+    reps = centre + spread * rng.standard_normal(200)
+    se_reps = se * np.exp(0.3 * rng.standard_normal(200))
+    lo, hi = mb.studentized_interval(np.array(point), np.array(se), reps, np.array(centre), se_reps, 0.95)
+    assert lo <= point <= hi
+
+
+def test_studentized_interval_by_hand():
+    """[point - t_hi se, point - t_lo se] with t = (replicate - centre) / se_replicate; se_replicate = 0 counts as t = 0."""
+    rng = np.random.default_rng(2)
+    reps, se_reps = rng.normal(1.0, 0.2, 4000), rng.uniform(0.1, 0.3, 4000)
+    lo, hi = mb.studentized_interval(np.array(1.1), np.array(0.5), reps, np.array(1.0), se_reps, 0.9)
+    t_lo, t_hi = np.percentile((reps - 1.0) / se_reps, [5, 95])
+    assert lo == pytest.approx(1.1 - t_hi * 0.5) and hi == pytest.approx(1.1 - t_lo * 0.5)
+    lo, hi = mb.studentized_interval(np.array(0.0), np.array(0.0), np.zeros(10), np.array(0.0), np.zeros(10), 0.95)
+    assert lo == hi == 0.0  # a quantity fixed by construction (a lone immobile element's residual)
+
+
+def test_isocon_scales_by_hand():
+    """Birge ratio sqrt(max(1, chi2 / (k - 1))) per sample, se(a) = phi / sqrt(sum W), se of y - a."""
+    y = np.array([[0.1, 0.0], [0.3, 0.02], [-0.1, -0.01], [1.0, 0.8]])
+    w = np.array([[100.0, 100.0], [50.0, 100.0], [100.0, 100.0], [25.0, 25.0]])
+    imm = np.array([[True] * 2, [True] * 2, [True] * 2, [False] * 2])
+    a = np.sum(w[:3] * y[:3], axis=0) / np.sum(w[:3], axis=0)
+    sc = mb.isocon_scales(jnp.asarray(y), jnp.asarray(w), jnp.asarray(imm), jnp.asarray(a))
+    chi2 = np.sum(w[:3] * (y[:3] - a) ** 2, axis=0)
+    phi = np.sqrt(np.maximum(chi2 / 2, 1.0))
+    assert chi2[0] / 2 > 1 > chi2[1] / 2  # sample 0 scatters beyond its errors, sample 1 does not
+    big_w = np.sum(w[:3], axis=0)
+    np.testing.assert_allclose(sc.birge_ratio, phi, rtol=1e-12)
+    np.testing.assert_allclose(sc.se_intercept, phi / np.sqrt(big_w), rtol=1e-12)
+    np.testing.assert_allclose(sc.se_log_change[3], phi * np.sqrt(1 / w[3] + 1 / big_w), rtol=1e-12)  # mobile
+    np.testing.assert_allclose(sc.se_log_change[:3], phi * np.sqrt(1 / w[:3] - 1 / big_w), rtol=1e-12)  # residuals

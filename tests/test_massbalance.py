@@ -217,3 +217,61 @@ def test_options_from_config_and_retrace():
     size = mb.select._cache_size()
     mb.select(y, w, small.replace(q=0.6, tol=1e-9, lambda_min_ratio=0.05))
     assert mb.select._cache_size() == size
+
+
+def test_bootstrap_shares_the_protolith_error_between_samples():
+    """The protolith is drawn once per replicate: cov(a_j, a_k) = sum_I W_ij W_ik sd_O,i^2 / (W_j W_k) for j != k."""
+    d = make_wholerock(6)
+    data, _ = log_data(d)
+    y, w = mb.log_ratios(data)
+    imm = jnp.asarray(np.repeat(d.immobile[:, None], 5, axis=1))
+    reps = mb.montecarlo_fixed(jax.random.PRNGKey(3), data, imm, n=4000)
+    wi = np.asarray(w)[d.immobile]
+    sd_o = np.asarray(data.sd_ref)[d.immobile]
+    big_w = wi.sum(axis=0)
+    expected = (wi.T * sd_o**2) @ wi / np.outer(big_w, big_w)
+    cov = np.cov(np.asarray(reps.intercept).T)
+    off = ~np.eye(5, dtype=bool)
+    assert np.all(expected[off] > 0.3 * np.diag(expected).min())  # a large shared part, not a small effect
+    np.testing.assert_allclose(cov[off], expected[off], atol=4 * np.diag(expected).max() / np.sqrt(4000))
+
+
+@given(st.integers(0, 60))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_point_estimate_lies_in_its_interval(seed):
+    """Every mass ratio and relative change lies in its bootstrap-t interval (classical isocon, any seed)."""
+    d = make_wholerock(seed)
+    data, _ = log_data(d)
+    y, w = mb.log_ratios(data)
+    imm = jnp.asarray(np.repeat(d.immobile[:, None], 5, axis=1))
+    a = mb.refit_intercept(y, w, imm)
+    reps = mb.montecarlo_fixed(jax.random.PRNGKey(seed), data, imm, n=200)
+    iv = mb.bootstrap_intervals(y, w, imm, a, reps, 0.95)
+    mr, rel = np.asarray(mb.mass_ratio(a)), np.asarray(mb.relative_change(y, a))
+    assert np.all((iv.mass_ratio_lo <= mr * (1 + 1e-12)) & (mr <= iv.mass_ratio_hi * (1 + 1e-12)))
+    assert np.all((iv.relative_change_lo <= rel + 1e-12) & (rel <= iv.relative_change_hi + 1e-12))
+
+
+def test_bootstrap_t_coverage_on_eight_seeds():
+    """Small version of scripts/bench/coverage_isocon.py (40 seeds there: 94.4 % of mass ratios, 94.3 % of
+    log changes): seeds 8-15 of the recovery study, 1000 replicates as in the workflow. Loose bounds: 95 %
+    intervals must cover >= 90 % of the accepted true mass ratios (the basic interval of the same replicates
+    covered 86 % here, 6 of 35 missed) and 90-99 % of the true log mobilities, and stay narrow."""
+    inside_a, inside_b, width = [], [], []
+    for seed in range(8, 16):
+        d = make_wholerock(seed)
+        data, _ = log_data(d)
+        y, w = mb.log_ratios(data)
+        sel = mb.select(y, w)
+        if float(mb.chi2_fit(y, w, sel.immobile, sel.intercept)[2]) < 1e-3:
+            continue  # refused by the workflow: no interval
+        reps = mb.montecarlo_sparse(jax.random.PRNGKey(seed), data, sel.lam, sel.solution.coef, sel.immobile, n=1000)
+        iv = mb.bootstrap_intervals(y, w, sel.immobile, sel.intercept, reps, 0.95)
+        inside_a += list((iv.mass_ratio_lo <= d.mass_ratio) & (d.mass_ratio <= iv.mass_ratio_hi))
+        true_rel = np.expm1(d.mobility)
+        inside_b += list(((iv.relative_change_lo <= true_rel) & (true_rel <= iv.relative_change_hi)).ravel())
+        width += list(np.log(iv.mass_ratio_hi / iv.mass_ratio_lo))
+    assert len(inside_a) >= 30
+    assert np.mean(inside_a) >= 0.9
+    assert 0.9 <= np.mean(inside_b) <= 0.99
+    assert np.median(width) < 0.35  # ±1.96 x the oracle's 0.058 is 0.23

@@ -15,7 +15,8 @@ log mass ratios ``log(M^A/M^O)``:
 Reported over the seeds: median and mean RMSE of the log mass ratios, mean precision
 and recall of the immobile set (positive = immobile), the share of seeds with a gross
 error (RMSE > 0.12), and the share the workflow would refuse (chi-square p < 1e-3 of the
-selected set). Writes JSON + Markdown::
+selected set). The coverage of the bootstrap intervals is measured by
+``scripts/bench/coverage_isocon.py``. Writes JSON + Markdown::
 
     python scripts/bench/recovery_isocon.py --seeds 100 --q 1 0.5 --out benchmarks/isocon_recovery.json
 """
@@ -77,38 +78,6 @@ def one_seed(seed: int, qs) -> dict:
     return out
 
 
-def coverage(seeds: int, replicates: int, level: float = 0.95) -> dict:
-    """Share of true mass ratios inside the bootstrap intervals (q = 1, refined).
-
-    Over the first ``seeds`` data sets, counted separately for selections the workflow
-    accepts (chi-square p >= 1e-3) and for all; for the workflow's basic (pivotal) interval
-    (:func:`jaxpetro.models.massbalance.basic_interval`, which always contains the point
-    estimate) and for the plain percentile interval of the replicates.
-    """
-    inside, inside_pct, accepted = [], [], []
-    for seed in range(seeds):
-        d = make_wholerock(seed)
-        data = log_data(d)
-        y, w = mb.log_ratios(data)
-        sel = mb.select(y, w)
-        reps = mb.montecarlo_sparse(jax.random.PRNGKey(seed), data, sel.lam, sel.solution.coef, sel.immobile,
-                                    n=replicates)
-        lo, hi = mb.interval(np.asarray(reps.mass_ratio), level)
-        inside_pct.extend(((lo <= d.mass_ratio) & (d.mass_ratio <= hi)).tolist())
-        a0 = np.asarray(sel.intercept)
-        a_lo, a_hi = mb.basic_interval(a0, np.asarray(reps.intercept), a0, level)
-        lo, hi = np.exp(-a_hi), np.exp(-a_lo)
-        _, _, p = mb.chi2_fit(y, w, sel.immobile, sel.intercept)
-        inside.extend(((lo <= d.mass_ratio) & (d.mass_ratio <= hi)).tolist())
-        accepted.extend([float(p) >= 1e-3] * len(d.mass_ratio))
-    inside, inside_pct, accepted = np.array(inside), np.array(inside_pct), np.array(accepted)
-    return {"level": level, "seeds": seeds, "replicates": replicates, "coverage_all": float(inside.mean()),
-            "percentile_coverage_all": float(inside_pct.mean()),
-            "percentile_coverage_accepted": float(inside_pct[accepted].mean()),
-            "coverage_accepted": float(inside[accepted].mean()), "n_intervals": int(inside.size),
-            "n_accepted": int(accepted.sum())}
-
-
 def summarise(per_seed: list[dict]) -> dict:
     table = {}
     for name in per_seed[0]:
@@ -152,18 +121,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--q", type=float, nargs="+", default=[1.0, 0.5])
     parser.add_argument("--out", default="benchmarks/isocon_recovery.json")
-    parser.add_argument("--coverage-seeds", type=int, default=0,
-                        help="also measure the coverage of the 95 %% bootstrap intervals on this many seeds")
-    parser.add_argument("--coverage-replicates", type=int, default=300)
-    parser.add_argument("--coverage-only", action="store_true", help="add coverage to an existing JSON")
     args = parser.parse_args()
     out = Path(args.out)
-    if args.coverage_only:
-        record = json.loads(out.read_text())
-        record["coverage"] = coverage(args.coverage_seeds, args.coverage_replicates)
-        out.write_text(json.dumps(record, indent=1))
-        print(record["coverage"])
-        return
     start = time.time()
     load0 = os.getloadavg()[0]
     per_seed = [one_seed(s, args.q) for s in range(args.seeds)]
@@ -174,8 +133,6 @@ def main() -> None:
               "wall_s": time.time() - start, "load_average_start": load0, "load_average_end": os.getloadavg()[0],
               "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
               "note": "2 CPU cores shared with other work; timings indicative only"}
-    if args.coverage_seeds:
-        record["coverage"] = coverage(args.coverage_seeds, args.coverage_replicates)
     out.write_text(json.dumps(record, indent=1))
     out.with_suffix(".md").write_text(md)
     print(md)
