@@ -386,15 +386,28 @@ def _figures(out, config, elements, altered, data, a, imm, selection, rel, rel_l
     if selection is not None:
         lam = np.asarray(selection.lambdas)
         norms = np.linalg.norm(np.asarray(selection.path.coef), axis=2)  # (L, G)
-        fig, ax = subplots(figsize=(6.4, 4.2), layout="constrained")
-        for i, el in enumerate(elements):
-            ax.plot(lam / lam[0], norms[:, i], lw=1)
-            if norms[-1, i] > 0:
-                ax.annotate(el, (lam[-1] / lam[0], norms[-1, i]), fontsize=6, xytext=(-2, 0),
-                            textcoords="offset points", ha="right")
+        fig, ax = subplots(figsize=(7.0, 4.6), layout="constrained")
+        lines = [ax.plot(lam / lam[0], norms[:, i], lw=1)[0] for i in range(len(elements))]
         ax.axvline(float(selection.lam) / lam[0], color="k", ls="--", lw=1, label="chosen λ")
         ax.set_xscale("log")
-        ax.invert_xaxis()
+        end = lam[-1] / lam[0]
+        ax.set_xlim(1.0 / 0.85, end / 4.0)  # decreasing λ to the right, room after the path's end for the names
+        top = 1.05 * max(float(norms.max()), 1e-3)
+        ax.set_ylim(-0.03 * top, top)
+        # Names of the elements that end mobile, in a column spread so that none overlaps (gap of about one
+        # line of 6-pt text on this axis), joined to their curve's end by a thin leader.
+        moving = [i for i in range(len(elements)) if norms[-1, i] > 0]
+        gap = 1.1 * top * 6.5 / (72 * 0.72 * 4.6)
+        order = sorted(moving, key=lambda i: norms[-1, i])
+        ys = []
+        for i in order:
+            ys.append(max(float(norms[-1, i]), ys[-1] + gap if ys else -np.inf))
+        for k in range(len(ys) - 1, -1, -1):  # push back under the top
+            ys[k] = min(ys[k], (ys[k + 1] - gap) if k + 1 < len(ys) else top - gap / 2)
+        for i, yl in zip(order, ys):
+            ax.annotate(elements[i], (end, norms[-1, i]), xytext=(end / 1.6, yl), textcoords="data", fontsize=6,
+                        va="center", ha="left", color=lines[i].get_color(),
+                        arrowprops=dict(arrowstyle="-", lw=0.4, color=lines[i].get_color(), shrinkA=0, shrinkB=0))
         ax.set_xlabel("λ / λ$_{max}$")
         ax.set_ylabel("‖b$_i$‖ (mobility of element i, log units)")
         crit = np.asarray(selection.criterion)
