@@ -412,3 +412,65 @@ def test_transition_scales_each_members_noise_by_its_own_state():
                                   transition=lambda p, x, a: (x, jnp.asarray(c, x.dtype)))
     np.testing.assert_allclose(walk.smoothed, scaled.smoothed, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(walk.loglik, scaled.loglik, rtol=1e-12)
+
+
+def test_es_mda_square_root_equals_one_assimilation_on_a_linear_model():
+    """ES-MDA's identity (Emerick & Reynolds 2013): with sum 1/alpha_k = 1, K assimilations of a
+    linear-Gaussian observation equal one. The deterministic square-root analysis makes it exact
+    in the ensemble: same smoothed and filtered means and covariances as the single-assimilation
+    EnKS (measured 4e-11 / 2e-9), same log-likelihood; the fixed lag over every step is the full lag."""
+    model, y, mask = garnet_like(n=15)
+    one = run(model, y, mask, SMALL, variant="sqrt")
+    mda = run(model, y, mask, SMALL, variant="sqrt", iterations=4)
+    for name in ("smoothed", "filtered"):
+        A, B = np.asarray(getattr(one, name)), np.asarray(getattr(mda, name))
+        np.testing.assert_allclose(B.mean(1), A.mean(1), rtol=0, atol=1e-8)
+        cov = lambda X: np.einsum("nmi,nmj->nij", X - X.mean(1, keepdims=True), X - X.mean(1, keepdims=True))
+        np.testing.assert_allclose(cov(B), cov(A), rtol=1e-7, atol=1e-7)
+    assert abs(float(mda.loglik) - float(one.loglik)) < 1e-8
+    lagged = run(model, y, mask, SMALL, variant="sqrt", iterations=4, lag=15)
+    np.testing.assert_allclose(np.asarray(lagged.smoothed), np.asarray(mda.smoothed), rtol=0, atol=1e-10)
+    assert enks.mda_alphas(4) == (4.0, 4.0, 4.0, 4.0) and sum(1 / a for a in enks.mda_alphas(3)) == pytest.approx(1)
+
+
+def test_es_mda_converges_to_the_exact_rts_smoother():
+    """Stochastic ES-MDA (K = 4, fresh perturbations of alpha R each time) at N = 2000 on the
+    linear-Gaussian model: within 0.3 posterior sd of the exact RTS mean at every shell, sd within
+    6 %, log-likelihood within 1 nat (measured on 15 shells: 0.08 sd, rms 0.04, sd 3.5 %, 0.16 nat)."""
+    model, y, mask = garnet_like(n=15)
+    exact = kf.rts_smoother(model, y, mask)
+    sd_exact = np.sqrt(np.diagonal(exact.cov_s, axis1=1, axis2=2))
+    res = run(model, y, mask, 2000, iterations=4)
+    err = (np.asarray(res.smoothed.mean(1)) - exact.mean_s) / sd_exact
+    assert np.abs(err).max() < 0.3 and np.sqrt(np.mean(err**2)) < 0.1, err
+    assert np.abs(np.asarray(res.smoothed.std(1, ddof=1)) / sd_exact - 1).max() < 0.06
+    assert abs(float(res.loglik) - float(exact.loglik)) < 1.0
+
+
+def test_es_mda_moves_a_nonlinear_observation_further_than_one_update():
+    """A strongly curved observation y = exp(x) of a scalar state, prior N(0, 1), y = exp(1.5) with
+    a small sd: the exact posterior mode is near 1.5. One ensemble update of the linearised
+    (cross-covariance) kind falls short; ES-MDA (K = 8) gets much closer (measured: 1.28 vs 1.50)."""
+    def h(params, x, aux):
+        return jnp.exp(x)
+
+    X0 = jax.random.normal(jax.random.key(0), (400, 1))
+    y, mask = jnp.full((1, 1), float(np.exp(1.5))), jnp.ones((1, 1), bool)
+    R, Q = jnp.full((1, 1, 1), 0.05**2), jnp.eye(1)[None]
+    means = [float(enks.ensemble_smoother(jax.random.key(1), h, None, X0, y, mask, R, Q,
+                                          options=enks.SmootherOptions(variant="sqrt", iterations=k)).smoothed.mean())
+             for k in (1, 8)]
+    assert abs(means[1] - 1.5) < 0.5 * abs(means[0] - 1.5), means
+
+
+def test_maximise_stays_in_its_bounds():
+    """Projected Adam: an objective whose maximum (3, -3) lies outside the box [-1, 1]^2 ends on
+    the box's corner; the start is clipped in; without bounds it reaches the maximum."""
+    def objective(t):
+        return -jnp.sum((t - jnp.array([3.0, -3.0])) ** 2)
+
+    opts = enks.MaximiseOptions(steps=200, learning_rate=0.1)
+    best, _ = enks.maximise(objective, jnp.array([5.0, 0.0]), opts, bounds=(-jnp.ones(2), jnp.ones(2)))
+    np.testing.assert_allclose(np.asarray(best), [1.0, -1.0], atol=1e-9)
+    free, _ = enks.maximise(objective, jnp.zeros(2), opts)
+    np.testing.assert_allclose(np.asarray(free), [3.0, -3.0], atol=0.05)

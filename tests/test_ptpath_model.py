@@ -118,7 +118,9 @@ def test_prior_clock_is_the_time_to_grow_the_first_shell():
     assert prob.walk == "time" and prob.state_names == ("P_kbar", "T_C", "t_Myr")
     X = np.asarray(pm.prior_draws(jax.random.key(0), pm.data_of(prob), prob.params, 50))
     D0 = 100.0**2 / (2 * 500.0)  # (r^(m+1) - 0) / ((m+1) r_ref^m)
-    g = 1e9 * np.exp(-1e5 / (gr.R_GAS * (X[:, 1] + 273.15)))
+    # the rate at each member's T, clamped to the law's range (the linear model's 400-700 °C)
+    assert (float(prob.params.growth.T_lo_C), float(prob.params.growth.T_hi_C)) == (400.0, 700.0)
+    g = 1e9 * np.exp(-1e5 / (gr.R_GAS * (np.clip(X[:, 1], 400.0, 700.0) + 273.15)))
     np.testing.assert_allclose(X[:, 2], D0 / g, rtol=1e-12)
 
 

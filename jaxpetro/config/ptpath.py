@@ -136,6 +136,10 @@ class EnsembleConfig:
     smoother: Literal["enks", "rts"] = option("enks", "ensemble Kalman smoother or ensemble RTS smoother")
     lag: int | None = option(None, "smoother lag in shells; empty = full (every earlier shell)", ge=0)
     inflation: float = option(1.0, "multiplicative inflation of forecast anomalies", ge=1.0)
+    iterations: int = option(
+        1, "assimilations per shell: 1 = ordinary EnKS; K > 1 = ES-MDA (each shell's observation assimilated K "
+           "times with R inflated by K, the forward model re-evaluated between; for strongly nonlinear tables)",
+        ge=1, le=20)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,10 @@ class SmootherOptions(KernelOptions):
         lag: smoother lag in steps (None: full-lag EnKS over every earlier step).
         inflation: multiplicative inflation of forecast anomalies (>= 1; not applied at
             step 0); a traced value: changing it reuses the compiled program.
+        iterations: K, the number of assimilations of each step's observation (ES-MDA,
+            Emerick & Reynolds 2013): 1 is the ordinary analysis; K > 1 assimilates it K times
+            with R inflated by alpha_k = K (sum of 1/alpha_k = 1), re-evaluating h on the
+            updated members before each -- for strongly nonlinear h (see :func:`step`).
     """
 
     size: int = static(500)
@@ -107,6 +111,7 @@ class SmootherOptions(KernelOptions):
     smoother: SmootherKind = static("enks")
     lag: int | None = static(None)
     inflation: float | Float[Array, ""] = 1.0
+    iterations: int = static(1)
 
 
 class MaximiseOptions(KernelOptions):
@@ -178,7 +183,8 @@ class StepInfo(NamedTuple):
         forecast: forecast ensemble after inflation, the one the analysis used (d, N).
         filtered: analysis ensemble (d, N).
         factors: ``(Lf^T, Rf^T)``, each (k, N): the analysis is ``X <- X + (X Rf) Lf^T``
-            in member-minor form (:func:`full_lag_smooth` reapplies them to earlier steps).
+            in member-minor form (:func:`full_lag_smooth` reapplies them to earlier steps);
+            with ES-MDA (``iterations`` K > 1) each (K, k, N), the K transforms in order.
         loglik: this step's log-likelihood term (nats).
     """
 
@@ -261,6 +267,28 @@ def standard_normal(key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any = None
     """
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64) if dtype is None else dtype
     return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+
+
+def _loglik_T(
+    HXT: Float[Array, "p N"], y: Float[Array, " p"], mask: Bool[Array, " p"], R: Float[Array, "p p"]
+) -> Float[Array, ""]:
+    """log N(y; mean h(X), cov h(X) + R) over the observed components (the analysis's term,
+    computed alone: the ES-MDA step's likelihood is that of the forecast with R itself)."""
+    n_mem = HXT.shape[1]
+    m = mask.astype(HXT.dtype)
+    y0, R0, n_masked = neutralise_masked(y, mask, R)
+    hbar = jnp.mean(HXT, axis=1)
+    VT = (HXT - hbar[:, None]) * m[:, None]
+    S = VT @ VT.T / (n_mem - 1) + R0
+    return masked_loglik((y0 - hbar) * m, jnp.linalg.cholesky(0.5 * (S + S.T)), n_masked)[0]
+
+
+def mda_alphas(iterations: int) -> tuple[float, ...]:
+    """Inflation factors alpha_k of ES-MDA: K equal factors alpha_k = K (Emerick & Reynolds 2013,
+    their default), so that sum 1/alpha_k = 1 and, for a linear-Gaussian model, the K
+    assimilations together equal one assimilation with R (the product of the K likelihoods
+    N(y; Hx, alpha_k R) is N(y; Hx, R) up to a constant)."""
+    return (float(iterations),) * iterations
 
 
 def _analysis_T(
@@ -416,6 +444,15 @@ def step(
     """One step: forecast (model noise, inflation; step 0 takes the prior ensemble as is)
     and analysis of ``shell``'s observation; a fixed-lag EnKS also updates its buffer.
 
+    With ``options.iterations`` K > 1 the analysis is ES-MDA's (Emerick & Reynolds 2013): the
+    observation is assimilated K times with R inflated by ``alpha_k`` (:func:`mda_alphas`,
+    sum of 1/alpha_k = 1), each time from h evaluated on the members as updated so far (with
+    fresh perturbations of alpha_k R in the stochastic variant). For a linear h this is one
+    assimilation with R (equal in distribution; the square-root variant gives the same mean
+    and covariance); for a nonlinear h (a curved forward table) the later, smaller updates
+    see the curvature around where the members have moved, as a Gauss-Newton iteration
+    would. Every one of the K transforms is applied to earlier steps by the smoother.
+
     Args:
         state: from :func:`init` or the previous step.
         shell: this step's key pair, observation, mask, noise covariances and ``aux``.
@@ -435,9 +472,28 @@ def step(
     XfT = _propagate_T(shell.key[0], state.ensemble, F, Q_k, transition, params, shell.aux)
     mean = jnp.mean(XfT, axis=1, keepdims=True)
     XfT = jnp.where(k == 0, state.ensemble, mean + options.inflation * (XfT - mean))
-    HXT = jax.vmap(h, in_axes=(None, 1, None), out_axes=1)(params, XfT, shell.aux)
-    LfT, RfT, ll_k = _analysis_T(shell.key[1], HXT, shell.y, shell.mask, shell.R, options.variant)
-    XaT = XfT + _thin_mm(XfT @ RfT.T, LfT)
+    predict = jax.vmap(h, in_axes=(None, 1, None), out_axes=1)
+    HXT = predict(params, XfT, shell.aux)
+    if options.iterations == 1:
+        LfT, RfT, ll_k = _analysis_T(shell.key[1], HXT, shell.y, shell.mask, shell.R, options.variant)
+        XaT = XfT + _thin_mm(XfT @ RfT.T, LfT)
+        factors = (LfT, RfT)
+        subs = [(LfT, RfT)]
+    else:
+        # ES-MDA: K assimilations with alpha R, h re-evaluated on the updated members before
+        # each (a scan: one compiled analysis whatever K). The step's likelihood is the
+        # forecast's with R itself; the K transforms are kept in order for the smoother.
+        ll_k = _loglik_T(HXT, shell.y, shell.mask, shell.R)
+        alphas = jnp.asarray(mda_alphas(options.iterations), shell.R.dtype)
+
+        def sub(XT, inp):
+            key_i, alpha = inp
+            L_i, R_i, _ = _analysis_T(key_i, predict(params, XT, shell.aux), shell.y, shell.mask, alpha * shell.R,
+                                      options.variant)
+            return XT + _thin_mm(XT @ R_i.T, L_i), (L_i, R_i)
+
+        XaT, factors = lax.scan(sub, XfT, (jax.random.split(shell.key[1], options.iterations), alphas))
+        subs = [(factors[0][i], factors[1][i]) for i in range(options.iterations)]
     buffer = state.buffer
     if options.smoother == "enks" and options.lag is not None:
         # The buffer is (N, n d): one member per row, so the update of every stored step is
@@ -445,11 +501,11 @@ def step(
         # zero and stay zero (their anomalies are zero).
         steps = jnp.arange(buffer.shape[1] // d, dtype=k.dtype)
         buffer = lax.dynamic_update_slice(buffer, XfT.T, (jnp.zeros_like(k), k * d))
-        upd = LfT.T @ (RfT @ buffer)
         live = jnp.repeat((steps <= k) & (k - steps <= options.lag), d).astype(XfT.dtype)
-        buffer = buffer + upd * live[None, :]
+        for LfT, RfT in subs:  # the ES-MDA transforms in the order they were applied
+            buffer = buffer + (LfT.T @ (RfT @ buffer)) * live[None, :]
     new = SmootherState(XaT, state.loglik + ll_k, k + 1, buffer)
-    return new, StepInfo(XfT, XaT, (LfT, RfT), ll_k)
+    return new, StepInfo(XfT, XaT, factors, ll_k)
 
 
 # ----------------------------------------------------------------------------- filter / smoothers
@@ -521,11 +577,11 @@ def ensemble_smoother(
 
 
 def full_lag_smooth(
-    XfT: Float[Array, "n d N"], LfT: Float[Array, "n k N"], RfT: Float[Array, "n k N"], n_blocks: int = 8
+    XfT: Float[Array, "n d N"], LfT: Float[Array, "n *K k N"], RfT: Float[Array, "n *K k N"], n_blocks: int = 8
 ) -> Float[Array, "n N d"]:
     """Full-lag EnKS from the filter's forecasts and analysis factors (member-minor, as the
-    :class:`StepInfo` of every step stacked), after the filter; returns the smoothed
-    ensembles (n, N, d).
+    :class:`StepInfo` of every step stacked; with ES-MDA each step's K factors (n, K, k, N),
+    applied in order), after the filter; returns the smoothed ensembles (n, N, d).
 
     The full-lag smoother is ``X^s_j = T_{n-1} ... T_j Xf_j`` with ``T_m = I + Lf_m Rf_m^T``:
     a buffer of the stored steps to which each step's transform is applied after storing
@@ -542,7 +598,11 @@ def full_lag_smooth(
     def one(buf, inp):
         j, XfT_j, LfT_j, RfT_j = inp
         buf = lax.dynamic_update_slice(buf, XfT_j, (j * d, 0))
-        return buf + _thin_mm(buf @ RfT_j.T, LfT_j), None
+        if LfT_j.ndim == 2:
+            return buf + _thin_mm(buf @ RfT_j.T, LfT_j), None
+        for i in range(LfT_j.shape[0]):  # ES-MDA: the step's K transforms in order
+            buf = buf + _thin_mm(buf @ RfT_j[i].T, LfT_j[i])
+        return buf, None
 
     buf = jnp.zeros((0, n_mem), XfT.dtype)
     for start in range(0, n, size):
@@ -603,16 +663,27 @@ def ensemble_loglik(
 
 
 def maximise(
-    objective: Callable[[Any], Float[Array, ""]], theta0: Any, options: MaximiseOptions = MaximiseOptions()
+    objective: Callable[[Any], Float[Array, ""]], theta0: Any, options: MaximiseOptions = MaximiseOptions(),
+    bounds: tuple[Any, Any] | None = None,
 ) -> tuple[Any, Float[Array, " steps"]]:
     """Maximise a smooth scalar objective with Adam (``lax.scan`` over ``options.steps``).
 
     Used for hyperparameters (log noise scales) against a log-likelihood. Returns the
     parameters with the best objective value seen and the objective history. Non-finite
     gradient components are zeroed (a step that leaves the likelihood's domain is undone
-    by the best-value bookkeeping).
+    by the best-value bookkeeping). ``bounds = (lower, upper)`` (pytrees like ``theta0``;
+    ±inf for none) make it projected Adam: every iterate, the start included, is clipped
+    into the box, so the search never leaves a range the caller can defend (a noise scale
+    whose likelihood estimate is meaningless, or one that runs off to infinity).
     """
     opt = optax.adam(options.learning_rate)
+
+    def project(theta):
+        if bounds is None:
+            return theta
+        return jax.tree_util.tree_map(jnp.clip, theta, bounds[0], bounds[1])
+
+    theta0 = project(theta0)
     value_grad = jax.value_and_grad(lambda t: -objective(t))
 
     def one(carry, _):
@@ -624,7 +695,7 @@ def maximise(
         grad = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
             updates, state = opt.update(grad, state, theta)
-        return (optax.apply_updates(theta, updates), state, best, best_val), -val
+        return (project(optax.apply_updates(theta, updates)), state, best, best_val), -val
 
     start = (theta0, opt.init(theta0), theta0, jnp.asarray(-jnp.inf))
     (_, _, best, _), history = lax.scan(one, start, None, length=options.steps)
@@ -762,6 +833,7 @@ __all__ = [
     "map_objective",
     "map_path",
     "maximise",
+    "mda_alphas",
     "prior_ensemble",
     "propagate",
     "standard_normal",

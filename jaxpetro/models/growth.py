@@ -15,8 +15,8 @@ shell the time to grow from r_{n-1} to r_n is exact::
 (:func:`radial_steps` gives D_n in µm, with r_{-1} = 0: the first shell's time counts from
 nucleation). The state of the time walk is ``x = (P kbar, T °C, t Myr[, ln k0, Q J/mol, A0 Ma])``:
 P and T follow a random walk in *time*, ``x_n = x_{n-1} + w_n``, ``w_n ~ N(0, Δt_n diag(q_P², q_T²))``,
-with Δt_n from each member's own T_{n-1} (explicit Euler over the shell) -- so the growth law shapes
-the path: a shell grown fast (hot) allows little change of P and T, a slow one more. The clock
+with Δt_n from each member's own T_{n-1} (explicit Euler over the shell; T clamped to the forward
+model's range, :class:`GrowthLaw`) -- so the growth law shapes the path: a shell grown fast (hot) allows little change of P and T, a slow one more. The clock
 ``t_n = t_{n-1} + Δt_n`` is deterministic. With ages the rate constants ln k0 and Q and the
 nucleation age A0 (Ma) join the state as static components (state augmentation) and an age
 observes ``A0 - t_n`` (the age of a shell grown t_n after nucleation).
@@ -41,15 +41,26 @@ STATE_NAMES = ("P_kbar", "T_C", "t_Myr", "ln_k0", "Q_J_per_mol", "A0_Ma")
 
 
 class GrowthLaw(NamedTuple):
-    """Rate constants used when they are not in the state (scalars).
+    """Rate constants used when they are not in the state (scalars), and the temperature range
+    over which the law is evaluated.
 
     Attributes:
         ln_k0: natural log of the pre-exponential rate k0 (µm/Myr).
         Q: activation energy (J/mol).
+        T_lo_C, T_hi_C: the temperature range of the system model (°C; the forward model's):
+            a member's T is clamped to it before the rate is evaluated (:func:`shell_duration`).
+            Arrhenius growth slows without bound as T falls (at Q = 100 kJ/mol, 10^4 times
+            slower at 200 °C than at 500 °C), so an ensemble member that wanders out of the
+            forward model's range -- where its prediction is the table's constant edge
+            continuation and carries no information -- would get a shell duration, hence a
+            random-walk step, that grows with its own excursion: a runaway (-2000 kbar on the
+            shipped profile before this bound). Inside the range the law is unchanged.
     """
 
-    ln_k0: Float[Array, ""]
-    Q: Float[Array, ""]
+    ln_k0: Float[ArrayLike, ""]
+    Q: Float[ArrayLike, ""]
+    T_lo_C: Float[ArrayLike, ""] = 0.0
+    T_hi_C: Float[ArrayLike, ""] = 1500.0
 
 
 def rate_constant(T_C: Float[ArrayLike, "..."], ln_k0: Float[ArrayLike, "..."], Q: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
@@ -73,9 +84,12 @@ def _constants(params: Any, x: Float[Array, " d"]) -> tuple[Float[Array, ""], Fl
 
 
 def shell_duration(params: Any, x: Float[Array, " d"], D_um: Float[ArrayLike, ""]) -> Float[Array, ""]:
-    """Time (Myr) to grow a shell of radial step ``D_um`` at the state's T: ``D / g(T)``."""
+    """Time (Myr) to grow a shell of radial step ``D_um`` at the state's T: ``D / g(T)``, with T
+    clamped to the law's range ``[T_lo_C, T_hi_C]`` (:class:`GrowthLaw`; a member outside the
+    forward model's range grows at the rate of its edge, so its step stays bounded)."""
     ln_k0, Q = _constants(params, x)
-    return D_um / rate_constant(x[T], ln_k0, Q)
+    law = params.growth
+    return D_um / rate_constant(jnp.clip(x[T], law.T_lo_C, law.T_hi_C), ln_k0, Q)
 
 
 def time_walk(params: Any, x: Float[Array, " d"], aux: Any) -> tuple[Float[Array, " d"], Float[Array, ""]]:

@@ -314,11 +314,26 @@ class Data(NamedTuple):
 
 
 class HyperStart(NamedTuple):
-    """Starting log noise scales (q_P, q_T, sd, model_sd), which are estimated, and their names."""
+    """Starting log noise scales (q_P, q_T, sd, model_sd), which are estimated, their names, and
+    the box ``[lower, upper]`` (log scales, (4,) each) the estimation searches (:func:`start`)."""
 
     log_theta: np.ndarray
     free: tuple[bool, bool, bool, bool]
     names: list[str]
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+#: Search range of the random walk's spread over the whole profile, as a fraction of the prior
+#: range's width (P and T): from a practically constant path (1/1000 of the range: 0.01 kbar,
+#: 0.3 °C for the demo table) to one that can wander over the whole range (beyond that the walk
+#: no longer smooths anything, and the forward model is flat outside its range).
+WALK_SPREAD = (1e-3, 1.0)
+#: Search range of the measurement and model-error sds (mole fraction): from 1e-4 (negligible
+#: next to any microprobe analysis, ~0.002-0.005) to 0.05 (5 mol %: thermodynamic models are
+#: good to ~0.01-0.02, and an error of 0.05 is most of a garnet's zoning range, where the forward
+#: model no longer constrains P and T).
+SD_RANGE = (1e-4, 0.05)
 
 
 class Options(NamedTuple):
@@ -338,10 +353,11 @@ class Options(NamedTuple):
 
 def smoother_options(config: PtpathConfig) -> Options:
     """Options objects of the kernels, copied from the config sections (no renaming). The
-    likelihood of the noise scales uses the run's inflation: it is part of the model."""
+    likelihood of the noise scales uses the run's inflation and ES-MDA iterations: they are part
+    of the filter whose forecasts the likelihood is made of."""
     ens = enks.SmootherOptions.from_config(config.ensemble)
     like = enks.SmootherOptions(size=config.hyperparameters.members, variant=ens.variant, smoother="none",
-                                inflation=ens.inflation)
+                                inflation=ens.inflation, iterations=ens.iterations)
     return Options(ens, like, enks.MaximiseOptions.from_config(config.hyperparameters))
 
 
@@ -425,6 +441,7 @@ def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfi
     with_ages = ages is not None
     base = 2 if walk == "radius" else (6 if with_ages else 3)
     h, fparams, box = forward_model(config.forward, table, float(profile.radius_um[-1]), bulk, base)
+    forward_T = box[1]
     if config.prior.P_kbar is not None:
         box = (tuple(config.prior.P_kbar), box[1])
     if config.prior.T_C is not None:
@@ -477,7 +494,11 @@ def build_problem(profile: Any, inclusions: Any, table: Any, config: PtpathConfi
     mask = np.isfinite(y)
     y = np.where(mask, y, 0.0)
 
-    law = gr.GrowthLaw(jnp.asarray(np.log(g.k0_um_per_Myr or 1.0)), jnp.asarray(float(g.Q_J_per_mol or 0.0)))
+    # the growth law is evaluated over the forward model's temperature range (and the prior's, if
+    # wider): a member outside it grows at the edge's rate (gr.GrowthLaw: no runaway step)
+    T_lo, T_hi = min(forward_T[0], box[1][0]), max(forward_T[1], box[1][1])
+    law = gr.GrowthLaw(jnp.asarray(np.log(g.k0_um_per_Myr or 1.0)), jnp.asarray(float(g.Q_J_per_mol or 0.0)),
+                       jnp.asarray(float(T_lo)), jnp.asarray(float(T_hi)))
     if walk == "time":
         D = gr.radial_steps(radii, g.radius_exponent, g.r_ref_um)
     else:
@@ -594,12 +615,17 @@ def start(problem: Problem, hyper: HyperConfig) -> HyperStart:
     value (0 when empty)."""
     (p_lo, p_hi), (t_lo, t_hi) = problem.box
     if problem.walk == "time":
-        # the clock's span at the prior's centre
+        # the clock's span at the prior's centre, and at the hot and cold ends of the law's range
         law = problem.params.growth
-        g = float(gr.rate_constant(np.mean(problem.box[1]), law.ln_k0, law.Q))
-        span = max(float(np.sum(problem.aux.D)) / g, 1e-9)
+        total = float(np.sum(problem.aux.D))
+
+        def span_at(T):
+            return max(total / float(gr.rate_constant(T, law.ln_k0, law.Q)), 1e-9)
+
+        span = span_at(np.mean(problem.box[1]))
+        short, long = span_at(float(law.T_hi_C)), span_at(float(law.T_lo_C))
     else:
-        span = max(float(problem.radius_um[-1] - problem.radius_um[0]), 1e-6)
+        span = short = long = max(float(problem.radius_um[-1] - problem.radius_um[0]), 1e-6)
     needs_sd = bool(np.any(np.isnan(problem.frac_var) & problem.mask[:, :4]))
     given = [hyper.q_P, hyper.q_T, hyper.sd, hyper.model_sd]
     # Starting guesses: a walk covering a quarter of the prior range over the profile, sd 0.01.
@@ -610,7 +636,15 @@ def start(problem: Problem, hyper: HyperConfig) -> HyperStart:
             given[3] is None and not needs_sd)
     with np.errstate(divide="ignore"):  # model_sd = 0: log 0 = -inf, exp(-inf) = 0 exactly
         log_theta = np.log([g if g is not None else s for g, s in zip(given, guess)])
-    return HyperStart(log_theta, free, [n for n, f in zip(HYPER_NAMES, free) if f])
+    # The search box (WALK_SPREAD, SD_RANGE): the walk's spread over the profile from the longest
+    # (coldest) to the shortest (hottest) growth duration the law allows; only the estimated
+    # scales are bounded (a given value is used as given).
+    widths = np.array([p_hi - p_lo, t_hi - t_lo])
+    lower = np.log(np.concatenate([WALK_SPREAD[0] * widths / np.sqrt(long), [SD_RANGE[0]] * 2]))
+    upper = np.log(np.concatenate([WALK_SPREAD[1] * widths / np.sqrt(short), [SD_RANGE[1]] * 2]))
+    lower = np.where(free, lower, -np.inf)
+    upper = np.where(free, upper, np.inf)
+    return HyperStart(log_theta, free, [n for n, f in zip(HYPER_NAMES, free) if f], lower, upper)
 
 
 def check_profile_range(problem: Problem, sd_default: float = 0.01) -> None:
@@ -653,8 +687,10 @@ __all__ = [
     "ObsParams",
     "Options",
     "Problem",
+    "SD_RANGE",
     "StepAux",
     "THERMO_BOX",
+    "WALK_SPREAD",
     "ThermoForward",
     "build_problem",
     "check_profile_range",

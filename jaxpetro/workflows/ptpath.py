@@ -320,8 +320,8 @@ def _predict(h, params, X, aux):
 
 
 @functools.partial(jax.jit, static_argnames=("h", "transition", "exact", "free", "map_check"))
-def _core(key, data: pm.Data, params, theta0, options: pm.Options, *, h, transition, exact: bool, free: tuple,
-          map_check: bool):
+def _core(key, data: pm.Data, params, theta0, options: pm.Options, bounds, *, h, transition, exact: bool,
+          free: tuple, map_check: bool):
     """Noise scales, smoother, exact reference (linear), MAP and predicted profile in one compiled call."""
     k_h, k_prior, k_run = jax.random.split(key, 3)
     k_hprior, k_hfilter = jax.random.split(k_h)
@@ -339,7 +339,7 @@ def _core(key, data: pm.Data, params, theta0, options: pm.Options, *, h, transit
                 return enks.ensemble_loglik(k_hfilter, h, params, X0h, y, mask, R, Q, data.aux,
                                             options=options.likelihood, transition=transition)
 
-        best, history = enks.maximise(loglik, theta0, options.maximise)
+        best, history = enks.maximise(loglik, theta0, options.maximise, bounds=bounds)
         theta = jnp.where(free_j, best, theta0)
     else:
         theta, history = theta0, jnp.zeros(0)
@@ -377,7 +377,8 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
     hyper = pm.start(problem, config.hyperparameters)
     exact = pm.exact_linear(problem, config)
     out = _core(jax.random.key(config.seed), pm.data_of(problem), problem.params, jnp.asarray(hyper.log_theta),
-                pm.smoother_options(config), h=problem.h, transition=problem.transition, exact=exact,
+                pm.smoother_options(config), (jnp.asarray(hyper.lower), jnp.asarray(hyper.upper)), h=problem.h,
+                transition=problem.transition, exact=exact,
                 # the MRF's MAP has no fractionation history (each shell's bulk depends on the path
                 # before it): no cross-check for the thermo model
                 free=hyper.free, map_check=config.map_check and problem.kind != "thermo")
@@ -394,6 +395,7 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
             "ptpath: the noise-scale estimation produced non-finite values; give hyperparameters.q_P, q_T, sd "
             "(and model_sd) in the config, or check the profile for outliers."
         )
+    _warn_at_bounds(out.theta, hyper, problem.walk)
     Xs = out.smoothed
     if not np.all(np.isfinite(Xs)):
         raise ConvergenceError(
@@ -410,6 +412,24 @@ def invert(problem: Problem, config: PtpathConfig) -> Inversion:
     pred = Predicted(out.pred.mean(axis=1), np.quantile(out.pred, BAND[0], axis=1), np.quantile(out.pred, BAND[1], axis=1))
     return Inversion(out.theta, hyper.names, out.history, Xs, out.filtered, loglik, method, mean, sd, lo, hi,
                      out.map, int(out.map_iter) if out.map_iter is not None else 0, ex, pred, out.failed)
+
+
+def _warn_at_bounds(theta: np.ndarray, hyper: pm.HyperStart, walk: str) -> None:
+    """One warning line per estimated noise scale that ended on the edge of its search range
+    (:data:`jaxpetro.models.ptpath_model.WALK_SPREAD`, ``SD_RANGE``): the likelihood wanted to go
+    further, so the profile, the forward model or the prior range is probably not what the model
+    assumes -- the scale is then a bound, not an estimate."""
+    unit = "Myr" if walk == "time" else "um"
+    units = (f"kbar/sqrt({unit})", f"degC/sqrt({unit})", "", "")
+    for k, name in enumerate(pm.HYPER_NAMES):
+        if not hyper.free[k]:
+            continue
+        for side, edge in (("lower", hyper.lower[k]), ("upper", hyper.upper[k])):
+            if abs(float(theta[k]) - float(edge)) < 1e-6:
+                print(f"warning: ptpath: hyperparameters.{name} was estimated at the {side} end of its search range "
+                      f"({float(np.exp(edge)):.3g} {units[k]}); the likelihood would take it further, so the profile, "
+                      f"the forward model or the prior range does not fit the model well -- check profiles.png, or "
+                      f"give hyperparameters.{name} in the config.", file=sys.stderr)
 
 
 def check_inside_table(table: Any, radius_um: np.ndarray, mean: np.ndarray) -> None:
