@@ -16,7 +16,9 @@ import fnmatch
 import os
 import shutil
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +40,7 @@ __all__ = [
     "staged_out_dir",
     "write_csv",
     "write_hdf5",
+    "write_matrix",
     "write_resolved_config",
     "write_text",
 ]
@@ -135,7 +138,8 @@ def write_hdf5(path: str | os.PathLike, datasets: Mapping, attrs: Mapping[str, A
         path: target file; its directory must exist.
         datasets: nested mapping; sub-mappings, and keys containing '/', become groups.
             Values are numpy or JAX arrays, numbers, a str, or a sequence of str (stored
-            as variable-length UTF-8 strings). Numeric arrays of 64 KiB or more are stored
+            as variable-length UTF-8 strings), or a function of no arguments returning one
+            (called when its dataset is written, so that large maps are made one at a time). Numeric arrays of 64 KiB or more are stored
             chunked, byte-shuffled and gzip-compressed (level 1).
         attrs: root attributes: str, numbers or numpy arrays (e.g. :func:`run_attrs`).
         units: dataset path (``"wt/SiO2"``) or :mod:`fnmatch` pattern (``"wt/*"``,
@@ -254,6 +258,64 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
     return atomic_write(Path(path), write)
 
 
+def write_matrix(path: str | os.PathLike, image: np.ndarray, digits: int = 4) -> Path:
+    """Write a 2-D array as a CSV matrix (one line per row, ``digits`` significant digits:
+    the text of ``"%.{digits}g"``, e.g. ``12.35``, ``0.0123``, ``1.235e-05``, ``nan``),
+    atomically.
+
+    Each value's text is looked up in a table of every ``digits``-digit mantissa at the
+    decimal exponents present and the bytes are assembled with numpy, ~30x faster than
+    :func:`numpy.savetxt` (4e6 values: ~0.5 s). Values that a float64 rounding puts on the
+    other side of a last-digit tie may differ from ``"%.4g"`` by one unit in the last digit.
+    """
+    values = np.asarray(image, np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"write_matrix: a 2-D array is needed, got shape {values.shape}")
+    return atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(_matrix_bytes(values, digits)))
+
+
+def _matrix_bytes(values: np.ndarray, digits: int) -> bytes:
+    rows, cols = values.shape
+    flat = values.reshape(-1)
+    finite = np.isfinite(flat)
+    mag = np.abs(flat, where=finite, out=np.zeros_like(flat))
+    nonzero = mag > 0
+    exponent = np.floor(np.log10(mag, where=nonzero, out=np.ones_like(mag))).astype(np.int64)
+    lo = 10 ** (digits - 1)
+    mantissa = np.rint(mag * 10.0 ** (digits - 1 - exponent)).astype(np.int64)
+    for fix in (mantissa >= 10 * lo, nonzero & (mantissa < lo)):  # 9.9996 -> 10.00; log10 at a power of ten
+        sel = np.flatnonzero(fix)
+        if sel.size:
+            exponent[sel] += np.where(mantissa[sel] >= 10 * lo, 1, -1)
+            mantissa[sel] = np.rint(mag[sel] * 10.0 ** (digits - 1 - exponent[sel])).astype(np.int64)
+    # one table row per (exponent, mantissa) present, then 0, nan, inf, -inf; each row is
+    # [sign slot, text padded with 0 bytes, separator], the 0 bytes dropped at the end
+    exps = np.unique(exponent[nonzero])
+    n_m = 9 * lo
+    width = digits + 8  # '1.234e-05'
+    texts = [f"{m * 10.0 ** (int(e) - digits + 1):.{digits}g}" for e in exps for m in range(lo, 10 * lo)]
+    texts += ["0", "nan", "inf", "inf"]  # the sign of -inf is set with the negative numbers
+    table = np.zeros((len(texts), width + 2), np.uint8)
+    for i, t in enumerate(texts):  # the exact text of "%.4g" of each decimal value
+        table[i, 1: 1 + len(t)] = np.frombuffer(t.encode(), np.uint8)
+    table[:, -1] = ord(",")
+    special = len(texts) - 4
+    e0 = int(exps.min()) if exps.size else 0
+    position = np.zeros(int(exps.max()) - e0 + 1 if exps.size else 1, np.int64)
+    position[exps - e0] = np.arange(exps.size) * n_m
+    exponent[~nonzero] = e0  # zeros and non-finite values: any row, replaced below
+    index = position[exponent - e0] + np.clip(mantissa - lo, 0, n_m - 1)
+    index[~nonzero] = special
+    if not finite.all():
+        index[np.isnan(flat)] = special + 1
+        index[np.isinf(flat)] = special + 2
+    cells = table[index]
+    cells[np.flatnonzero(flat < 0), 0] = ord("-")
+    cells[cols - 1:: cols, -1] = ord("\n")
+    out = cells.reshape(-1)
+    return out[out != 0].tobytes()
+
+
 def read_csv_table(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A CSV table written by :func:`write_csv` as ``{column: array}``: float arrays where every
     cell is a number or empty (NaN), string arrays otherwise.
@@ -337,6 +399,8 @@ def _flatten(datasets: Mapping, prefix: str) -> dict[str, Any]:
         if isinstance(value, Mapping):
             sub = _flatten(value, name)
             new = sub or {name: {}}
+        elif callable(value):  # made when written, then dropped: one large map in memory at a time
+            new = {name: value}
         else:
             new = {name: _as_array(name, value)}
         for item in new:
@@ -376,18 +440,66 @@ def _write_h5(tmp: Path, items: Mapping[str, Any], attrs: Mapping[str, Any], uni
     with h5py.File(tmp, "x") as f:
         f.attrs.update(attrs)
         for name, array in items.items():
+            if callable(array):
+                array = _as_array(name, array())
             if isinstance(array, dict):
                 f.create_group(name)
                 continue
             if array.dtype == object:
                 dataset = f.create_dataset(name, data=array, dtype=_STR)
             elif array.nbytes >= _COMPRESS_BYTES:
-                # shuffle groups bytes of equal significance: floats then compress much better
-                dataset = f.create_dataset(name, data=array, chunks=True, shuffle=True, **_COMPRESSION)
+                dataset = _write_compressed(f, name, array)
             else:
                 dataset = f.create_dataset(name, data=array)
             if name in units:
                 dataset.attrs["units"] = units[name]
+
+
+_CHUNK_BYTES = 1 << 18  # 256 KiB chunks: 256 x 256 float32 map tiles (small enough to skip a phase's outside)
+
+
+def _chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Chunks of ~256 KiB: square tiles over the first two axes (whole along the others), or
+    runs of a 1-D array."""
+    if len(shape) == 1:
+        return (max(1, min(shape[0], _CHUNK_BYTES // itemsize)),)
+    rest = int(np.prod(shape[2:], dtype=np.int64)) * itemsize
+    side = max(1, int(np.sqrt(_CHUNK_BYTES / max(rest, 1))))
+    return (min(shape[0], side), min(shape[1], side), *shape[2:])
+
+
+def _write_compressed(f: h5py.File, name: str, array: np.ndarray) -> h5py.Dataset:
+    """A dataset stored chunked, byte-shuffled and deflated (level 1): the standard HDF5
+    shuffle + gzip filters, which every HDF5 reader decodes, applied here chunk by chunk in
+    threads (zlib releases the GIL; h5py's own filters run in one thread) and written with
+    ``write_direct_chunk``. Chunks holding only the fill value (NaN for floats, 0 otherwise:
+    the outside of a phase's structural-formula map, empty masks) are not stored at all;
+    HDF5 returns the fill value for them."""
+    array = np.ascontiguousarray(array)
+    fill = np.nan if array.dtype.kind == "f" else 0
+    chunks = _chunk_shape(array.shape, array.itemsize)
+    dataset = f.create_dataset(name, shape=array.shape, dtype=array.dtype, chunks=chunks, shuffle=True,
+                               fillvalue=fill, **_COMPRESSION)
+    grid = [range(0, n, c) for n, c in zip(array.shape, chunks)]
+    starts = [tuple(int(v) for v in idx) for idx in np.stack(np.meshgrid(*grid, indexing="ij"), -1).reshape(-1, len(chunks))]
+
+    def encode(start):
+        block = array[tuple(slice(a, a + c) for a, c in zip(start, chunks))]
+        if (np.isnan(block).all() if array.dtype.kind == "f" else not block.any()):
+            return None  # left to the fill value
+        if block.shape != chunks:  # edge chunks are stored whole, padded with the fill value
+            full = np.full(chunks, fill, array.dtype)
+            full[tuple(slice(0, n) for n in block.shape)] = block
+            block = full
+        # the shuffle filter's layout: byte 0 of every element, then byte 1, ...
+        shuffled = np.ascontiguousarray(block).view(np.uint8).reshape(-1, array.itemsize).T.tobytes()
+        return zlib.compress(shuffled, _COMPRESSION["compression_opts"])
+
+    with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
+        for start, data in zip(starts, pool.map(encode, starts)):
+            if data is not None:
+                dataset.id.write_direct_chunk(start, data, 0)
+    return dataset
 
 
 def _read_group(group: h5py.Group) -> dict:

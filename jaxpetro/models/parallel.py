@@ -62,13 +62,13 @@ def shard_pixels(fn: Callable[..., Any], pixel_arrays: Sequence[Any], fills: Seq
         fn: a per-pixel function: every output has the pixels on axis 0.
         pixel_arrays: arrays with N pixels on axis 0.
         fills: the inert value of each array for the padding rows.
-        devices: from :func:`pixel_devices`; one device runs ``fn`` unsharded.
+        devices: from :func:`pixel_devices`; none or one device runs ``fn`` unsharded.
         shared: arguments every device gets whole (parameters, tables).
 
     Returns:
         ``fn``'s outputs for the N pixels, in order (padding removed).
     """
-    if len(devices) == 1:
+    if len(devices) <= 1:
         return fn(*pixel_arrays, *shared)
     n = pixel_arrays[0].shape[0]
     padded = _pad(pixel_arrays, fills, len(devices))

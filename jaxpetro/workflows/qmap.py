@@ -50,7 +50,7 @@ from jaxpetro.io.generic import MapStack, SpotSet, read_map_stack, read_spot_set
 from jaxpetro.io.masks import read_mask_image
 from jaxpetro.io.parameters import read_parameters, write_parameters
 from jaxpetro.io.plots import above_limit, maps_figure, phase_map_figure, phase_scaled_map_figure, scalar_map_figure
-from jaxpetro.io.results import atomic_write, prepare_out_dir, run_attrs, write_csv, write_hdf5
+from jaxpetro.io.results import prepare_out_dir, run_attrs, write_csv, write_hdf5, write_matrix
 from jaxpetro.kernels.unmixing import UnmixOptions
 from jaxpetro.models import parallel
 from jaxpetro.models import spots as spot_model
@@ -237,12 +237,13 @@ class PhaseFormula(NamedTuple):
     def maps(self, group: str) -> dict[str, np.ndarray]:
         """One group (``cations``, ``sites``, ``end_members``, ``ratios``) as (rows, cols)
         float32 maps, NaN outside the phase's pixels."""
-        out = {}
-        for name, values in getattr(self.formula, group).items():
-            image = np.full(self.pixels.shape, np.nan, np.float32)
-            image[self.pixels] = values
-            out[name] = image
-        return out
+        return {name: self.map(group, name) for name in getattr(self.formula, group)}
+
+    def map(self, group: str, name: str) -> np.ndarray:
+        """One quantity as a (rows, cols) float32 map, NaN outside the phase's pixels."""
+        image = np.full(self.pixels.shape, np.nan, np.float32)
+        image[self.pixels] = getattr(self.formula, group)[name]
+        return image
 
 
 class Structural(NamedTuple):
@@ -681,7 +682,8 @@ def _calibrate_from_spots(spots: SpotSet, spot_j: list[int], chan: list[int], co
         )
     tile = tile_index(rows, cols, options.beta_tiles)[spots.row, spots.col]
     args = (wt, peak, bg, np.maximum(index, 0), index >= 0, spot_rate, own, tile, k_n, options)
-    cal = jax.tree_util.tree_map(np.asarray, calibrate(*args))
+    # beta_use given both times (all spots the first): one compilation of calibrate, not two
+    cal = jax.tree_util.tree_map(np.asarray, calibrate(*args, beta_use=np.ones(peak.shape, bool)))
     # Consistency of each spot with its pixel, per element: the spot's peak / beta predicts the counts per
     # pixel of the same-phase window that enters beta (its mean of n pixels has variance mu / n).
     tested = (index >= 0) & (own >= options.threshold)
@@ -915,7 +917,9 @@ def _structural_outputs(structural_: Structural, cfg) -> tuple[dict, list]:
                  "notes": "; ".join(f.notes), "n_pixels": pf.n_pixels}
         if cfg.pixels:
             entry["pixels"] = pf.pixels.astype(np.uint8)
-            entry.update({g: pf.maps(g) for g in _GROUPS if getattr(f, g)})
+            # made as each is written (~140 maps of 4 phases: 2.3 GB at 2000 x 2000 if held at once)
+            entry.update({g: {n: (lambda pf=pf, g=g, n=n: pf.map(g, n)) for n in getattr(f, g)}
+                          for g in _GROUPS if getattr(f, g)})
         datasets[phase.replace("/", "_")] = entry
         for g in _GROUPS:
             for name, values in getattr(f, g).items():
@@ -1088,8 +1092,9 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
                   + (" The total also runs high where the noise of oxides a phase lacks is cut at 0 wt%, and its SE "
                      "counts the oxides' errors as independent." if "total" in excess else ""))
         write_parameters(out / "parameters.csv", cal_stage.cal._asdict(), elements, oxides, names)
-        for j, o in enumerate(oxides):
-            _write_matrix(out / f"{o}.csv", wt[..., j])
+        if config.output.text_matrices:
+            for j, o in enumerate(oxides):
+                _write_matrix(out / f"{o}.csv", wt[..., j])
         summary.update(composition={n: dict(zip(oxides, mean[k].tolist())) for k, n in enumerate(names)},
                        bulk=dict(zip(oxides, bulk.tolist())))
     if fractions is not None:
@@ -1142,7 +1147,7 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
                 if not pf.panels:
                     continue
                 f = pf.formula
-                panels = [(name, pf.maps(g)[name], "apfu" if _GROUP_UNITS[g] == "apfu" else "fraction")
+                panels = [(name, pf.map(g, name), "apfu" if _GROUP_UNITS[g] == "apfu" else "fraction")
                           for g, name in pf.panels]
                 fe = {"charge_balance": "Fe3+ by charge balance per pixel", "none": "all Fe as Fe2+",
                       "charge_balance_phase_mean": "Fe3+ by charge balance of the mean",
@@ -1237,13 +1242,8 @@ def _garnet(names, oxides, weights, wt, cfg) -> np.ndarray | None:
 
 
 def _write_matrix(path: Path, image: np.ndarray) -> None:
-    """One oxide's wt% map as a CSV matrix (rows x cols), 4 significant digits."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            np.savetxt(fh, image, fmt="%.4g", delimiter=",")
-
-    atomic_write(path, write)
+    """One oxide's wt% map as a CSV matrix (rows x cols), 4 significant digits ("%.4g")."""
+    write_matrix(path, image, digits=4)
 
 
 def _profiles(config, out, names, oxides, weights, phase_map, wt, se, garnet: bool, step_um) -> dict:
