@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 
 import jax
 import numpy as np
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if not sweep.runs:
         raise ConfigError(f"{args.config}: a 'sweep:' block (grid and/or list) is needed.")
     fn = EXPERIMENTS[name]
-    module = SimpleNamespace(run=lambda params, folder, quiet=True: fn(dict(params), Path(folder)))
+    module = ModuleType(name)  # what run_jobs calls: module.run(config, folder, quiet)
+    module.run = lambda params, folder, quiet=True: fn(dict(params), Path(folder))
     jobs = [Job(f"run_{i:03d}", {**fixed, **point}, dict(point)) for i, point in enumerate(sweep.runs)]
     out = prepare_out_dir(args.out)
     with jax.enable_x64(True):
