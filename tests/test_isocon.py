@@ -118,12 +118,12 @@ def test_demo_headline_figures(tmp_path):
 
 
 def test_demo_reports_an_unidentifiable_seed(tmp_path, monkeypatch):
-    """A data set the workflow refuses (seed 8 of the recovery study, chi-square): the demo says so instead of
+    """A data set the workflow refuses (seed 20 of the recovery study, chi-square): the demo says so instead of
     failing. (No seed of the altered basalt is refused, so the demo is handed that set.)"""
     from jaxpetro.synthetic import wholerock as synthetic
 
-    monkeypatch.setattr(synthetic, "make_altered_basalt", lambda seed: make_wholerock(8))
-    res = isocon.run_demo(tmp_path, seed=8, quiet=True)
+    monkeypatch.setattr(synthetic, "make_altered_basalt", lambda seed: make_wholerock(20))
+    res = isocon.run_demo(tmp_path, seed=20, quiet=True)
     assert res["identified"] is False and np.isnan(res["rmse_log_mass_ratio"])
     assert res["rmse_oracle"] < res["rmse_median"]
 

@@ -27,6 +27,8 @@ class SparseConfig:
     refine: bool = option(True, "after the path, move elements across the isocon while that lowers the "
                                 "criterion (bic/aic, group lasso only; not with criterion: fixed): fewer wrong immobile sets")
     refine_steps: int = option(50, "iterations of that refinement (it stops earlier at a fixed point)", ge=1)
+    refine_multistart: bool = option(True, "also refine from the isocon through each element and keep the set of "
+                                           "lowest criterion (the refinement is local: fewer wrong sets)")
     min_immobile: int = option(3, "fewest immobile elements per sample for a model to be accepted", ge=1)
     fit_p_min: float = option(1e-3, "reject a selection whose immobile elements scatter about the isocon more "
                                     "than the analytical errors allow (chi-square p-value below this; 0 = off)",
@@ -57,6 +59,9 @@ class UncertaintyConfig:
 
     replicates: int = option(1000, "Monte-Carlo replicates (0 = no intervals)", ge=0)
     level: float = option(0.95, "probability of the central intervals", gt=0, lt=1)
+    interval: Literal["basic", "studentized"] = option(
+        "basic", "basic: pivotal bootstrap interval (measured coverage on target); studentized: bootstrap-t "
+                 "scaled by each isocon's Birge ratio, wider where the immobile elements scatter beyond their errors")
 
 
 @dataclass(frozen=True, kw_only=True)

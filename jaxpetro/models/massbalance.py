@@ -21,8 +21,8 @@ along a λ path, λ chosen by an information criterion, the selected set optiona
 by a local descent of the same criterion (:func:`refine`), then ``a_j`` refitted on it;
 its settings are one :class:`SparseOptions` (the ``sparse`` config section). Uncertainty:
 a parametric bootstrap over the analytical errors (vmapped replicates, each re-solved at
-the chosen λ, reselected and refitted) and bootstrap-t intervals studentized by each fit's
-own misfit (:func:`isocon_scales`, :func:`bootstrap_intervals`). Everything here is JAX
+the chosen λ, reselected and refitted) and basic or bootstrap-t intervals, the latter
+studentized by each fit's own misfit (:func:`isocon_scales`, :func:`bootstrap_intervals`). Everything here is JAX
 except :func:`impute`, :func:`reference_composition`, :func:`log_data` (table
 preprocessing, numpy) and the interval functions (numpy quantiles of the replicates).
 """
@@ -71,7 +71,10 @@ class SparseOptions(gl.LassoOptions):
         refine_steps: iterations of :func:`refine` (static).
         min_immobile: fewest immobile elements per sample for a candidate model (at most
             G - 1 are asked for) (static).
-        refine_multistart: refine with :func:`refine_multistart` (static; not a config key).
+        refine_multistart: refine with :func:`refine_multistart`: from the path's set and from
+            the isocon through each element, the set of lowest criterion (static). On by
+            default: the descent is local, and the extra starts find the true set more often
+            (measured on seeds 40-79 of the altered basalt: exact sets 75 -> 88 %).
     """
 
     criterion: Literal["bic", "aic", "bic_unknown", "fixed"] = static("bic")
@@ -81,7 +84,7 @@ class SparseOptions(gl.LassoOptions):
     refine: bool = static(True)
     refine_steps: int = static(50)
     min_immobile: int = static(3)
-    refine_multistart: bool = static(False)
+    refine_multistart: bool = static(True)
 
     @property
     def selection_criterion(self) -> Criterion:
@@ -324,7 +327,8 @@ def refine_multistart(y: Float[Array, "G S"], w: Float[Array, "G S"], immobile: 
     """:func:`refine` from ``immobile`` and from the isocon through each element; the best set by criterion."""
     # Start k: the elements within tau of the isocon through element k (a = y_k).
     r0 = jnp.sum(w[None] * (y[None] - y[:, None, :]) ** 2, axis=2)  # (start, element)
-    starts = jnp.concatenate([immobile[None], r0 <= _tau(w, kind) * (1.0 if c is None else c)], axis=0)
+    tau = _tau(w, kind) * (jnp.ones(y.shape[0], y.dtype) if c is None else c)  # cost of each element mobile
+    starts = jnp.concatenate([immobile[None], r0 <= tau[None, :]], axis=0)
     sets = jax.vmap(lambda m: refine(y, w, m, kind, min_immobile, n_steps, c))(starts)
     scores = jax.vmap(lambda m: set_criterion(y, w, m, kind, c))(sets)
     return sets[jnp.argmin(scores)]
@@ -688,33 +692,41 @@ class Intervals(NamedTuple):
 
 
 def bootstrap_intervals(y: Float[ArrayLike, "G S"], w: Float[ArrayLike, "G S"], immobile: Bool[ArrayLike, "G S"],
-                        a: Float[ArrayLike, " S"], reps: Replicates, level: float) -> Intervals:
+                        a: Float[ArrayLike, " S"], reps: Replicates, level: float,
+                        method: Literal["basic", "studentized"] = "basic") -> Intervals:
     """Intervals of the mass ratios and relative changes from a parametric bootstrap
     (:func:`montecarlo_sparse` / :func:`montecarlo_fixed`) about the fit ``(immobile, a)``.
 
-    Bootstrap-t intervals (:func:`studentized_interval`) of the log slope ``a_j`` and of the
-    log mobility ``y_ij - a_j``, studentized by :func:`isocon_scales` (the point fit's and
-    each replicate's own, which grow with the scatter of the immobile entries about their
-    isocon), then mapped to ``M^A/M^O = exp(-a)`` and ``ΔC/C^O = exp(y - a) - 1``. The
-    bootstrap's centre is the fit the replicates were drawn about: ``a`` itself, and
-    ``y - a`` on mobile entries, 0 on immobile ones. Every point estimate lies in its
-    interval.
+    Intervals of the log slope ``a_j`` and of the log mobility ``y_ij - a_j``, mapped to
+    ``M^A/M^O = exp(-a)`` and ``ΔC/C^O = exp(y - a) - 1``. The bootstrap's centre is the fit
+    the replicates were drawn about: ``a`` itself, and ``y - a`` on mobile entries, 0 on
+    immobile ones. Every point estimate lies in its interval. ``method``:
 
-    Why studentized: the bootstrap simulates from the selected model, in which the
-    selected elements are exactly immobile, so it cannot see the bias of a mobile element
-    wrongly taken as immobile; the data can, as excess scatter about the isocon. The
-    bootstrap-t calibrates the spread of the studentized error in the simulated world and
-    rescales it by the data's own misfit (measured: coverage of nominal 95 % intervals of
-    M^A/M^O, benchmarks/isocon_coverage.md).
+    * ``"basic"``: the basic (pivotal) interval of the raw deviations (:func:`basic_interval`);
+    * ``"studentized"``: the bootstrap-t (:func:`studentized_interval`), studentized by
+      :func:`isocon_scales` (the point fit's and each replicate's own, which grow with the
+      scatter of the immobile entries about their isocon). The bootstrap simulates from the
+      selected model, in which the selected elements are exactly immobile, so it cannot see
+      the bias of a mobile element wrongly taken as immobile, nor errors that understate
+      the rock's heterogeneity; the data can, as excess scatter, and the bootstrap-t
+      rescales by it.
+
+    Measured coverage of nominal 95 % intervals: benchmarks/isocon_coverage.md.
     """
     y, w, imm, a = (np.asarray(v) for v in (y, w, immobile, a))
     sc = isocon_scales(jnp.asarray(y), jnp.asarray(w), jnp.asarray(imm), jnp.asarray(a))
-    a_lo, a_hi = studentized_interval(a, np.asarray(sc.se_intercept), np.asarray(reps.intercept), a,
-                                      np.asarray(reps.se_intercept), level)
     yhat = np.where(imm, a[None, :], y)
     d_rep = np.asarray(reps.y) - np.asarray(reps.intercept)[:, None, :]
-    d_lo, d_hi = studentized_interval(y - a[None, :], np.asarray(sc.se_log_change), d_rep, yhat - a[None, :],
-                                      np.asarray(reps.se_log_change), level)
+    if method == "studentized":
+        a_lo, a_hi = studentized_interval(a, np.asarray(sc.se_intercept), np.asarray(reps.intercept), a,
+                                          np.asarray(reps.se_intercept), level)
+        d_lo, d_hi = studentized_interval(y - a[None, :], np.asarray(sc.se_log_change), d_rep, yhat - a[None, :],
+                                          np.asarray(reps.se_log_change), level)
+    elif method == "basic":
+        a_lo, a_hi = basic_interval(a, np.asarray(reps.intercept), a, level)
+        d_lo, d_hi = basic_interval(y - a[None, :], d_rep, yhat - a[None, :], level)
+    else:
+        raise ValueError(method)
     return Intervals(np.exp(-a_hi), np.exp(-a_lo), np.expm1(d_lo), np.expm1(d_hi), np.asarray(sc.birge_ratio))
 
 

@@ -4,8 +4,8 @@ Reads a whole-rock CSV (:mod:`jaxpetro.io.wholerock`), builds the log-ratio data
 altered sample against the protolith (the mean of the ``reference`` samples), then either
 uses the named immobile elements (``method: classical``, Grant 1986) or selects them with the
 sparse isocon (:func:`jaxpetro.models.massbalance.select`, Kuwatani et al. 2020), refits the
-isocon slopes, and draws bootstrap-t intervals from a parametric bootstrap over the analytical
-errors (docs/isocon.md, docs/science.md).
+isocon slopes, and draws intervals from a parametric bootstrap over the analytical errors
+(docs/isocon.md, docs/science.md).
 Writes:
 
 * ``isocon.csv``: sample, mass_ratio, mass_ratio_lo, mass_ratio_hi, n_immobile, mass_change,
@@ -247,15 +247,15 @@ class Bands(NamedTuple):
 
 
 def _intervals(config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.Replicates | None) -> Bands:
-    """Bootstrap-t intervals (:func:`~jaxpetro.models.massbalance.bootstrap_intervals`), which always
-    contain the point estimate: of the log slope ``a`` (then ``M^A/M^O = exp(-a)``) and of the log
-    mobility ``y - a`` (then ``ΔC/C^O = exp(y - a) - 1``), studentized by each fit's own misfit."""
+    """Bootstrap intervals (:func:`~jaxpetro.models.massbalance.bootstrap_intervals`, basic or
+    studentized by ``uncertainty.interval``), which always contain the point estimate: of the log slope
+    ``a`` (then ``M^A/M^O = exp(-a)``) and of the log mobility ``y - a`` (then ``ΔC/C^O = exp(y - a) - 1``)."""
     g, s = inputs.y.shape
     if reps is None:
         nan_s, nan_gs = np.full(s, np.nan), np.full((g, s), np.nan)
         return Bands(nan_s, nan_s, nan_gs, nan_gs, nan_s)
     return Bands(*mb.bootstrap_intervals(inputs.y, inputs.w, fit.immobile, fit.summary.intercept, reps,
-                                         config.uncertainty.level))
+                                         config.uncertainty.level, config.uncertainty.interval))
 
 
 def _write(out: Path, config: IsoconConfig, inputs: Inputs, fit: Fit, reps: mb.Replicates | None, bands: Bands,

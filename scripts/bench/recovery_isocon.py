@@ -7,8 +7,9 @@ For each seed, :func:`jaxpetro.synthetic.wholerock.make_wholerock` draws 20 elem
 log mass ratios ``log(M^A/M^O)``:
 
 * ``sparse q=...``: :func:`jaxpetro.models.massbalance.select` with the workflow's defaults
-  (criterion bic, 40 λ, refinement on, multistart for q < 1, relative error = the true
-  10 %), refit on the selected set; for q = 1 also without the refinement;
+  (criterion bic, 40 λ, refinement on and started from every element's isocon too,
+  multistart for q < 1, relative error = the true 10 %), refit on the selected set; for
+  q = 1 also with the refinement from the path's set only, and without the refinement;
 * ``median``: the per-sample median of the log ratios (a common robust shortcut);
 * ``oracle``: the weighted mean over the true immobile elements (perfect knowledge).
 
@@ -44,6 +45,7 @@ def variants(qs) -> list[tuple[str, mb.SparseOptions]]:
     for q in qs:
         out.append((f"sparse q={q:g}", mb.SparseOptions(q=q)))
         if q == 1.0:
+            out.append(("sparse q=1, single-start refine", mb.SparseOptions(q=q, refine_multistart=False)))
             out.append(("sparse q=1, no refine", mb.SparseOptions(q=q, refine=False)))
     return out
 
