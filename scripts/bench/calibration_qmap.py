@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_model
+from _machine import cpu_model, write_report
 
 OXIDES = ("FeO", "MgO", "CaO", "MnO")
 
@@ -87,11 +87,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     report = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "seeds": rows,
               "analysis": analyse(rows)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((args.out, json.dumps(report, indent=1)), (args.out.with_suffix(".md"), markdown(report))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
 
 

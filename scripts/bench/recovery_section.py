@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_model
+from _machine import cpu_model, write_report
 
 
 def one_seed(seed: int, folder: Path, per_grain: bool = True) -> dict:
@@ -124,11 +124,7 @@ def main() -> None:
               "pooled": {"n_seeds": len(ok), "n_shells": int(w.sum()),
                          "rmse_P_kbar": pooled("rmse_P_kbar", True), "rmse_T_C": pooled("rmse_T_C", True),
                          **{k: pooled(k) for k in ("coverage_P", "coverage_T", "coverage_P_own", "coverage_T_own")}}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((args.out, json.dumps(report, indent=1)), (args.out.with_suffix(".md"), markdown(report))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
 
 
