@@ -238,6 +238,19 @@ def _flag_handles(within: np.ndarray, beyond: np.ndarray, limit: float, unit: st
             Patch(facecolor=c_beyond, label=f"> {limit:g} {unit} by more than {n_sd:g} SE: {n_beyond} px")]
 
 
+def _reduced_with_flags(image: np.ndarray, limit: float | None, sd: np.ndarray | None, n_sd: float, unit: str,
+                        cmap: str) -> tuple[np.ndarray, int, np.ndarray | None, list]:
+    """The image reduced for drawing (:func:`_reduce`) and, with a ``limit``, the flags of the pixels
+    above it (counted on the full-resolution image, then reduced) and their legend handles."""
+    full = np.asarray(image, np.float32)
+    img, factor = _reduce(full, categorical=False)
+    if limit is None:
+        return img, factor, None, []
+    within, beyond = above_limit(full, limit, sd, n_sd)
+    flags = _flags_reduced(within, beyond, factor)
+    return img, factor, flags, _flag_handles(within, beyond, limit, unit, n_sd, cmap, sd is not None)
+
+
 def scalar_map_figure(
     path: str | os.PathLike,
     image: np.ndarray,
@@ -263,13 +276,7 @@ def scalar_map_figure(
             map; the colour range stops at ``limit``.
         sd: optional per-pixel standard error (same unit) for the flags (:func:`above_limit`).
     """
-    full = np.asarray(image, np.float32)
-    img, factor = _reduce(full, categorical=False)
-    flags, handles = None, []
-    if limit is not None:
-        within, beyond = above_limit(full, limit, sd, n_sd)
-        flags = _flags_reduced(within, beyond, factor)
-        handles = _flag_handles(within, beyond, limit, unit, n_sd, cmap, sd is not None)
+    img, factor, flags, handles = _reduced_with_flags(image, limit, sd, n_sd, unit, cmap)
     lo, hi = _limits(img if flags is None else np.where(flags > 0, np.nan, img), (0.5, 99.5), limit)
     fig, ax = subplots(figsize=(6.2, 5.2))
     shown = _draw(ax, img, lo, hi, cmap, flags)
@@ -312,13 +319,7 @@ def phase_scaled_map_figure(
             (on every panel; one legend below the figure).
         ncols: panels per row.
     """
-    full = np.asarray(image, np.float32)
-    img, factor = _reduce(full, categorical=False)
-    flags, handles = None, []
-    if limit is not None:
-        within, beyond = above_limit(full, limit, sd, n_sd)
-        flags = _flags_reduced(within, beyond, factor)
-        handles = _flag_handles(within, beyond, limit, unit, n_sd, cmap, sd is not None)
+    img, factor, flags, handles = _reduced_with_flags(image, limit, sd, n_sd, unit, cmap)
     unflagged = img if flags is None else np.where(flags > 0, np.nan, img)
     panels = [("all pixels", None, (0.5, 99.5))] + [(name, mask, (1.0, 99.0)) for name, mask in phases]
     n = len(panels)
