@@ -183,15 +183,17 @@ def run(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: tuple |
 
 
 @float64
-def run_stages(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: tuple | None = None) -> PtpathRun:
-    """The stages of :func:`run`, returning every stage result."""
+def run_stages(config: PtpathConfig, out_dir: Path, quiet: bool = False, truth: tuple | None = None,
+               inverted: tuple[Problem, Inversion] | None = None) -> PtpathRun:
+    """The stages of :func:`run`, returning every stage result. ``inverted``: the problem and its
+    inversion computed already (the batched runs of :mod:`jaxpetro.workflows.ptpath_batch`)."""
     out = prepare_out_dir(out_dir)
     stages = Stages(4 + int(config.sensitivity) + int(config.mcmc.enabled), "ptpath", quiet)
     with stages.stage("read_s", "reading"):
-        problem = build_problem(config)
+        problem = build_problem(config) if inverted is None else inverted[0]
         pm.check_profile_range(problem)  # before inverting: a table that cannot produce the garnet
     with stages.stage("invert_s", "inverting"):
-        inv = invert(problem, config)
+        inv = invert(problem, config) if inverted is None else inverted[1]
         check_inside_table(problem.table, problem.radius_um, inv.mean)
     sens = None
     if config.sensitivity:
@@ -372,17 +374,27 @@ def _bands(X: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.quantile(X, BAND[1], axis=axis))
 
 
+def core_statics(problem: Problem, config: PtpathConfig, hyper: pm.HyperStart) -> dict:
+    """The static arguments of :func:`_core` for ``problem`` (also used by the batched runs of
+    :mod:`jaxpetro.workflows.ptpath_batch`)."""
+    # the MRF's MAP has no fractionation history (each shell's bulk depends on the path before
+    # it): no cross-check for the thermo model
+    return {"h": problem.h, "transition": problem.transition, "exact": pm.exact_linear(problem, config),
+            "free": hyper.free, "map_check": config.map_check and problem.kind != "thermo"}
+
+
 def invert(problem: Problem, config: PtpathConfig) -> Inversion:
     """Estimate the noise scales, smooth, summarise (mean, sd, 90 % band), MAP cross-check."""
     hyper = pm.start(problem, config.hyperparameters)
-    exact = pm.exact_linear(problem, config)
+    statics = core_statics(problem, config, hyper)
     out = _core(jax.random.key(config.seed), pm.data_of(problem), problem.params, jnp.asarray(hyper.log_theta),
-                pm.smoother_options(config), (jnp.asarray(hyper.lower), jnp.asarray(hyper.upper)), h=problem.h,
-                transition=problem.transition, exact=exact,
-                # the MRF's MAP has no fractionation history (each shell's bulk depends on the path
-                # before it): no cross-check for the thermo model
-                free=hyper.free, map_check=config.map_check and problem.kind != "thermo")
-    out = jax.tree_util.tree_map(np.asarray, out)
+                pm.smoother_options(config), (jnp.asarray(hyper.lower), jnp.asarray(hyper.upper)), **statics)
+    return finish_inversion(problem, config, hyper, statics["exact"], jax.tree_util.tree_map(np.asarray, out))
+
+
+def finish_inversion(problem: Problem, config: PtpathConfig, hyper: pm.HyperStart, exact: bool,
+                     out: _CoreOut) -> Inversion:
+    """The checks and the path summary of :func:`_core`'s outputs (numpy) for ``problem``."""
     if out.failed is not None and float(out.failed.max()) > MAX_FAILED:
         i = int(np.argmax(out.failed))
         raise ConvergenceError(
@@ -887,6 +899,8 @@ __all__ = [
     "Sensitivity",
     "build_problem",
     "check_inside_table",
+    "core_statics",
+    "finish_inversion",
     "growth_times",
     "invert",
     "mcmc",
