@@ -522,9 +522,22 @@ def test_iterative_smoother_is_the_exact_posterior_on_a_linear_gaussian_model():
     np.testing.assert_allclose(cov, ref.cov_s, rtol=1e-6, atol=1e-10)
     # started elsewhere (a cheaper smoother's members): same minimisers
     res2 = enks.iterative_smoother(None, g, None, U0, y.reshape(-1), mask.reshape(-1), C, U_start=U0 * 0.3 + 0.1,
-                                   E=E, options=enks.IesOptions(ies_iterations=20))
+                                   E=E)
     np.testing.assert_allclose(res2.U, res.U, atol=1e-6)
-    # random draws: within sampling error of the exact posterior
+
+
+@pytest.mark.slow
+def test_iterative_smoother_with_random_draws_is_within_sampling_error():
+    model, y, mask = garnet_like(seed=3, n=20)
+    n, p = y.shape
+    m = 2 * n
+
+    def g(params, u):
+        X = _path_of_u(model, u)
+        return (jnp.einsum("npd,nd->np", model.H, X) + model.b).reshape(-1)
+
+    C = jax.scipy.linalg.block_diag(*model.R)
+    ref = kf.rts_smoother(model, jnp.where(mask, y, 0.0), mask)
     res3 = enks.iterative_smoother(jax.random.key(5), g, None, jax.random.normal(jax.random.key(6), (2000, m)),
                                    y.reshape(-1), mask.reshape(-1), C)
     X3 = jax.vmap(lambda u: _path_of_u(model, u))(res3.U)
