@@ -95,15 +95,20 @@ def _gauss(e: Float[Array, " k"], C: Float[Array, "k k"]) -> Float[Array, ""]:
 
 
 def log_posterior(z: Free, data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"],
-                  h: Callable) -> Float[Array, ""]:
-    """Log posterior of the free variables (nats, up to a constant; see the module docstring)."""
+                  h: Callable, chol_C: Float[Array, "D D"] | None = None) -> Float[Array, ""]:
+    """Log posterior of the free variables (nats, up to a constant; see the module docstring).
+
+    ``chol_C``: the lower Cholesky factor of the whole profile's neutralised data covariance
+    (:func:`chol_path_covariance`, with a correlated forward-model error): the misfit is then
+    one Gaussian over every step's residuals together instead of a sum over steps."""
     R, Q = pm.noise(data, log_theta)
+    if chol_C is not None:  # one Gaussian over the whole profile's residuals
+        X, c = states(z, data, params)
+        prior_dyn = _prior_and_dynamics(z, X, c, Q, data)
+        mask = jnp.asarray(data.mask).reshape(-1)
+        r = jnp.where(mask, jnp.asarray(data.y).reshape(-1) - predict(X, data, params, h), 0.0)
+        return prior_dyn - 0.5 * jnp.sum(solve_triangular(chol_C, r, lower=True) ** 2)
     X, c = states(z, data, params)
-    m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
-    free_idx = jnp.asarray((0, 1, *STATIC[:n_static(data)]), int)
-    first = jnp.concatenate([z.x[0], z.s])
-    prior = -0.5 * jnp.sum(((first - m0[free_idx]) / sd0[free_idx]) ** 2)
-    dyn = jax.vmap(lambda e, cn, Qn: _gauss(e, cn * Qn[:2, :2]))(z.x[1:] - z.x[:-1], c[1:], Q[1:])
 
     def misfit(x, y_n, mask_n, R_n, aux_n):
         m = jnp.asarray(mask_n).astype(x.dtype)
@@ -112,7 +117,130 @@ def log_posterior(z: Free, data: pm.Data, params: pm.ObsParams, log_theta: Float
         return _gauss(r, R0)
 
     obs = jax.vmap(misfit)(X, jnp.asarray(data.y), jnp.asarray(data.mask), R, data.aux)
-    return prior + jnp.sum(dyn) + jnp.sum(obs)
+    return _prior_and_dynamics(z, X, c, Q, data) + jnp.sum(obs)
+
+
+def _prior_and_dynamics(z: Free, X, c, Q, data: pm.Data) -> Float[Array, ""]:
+    """The prior of the core and the GMRF smoothness terms of :func:`log_posterior`."""
+    m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
+    free_idx = jnp.asarray((0, 1, *STATIC[:n_static(data)]), int)
+    first = jnp.concatenate([z.x[0], z.s])
+    prior = -0.5 * jnp.sum(((first - m0[free_idx]) / sd0[free_idx]) ** 2)
+    dyn = jax.vmap(lambda e, cn, Qn: _gauss(e, cn * Qn[:2, :2]))(z.x[1:] - z.x[:-1], c[1:], Q[1:])
+    return prior + jnp.sum(dyn)
+
+
+def predict(X: Float[Array, "n d"], data: pm.Data, params: pm.ObsParams, h: Callable) -> Float[Array, " D"]:
+    """The observation function over a whole path, flattened step-major ((n 8,))."""
+    return jax.vmap(lambda x, a: h(params, x, a))(X, data.aux).reshape(-1)
+
+
+def chol_path_covariance(data: pm.Data, log_theta: Float[Array, " 4"],
+                         log_corr: Float[Array, " 2"] | None) -> Float[Array, "D D"]:
+    """Lower Cholesky factor of the whole profile's data covariance
+    (:func:`jaxpetro.models.ptpath_model.path_covariance`) with the masked slots neutralised
+    (zero correlation, unit variance: their residual is zeroed, so they are inert)."""
+    C = pm.path_covariance(data, log_theta, log_corr)
+    m = jnp.asarray(data.mask).reshape(-1).astype(C.dtype)
+    C0 = C * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
+    return jnp.linalg.cholesky(0.5 * (C0 + C0.T))
+
+
+# ----------------------------------------------------------------------------- whitened coordinates
+
+
+def n_whitened(data: pm.Data) -> int:
+    """Size m of the whitened coordinates u of a path: 2 per step (the core's standardised P, T
+    and the standardised random-walk increments) plus the static growth parameters."""
+    return 2 * int(jnp.shape(data.y)[0]) + n_static(data)
+
+
+def _increment_sd(data: pm.Data, log_theta: Float[Array, " 4"]) -> Float[Array, "n 2"]:
+    """sd of the P and T increment per unit transition scale c_n: sqrt(diag Q_n) ((n, 2); row 0
+    unused)."""
+    Q = pm.noise(data, log_theta)[1]
+    return jnp.sqrt(jnp.diagonal(Q, axis1=1, axis2=2)[:, :2])
+
+
+def free_of_whitened(u: Float[Array, " m"], data: pm.Data, params: pm.ObsParams,
+                     log_theta: Float[Array, " 4"]) -> Free:
+    """The path of whitened coordinates ``u`` (prior N(0, I)): ``x_0 = m0 + sd0 u_0``, static
+    parameters ``s = m0_s + sd0_s u_s`` and ``x_n = x_{n-1} + sqrt(c_n diag Q_n) u_n`` with c_n the
+    transition scale at x_{n-1} (1 for the radius walk, Δt_n for the time walk): the prior of u
+    maps to the MRF prior of the path exactly (the time walk's normaliser is this map's
+    Jacobian), so a posterior over u is the MRF posterior."""
+    n = int(jnp.shape(data.y)[0])
+    k = n_static(data)
+    m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
+    w = u[:2 * n].reshape(n, 2)
+    idx = jnp.asarray(STATIC[:k], int)
+    s = m0[idx] + sd0[idx] * u[2 * n:] if k else jnp.zeros(0, u.dtype)
+    x0 = m0[:2] + sd0[:2] * w[0]
+    sdq = _increment_sd(data, log_theta)
+    if jnp.shape(data.m0)[0] == 2:
+        inc = sdq[1:] * w[1:]
+        return Free(jnp.concatenate([x0[None], x0[None] + jnp.cumsum(inc, axis=0)]), s)
+    full0 = jnp.concatenate([x0, jnp.zeros(1, u.dtype), s])
+    full0 = full0.at[gr.TIME].set(gr.shell_duration(params, full0, jnp.asarray(data.aux.D)[0]))
+    aux_rest = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[1:], data.aux)
+
+    def one(prev, inp):
+        wn, sdn, aux_n = inp
+        f, c = gr.time_walk(params, prev, aux_n)
+        new = f.at[:2].set(prev[:2] + jnp.sqrt(c) * sdn * wn)
+        return new, new[:2]
+
+    _, rest = lax.scan(one, full0, (w[1:], sdq[1:], aux_rest))
+    return Free(jnp.concatenate([x0[None], rest]), s)
+
+
+def whitened_of_free(z: Free, data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"]) -> Float[Array, " m"]:
+    """Inverse of :func:`free_of_whitened`."""
+    m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
+    k = n_static(data)
+    _, c = states(z, data, params)
+    sdq = _increment_sd(data, log_theta)
+    w0 = (z.x[0] - m0[:2]) / sd0[:2]
+    rest = (z.x[1:] - z.x[:-1]) / (jnp.sqrt(c[1:])[:, None] * sdq[1:])
+    idx = jnp.asarray(STATIC[:k], int)
+    us = (z.s - m0[idx]) / sd0[idx] if k else jnp.zeros(0, z.x.dtype)
+    return jnp.concatenate([w0, rest.reshape(-1), us])
+
+
+@functools.partial(jax.jit, static_argnames=("h",))
+def exact_whole_path(data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"],
+                     log_corr: Float[Array, " 2"] | None, h: Callable) -> tuple[Float[Array, "n 2"], Float[Array, "n 2"], Float[Array, ""]]:
+    """(mean, sd, log p(y)) of P and T for a model that is linear in the whitened coordinates
+    (the linearised table with the radius walk), with the whole profile's data covariance
+    (correlated forward-model error included): the path conditioned as one Gaussian,
+    ``u | y ~ N(G^T S^-1 (y - g0), I - G^T S^-1 G)``, ``S = G G^T + C``. Without a correlated
+    error it equals the Kalman RTS smoother (tested)."""
+    m = n_whitened(data)
+    zero = jnp.zeros(m, jnp.asarray(data.m0).dtype)
+
+    def path(u):
+        return free_of_whitened(u, data, params, log_theta).x
+
+    def g(u):
+        return predict(states(free_of_whitened(u, data, params, log_theta), data, params)[0], data, params, h)
+
+    mask = jnp.asarray(data.mask).reshape(-1)
+    mf = mask.astype(zero.dtype)
+    G = jax.jacfwd(g)(zero) * mf[:, None]
+    r = jnp.where(mask, jnp.asarray(data.y).reshape(-1) - g(zero), 0.0)
+    L = chol_path_covariance(data, log_theta, log_corr)
+    C0 = L @ L.T
+    S = G @ G.T + C0
+    Ls = jnp.linalg.cholesky(0.5 * (S + S.T))
+    from jaxpetro.kernels._gaussian import masked_loglik
+
+    loglik, Sr = masked_loglik(r, Ls, jnp.sum(1.0 - mf))
+    mean_u = G.T @ Sr
+    A = solve_triangular(Ls, G, lower=True)
+    cov_u = jnp.eye(m, dtype=zero.dtype) - A.T @ A
+    T = jax.jacfwd(path)(zero)  # (n, 2, m)
+    cov_x = jnp.einsum("nim,mk,njk->nij", T, cov_u, T)
+    return path(mean_u), jnp.sqrt(jnp.diagonal(cov_x, axis1=1, axis2=2)), loglik
 
 
 def _scales(data: pm.Data, like: Free) -> Free:
@@ -161,7 +289,8 @@ class NutsResult(NamedTuple):
     seconds: float
 
 
-def nuts_model(data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"], centre: Free, h: Callable):
+def nuts_model(data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"], centre: Free, h: Callable,
+               chol_C: Float[Array, "D D"] | None = None):
     """NumPyro model of the MRF posterior: improper flat sites ``u`` in coordinates
     ``z = centre + u * prior sd`` and the log posterior as a factor (a constant Jacobian)."""
     import numpyro
@@ -172,15 +301,18 @@ def nuts_model(data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"
     us = numpyro.sample("u_s", dist.ImproperUniform(dist.constraints.real, (), centre.s.shape)) if centre.s.shape[0] \
         else jnp.zeros(0, centre.x.dtype)
     z = Free(centre.x + ux * scale.x, centre.s + us * scale.s)
-    numpyro.factor("mrf", log_posterior(z, data, params, log_theta, h))
+    numpyro.factor("mrf", log_posterior(z, data, params, log_theta, h, chol_C))
 
 
 def sample_nuts(key: PRNGKeyArray, data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"],
                 centre: Free, h: Callable, *, chains: int, samples: int, warmup: int,
-                target_accept: float = 0.85, init_radius: float = 1.0) -> NutsResult:
+                target_accept: float = 0.85, init_radius: float = 1.0,
+                log_corr: Float[ArrayLike, " 2"] | None = None) -> NutsResult:
     """Sample the MRF posterior with NumPyro NUTS (dense mass matrix adapted in warm-up; chains
     vectorised), each chain started at ``centre`` moved by up to ``init_radius`` prior sds per
-    coordinate; diagnostics from :mod:`numpyro.diagnostics`."""
+    coordinate; diagnostics from :mod:`numpyro.diagnostics`. ``log_corr`` (log sd, log length
+    µm) of a correlated forward-model error: the misfit over the whole profile at once
+    (:func:`log_posterior` with ``chol_C``, factorised once here)."""
     import time
 
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
@@ -194,7 +326,9 @@ def sample_nuts(key: PRNGKeyArray, data: pm.Data, params: pm.ObsParams, log_thet
     # NumPyro's NUTS mixes int and float dtypes internally, which strict promotion (a user's
     # setting, and our tests') rejects: standard promotion for the sampler only.
     with jax.numpy_dtype_promotion("standard"):
-        mcmc.run(key, data, params, log_theta, centre, h, extra_fields=("diverging", "accept_prob", "num_steps"))
+        chol_C = None if log_corr is None else chol_path_covariance(data, log_theta, jnp.asarray(log_corr))
+        mcmc.run(key, data, params, log_theta, centre, h, chol_C,
+                 extra_fields=("diverging", "accept_prob", "num_steps"))
     u = mcmc.get_samples(group_by_chain=True)
     extra = mcmc.get_extra_fields(group_by_chain=True)
     scale = _scales(data, centre)
@@ -216,6 +350,12 @@ def sample_nuts(key: PRNGKeyArray, data: pm.Data, params: pm.ObsParams, log_thet
 
 __all__ = [
     "Free",
+    "chol_path_covariance",
+    "exact_whole_path",
+    "free_of_whitened",
+    "n_whitened",
+    "predict",
+    "whitened_of_free",
     "NutsResult",
     "STATIC",
     "free_of",

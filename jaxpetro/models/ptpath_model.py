@@ -563,6 +563,35 @@ def noise(data: Data, log_theta: Float[Array, " 4"]) -> tuple[Float[Array, "n 8 
     return R, jnp.broadcast_to(jnp.diag(qd * qd), (n, d, d))
 
 
+#: Names of the correlated forward-model error's scales (log_corr).
+CORR_NAMES = ("model_corr_sd", "model_corr_um")
+
+
+def path_covariance(data: Data, log_theta: Float[Array, " 4"], log_corr: Float[Array, " 2"] | None) -> Float[Array, "D D"]:
+    """Covariance (n 8, n 8) of the whole profile's observation errors, step-major: the per-step
+    R of :func:`noise` on the block diagonal, plus a forward-model error that is correlated
+    between shells (``log_corr`` = log (sd, length µm); sd 0: none)::
+
+        cov(b_n, b_m) = sd² exp(-(r_n - r_m)² / (2 length²)) P,   P = I - 1 1^T / 4
+
+    on the four fraction slots: a bias of the forward model's fractions that is smooth in
+    radius (a thermodynamic table's error is smooth in P-T, so neighbouring shells share it)
+    and closed (it sums to zero, like the renormalised fractions, so the likelihood does not
+    depend on the end-member left out). An independent per-shell ``model_sd`` cannot
+    represent it. ``log_corr`` None: no correlated term. Differentiable in both arguments."""
+    R, _ = noise(data, log_theta)
+    n = R.shape[0]
+    eye = jnp.eye(n, dtype=R.dtype)
+    C = (eye[:, None, :, None] * R[:, :, None, :]).reshape(n * N_OBS, n * N_OBS)
+    if log_corr is None:
+        return C
+    sd, length = jnp.exp(log_corr[0]), jnp.exp(log_corr[1])
+    r = jnp.asarray(data.aux.radius)
+    K = sd**2 * jnp.exp(-0.5 * ((r[:, None] - r[None, :]) / length) ** 2)
+    Pc = jnp.zeros((N_OBS, N_OBS), R.dtype).at[:4, :4].set(jnp.eye(4, dtype=R.dtype) - 0.25)
+    return C + (K[:, None, :, None] * Pc[None, :, None, :]).reshape(n * N_OBS, n * N_OBS)
+
+
 def prior_draws(key: PRNGKeyArray, data: Data, params: ObsParams, size: int) -> Float[Array, "N d"]:
     """``size`` members of the first step's prior: independent normals (m0, sd0), the clock (time
     walk) set to each member's time from nucleation to the first shell."""
@@ -677,6 +706,7 @@ def check_profile_range(problem: Problem, sd_default: float = 0.01) -> None:
 
 
 __all__ = [
+    "CORR_NAMES",
     "Data",
     "HYPER_NAMES",
     "HyperStart",
@@ -713,4 +743,5 @@ __all__ = [
     "thermo_radius_walk",
     "thermo_time_walk",
     "observe_thermo",
+    "path_covariance",
 ]
