@@ -493,7 +493,12 @@ def _write_compressed(f: h5py.File, name: str, array: np.ndarray) -> h5py.Datase
             block = full
         # the shuffle filter's layout: byte 0 of every element, then byte 1, ...
         shuffled = np.ascontiguousarray(block).view(np.uint8).reshape(-1, array.itemsize).T.tobytes()
-        return zlib.compress(shuffled, _COMPRESSION["compression_opts"])
+        # Run-length matching only (Z_RLE): still a plain zlib stream that HDF5's deflate filter
+        # reads, ~2x faster than the default matcher at level 1 on shuffled float32 maps at the
+        # same size or smaller (wt% and SE maps 1.42-1.48x, detection limits 14.6x vs 10.4x,
+        # structural maps 12.2x vs 11.3x) and ~25 % larger on the fractions.
+        deflate = zlib.compressobj(_COMPRESSION["compression_opts"], zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+        return deflate.compress(shuffled) + deflate.flush()
 
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
         for start, data in zip(starts, pool.map(encode, starts)):

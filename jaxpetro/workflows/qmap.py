@@ -34,6 +34,7 @@ import dataclasses
 import re
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -1019,6 +1020,7 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
         datasets["fractions"] = fractions
         datasets["summary"]["modal_fractions"] = summaries.modal_proportions(fractions[valid])
     summary = {"modal": dict(zip(names, modal.tolist()))}
+    matrices = []  # (path, wt% map) of the text matrices
     step = stack.step_um
     header = ["phase", "modal_fraction"]
     table = [[n, m] for n, m in zip(names, modal)]
@@ -1093,8 +1095,7 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
                      "counts the oxides' errors as independent." if "total" in excess else ""))
         write_parameters(out / "parameters.csv", cal_stage.cal._asdict(), elements, oxides, names)
         if config.output.text_matrices:
-            for j, o in enumerate(oxides):
-                _write_matrix(out / f"{o}.csv", wt[..., j])
+            matrices = [(out / f"{o}.csv", wt[..., j]) for j, o in enumerate(oxides)]
         summary.update(composition={n: dict(zip(oxides, mean[k].tolist())) for k, n in enumerate(names)},
                        bulk=dict(zip(oxides, bulk.tolist())))
     if fractions is not None:
@@ -1132,32 +1133,49 @@ def write_outputs(config: QmapConfig, out: Path, results: QmapResults,
             p: {"mineral": pf.mineral, "n_pixels": pf.n_pixels,
                 **{n: float(np.nanmean(getattr(pf.formula, g)[n])) for g, n in pf.panels}}
             for p, pf in formulae.phases.items()}
-    write_hdf5(out / "qmap.h5", datasets, run_attrs(config_to_yaml(config), config.seed), units=units)
-    if config.output.plots:
-        dpi = config.output.dpi
-        phase_map_figure(out / "phases.png", phase_map, names, modal=modal.tolist(), step_um=step,
-                         title=f"most likely phase ({result.family} EM)", dpi=dpi)
-        if quant is not None:
-            # the phases' own colour ranges from their pure pixels: mixing fractions where fitted
-            # (memberships of boundary pixels are near 1 too)
-            _oxide_figures(out, config.output, quant.wt, quant.se, quant.lod, oxides, names,
-                           fractions if fractions is not None else weights, valid, step)
-        if formulae and config.structural.pixels:
-            for phase, pf in formulae.phases.items():
-                if not pf.panels:
-                    continue
-                f = pf.formula
-                panels = [(name, pf.map(g, name), "apfu" if _GROUP_UNITS[g] == "apfu" else "fraction")
-                          for g, name in pf.panels]
-                fe = {"charge_balance": "Fe3+ by charge balance per pixel", "none": "all Fe as Fe2+",
-                      "charge_balance_phase_mean": "Fe3+ by charge balance of the mean",
-                      "all_ferric": "all Fe as Fe3+", "measured": "Fe as analysed"}[f.fe3_method]
-                maps_figure(out / f"structural_{_file_name(phase)}.png", panels, step_um=step, dpi=dpi,
-                            title=f"{phase} ({pf.mineral.replace('_', '-')}, {f.oxygens:g} O, {fe}): "
-                                  f"{pf.n_pixels} pixels")
+    # The text matrices (numpy, mostly without the GIL) and the figures (matplotlib, in this one
+    # thread only) are written in two threads while qmap.h5 is compressed (zlib, in threads):
+    # on 2 cores the three overlap instead of queueing. Each file is written atomically; an
+    # error in either thread is raised here once qmap.h5 is written.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="qmap-write") as pool:
+        jobs = [pool.submit(lambda: [_write_matrix(path, image) for path, image in matrices])]
+        if config.output.plots:
+            jobs.append(pool.submit(_figures, config, out, results, formulae, modal, step))
+        write_hdf5(out / "qmap.h5", datasets, run_attrs(config_to_yaml(config), config.seed), units=units)
+        for job in jobs:
+            job.result()
     summary.update(n_iter=int(result.status.iterations), converged=bool(result.status.converged), phases=names,
                    checks=checks)
     return summary
+
+
+def _figures(config: QmapConfig, out: Path, results: QmapResults, formulae: Structural | None,
+             modal: np.ndarray, step: float | None) -> None:
+    """The PNG maps: phases, each oxide and the total, the structural formulae per phase."""
+    quant, fractions, weights, valid = results.quant, results.fractions, results.weights, results.corrected.valid
+    result, names, phase_map = results.phases.result, results.phases.names, results.phases.phase_map
+    oxides = results.calibration.oxides
+    dpi = config.output.dpi
+    phase_map_figure(out / "phases.png", phase_map, names, modal=modal.tolist(), step_um=step,
+                     title=f"most likely phase ({result.family} EM)", dpi=dpi)
+    if quant is not None:
+        # the phases' own colour ranges from their pure pixels: mixing fractions where fitted
+        # (memberships of boundary pixels are near 1 too)
+        _oxide_figures(out, config.output, quant.wt, quant.se, quant.lod, oxides, names,
+                       fractions if fractions is not None else weights, valid, step)
+    if formulae and config.structural.pixels:
+        for phase, pf in formulae.phases.items():
+            if not pf.panels:
+                continue
+            f = pf.formula
+            panels = [(name, pf.map(g, name), "apfu" if _GROUP_UNITS[g] == "apfu" else "fraction")
+                      for g, name in pf.panels]
+            fe = {"charge_balance": "Fe3+ by charge balance per pixel", "none": "all Fe as Fe2+",
+                  "charge_balance_phase_mean": "Fe3+ by charge balance of the mean",
+                  "all_ferric": "all Fe as Fe3+", "measured": "Fe as analysed"}[f.fe3_method]
+            maps_figure(out / f"structural_{_file_name(phase)}.png", panels, step_um=step, dpi=dpi,
+                        title=f"{phase} ({pf.mineral.replace('_', '-')}, {f.oxygens:g} O, {fe}): "
+                              f"{pf.n_pixels} pixels")
 
 
 def _report(summary: dict) -> None:
