@@ -211,14 +211,22 @@ def test_kernel_options_are_the_config_sections_with_the_same_defaults():
     from jaxpetro.kernels import enks
     from jaxpetro.models import ptpath_model as pm
 
-    for options, section in ((enks.SmootherOptions(), EnsembleConfig()), (enks.MaximiseOptions(), HyperConfig())):
+    for options, section in ((enks.SmootherOptions(), EnsembleConfig()), (enks.MaximiseOptions(), HyperConfig()),
+                             (enks.IesOptions(), EnsembleConfig())):
         for field in dataclasses.fields(options):
+            if field.name == "smoother":  # the config's default 'ies' runs the kernel's 'enks' first, then iterates
+                assert section.smoother == "ies" and options.smoother == "enks"
+                continue
             assert getattr(section, field.name) == getattr(options, field.name), field.name
     cfg = load_config({"profile": "p.csv", "forward": {"path": "t.csv"},
                        "ensemble": {"variant": "sqrt", "lag": 4, "inflation": 1.1, "size": 64},
                        "hyperparameters": {"steps": 7, "learning_rate": 0.2, "members": 30}}, PtpathConfig)
     opts = pm.smoother_options(cfg)
     assert opts.smoother == enks.SmootherOptions(size=64, variant="sqrt", smoother="enks", lag=4, inflation=1.1)
+    assert opts.ies == enks.IesOptions() and opts.corr is not None and np.all(np.isnan(opts.corr))
+    off = pm.smoother_options(load_config({"profile": "p.csv", "forward": {"path": "t.csv"},
+                                           "ensemble": {"smoother": "enks"}}, PtpathConfig))
+    assert off.ies is None and off.corr is None  # the sequential EnKS cannot carry a correlated error
     assert opts.maximise == enks.MaximiseOptions(steps=7, learning_rate=0.2)
     assert opts.likelihood == enks.SmootherOptions(size=30, variant="sqrt", smoother="none", inflation=1.1)
 

@@ -133,13 +133,19 @@ class EnsembleConfig:
     variant: Literal["stochastic", "sqrt"] = option(
         "stochastic", "analysis: perturbed observations or deterministic square root"
     )
-    smoother: Literal["enks", "rts"] = option("enks", "ensemble Kalman smoother or ensemble RTS smoother")
+    smoother: Literal["ies", "enks", "rts"] = option(
+        "ies", "ies: iterative ensemble smoother over the whole profile (started from the EnKS; table and linear "
+               "models; thermo falls back to enks); enks: ensemble Kalman smoother; rts: ensemble RTS smoother")
     lag: int | None = option(None, "smoother lag in shells; empty = full (every earlier shell)", ge=0)
     inflation: float = option(1.0, "multiplicative inflation of forecast anomalies", ge=1.0)
     iterations: int = option(
         1, "assimilations per shell: 1 = ordinary EnKS; K > 1 = ES-MDA (each shell's observation assimilated K "
            "times with R inflated by K, the forward model re-evaluated between; for strongly nonlinear tables)",
         ge=1, le=20)
+    ies_iterations: int = option(12, "smoother ies: Levenberg-Marquardt iterations", ge=1, le=100)
+    ies_damping: float = option(1.0, "smoother ies: initial Levenberg-Marquardt damping", ge=0)
+    ies_mh_steps: int = option(40, "smoother ies: Metropolis-Hastings steps correcting the iterated ensemble "
+                                   "toward the exact posterior (0 = none)", ge=0, le=1000)
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,11 @@ class HyperConfig:
     model_sd: float | None = option(
         None, "forward-model error sd per fraction (always in R); empty = estimated when the measurement sds "
               "are known (_sd columns or sd), else included in the estimated sd; 0 = none", ge=0)
+    model_corr_sd: float | None = option(
+        None, "sd of a forward-model error correlated between shells (smooth in radius, per fraction; smoother "
+              "ies only); empty = estimated; 0 = none", ge=0)
+    model_corr_um: float | None = option(
+        None, "correlation length of that error along radius (µm); empty = estimated", gt=0)
     steps: int = option(120, "Adam iterations of the estimation", ge=1)
     learning_rate: float = option(0.1, "Adam step size (on log scales)", gt=0)
     members: int = option(200, "ensemble members of the likelihood estimate (table model)", ge=10)

@@ -823,10 +823,14 @@ class IesOptions(KernelOptions):
         ies_iterations: Levenberg-Marquardt iterations (static: the scan length).
         ies_damping: initial damping lambda of every member (divided by 10 after an accepted
             step, multiplied by 10 after a rejected one).
+        ies_mh_steps: Metropolis-Hastings steps of the exact-posterior correction after the
+            iterations (:func:`gaussian_mh`; 0 = none). Used by the caller (ptpath), which knows
+            the exact log posterior; :func:`iterative_smoother` itself does not use it.
     """
 
     ies_iterations: int = static(12)
     ies_damping: float | Float[Array, ""] = 1.0
+    ies_mh_steps: int = static(40)
 
 
 class IesState(NamedTuple):
@@ -860,7 +864,7 @@ class IesResult(NamedTuple):
         cost: final objectives (N,); history: mean objective after each iteration.
         accepted: share of members whose last step was accepted.
         status: ``finite`` when every member and cost is finite; ``converged`` when, in
-            addition, the mean objective changed by less than 1e-6 (relative) in the last
+            addition, the mean objective changed by less than 1e-4 (relative) in the last
             iteration; ``iterations`` the iterations run.
     """
 
@@ -1012,9 +1016,75 @@ def iterative_smoother(
     G = (L @ Wf) * mask.astype(Wf.dtype)[:, None]
     prev = jnp.concatenate([cost0[None], history])[-2]
     finite = jnp.all(jnp.isfinite(last.U)) & jnp.all(jnp.isfinite(last.cost))
-    converged = finite & (jnp.abs(history[-1] - prev) <= 1e-6 * jnp.abs(prev))
+    converged = finite & (jnp.abs(history[-1] - prev) <= 1e-4 * jnp.abs(prev))
     return IesResult(last.U, G, last.cost, history, accepted[-1],
                      make_status(converged, finite, options.ies_iterations))
+
+
+
+class MhResult(NamedTuple):
+    """Result of :func:`gaussian_mh`.
+
+    Attributes:
+        U: the members after the last step (N, m).
+        logp: their log densities (N,).
+        accept: mean acceptance probability per step (steps,).
+    """
+
+    U: Float[Array, "N m"]
+    logp: Float[Array, " N"]
+    accept: Float[Array, " steps"]
+
+
+@functools.partial(jax.jit, static_argnames=("logp", "steps"))
+def gaussian_mh(
+    key: PRNGKeyArray,
+    logp: Callable[[Any, Float[Array, " m"]], Float[Array, ""]],
+    params: Any,
+    U: Float[Array, "N m"],
+    steps: int = 20,
+    rho: float | Float[Array, ""] = 0.5,
+    scale: float | Float[Array, ""] = 1.1,
+) -> MhResult:
+    """Metropolis-Hastings correction of an approximate posterior ensemble (e.g. the iterative
+    smoother's), every member a chain, towards the exact target ``logp(params, u)``.
+
+    The proposal is the preconditioned Crank-Nicolson move around the ensemble's Gaussian fit
+    ``q = N(mean U, scale² cov U)``: ``u' = mu + rho (u - mu) + sqrt(1 - rho²) q^1/2 xi``, which
+    is reversible with respect to q, so the acceptance probability is
+    ``min(1, p(u') q(u) / (p(u) q(u')))`` (rho = 0: the independence sampler). The target is
+    then invariant: a member that starts from an approximation (randomised maximum likelihood is
+    exact only for a linear model) moves toward the exact posterior; where the approximation was
+    already exact nearly every proposal is accepted and nothing changes in distribution.
+    Tested on a skewed one-dimensional posterior against a grid."""
+    n_mem, m = U.shape
+    mu = jnp.mean(U, axis=0)
+    A = U - mu[None, :]
+    C = (A.T @ A) / (n_mem - 1) * scale**2
+    Lq = _chol(C + 1e-10 * jnp.eye(m, dtype=U.dtype))
+
+    def logq(V):
+        w = solve_triangular(Lq, (V - mu[None, :]).T, lower=True)
+        return -0.5 * jnp.sum(w * w, axis=0)
+
+    lp = jax.vmap(lambda u: logp(params, u))(U)
+    lq = logq(U)
+
+    def body(carry, k):
+        V, lp, lq = carry
+        k1, k2 = jax.random.split(k)
+        xi = standard_normal(k1, (n_mem, m), U.dtype) @ Lq.T
+        prop = mu[None, :] + rho * (V - mu[None, :]) + jnp.sqrt(1.0 - rho**2) * xi
+        lp_new = jax.vmap(lambda u: logp(params, u))(prop)
+        lq_new = logq(prop)
+        log_a = (lp_new - lp) - (lq_new - lq)
+        log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
+        ok = jnp.log(jax.random.uniform(k2, (n_mem,), U.dtype)) < log_a
+        V = jnp.where(ok[:, None], prop, V)
+        return (V, jnp.where(ok, lp_new, lp), jnp.where(ok, lq_new, lq)), jnp.mean(jnp.exp(jnp.minimum(log_a, 0.0)))
+
+    (V, lp, _), acc = lax.scan(body, (U, lp, lq), jax.random.split(key, steps))
+    return MhResult(V, lp, acc)
 
 
 __all__ = [
@@ -1025,6 +1095,7 @@ __all__ = [
     "LbfgsOptions",
     "LbfgsResult",
     "MaximiseOptions",
+    "MhResult",
     "Shell",
     "SmootherOptions",
     "SmootherState",
@@ -1035,6 +1106,7 @@ __all__ = [
     "ensemble_rts",
     "ensemble_smoother",
     "full_lag_smooth",
+    "gaussian_mh",
     "ies_init",
     "ies_step",
     "init",

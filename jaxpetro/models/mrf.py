@@ -253,16 +253,18 @@ def _scales(data: pm.Data, like: Free) -> Free:
 
 @functools.partial(jax.jit, static_argnames=("h",))
 def map_path(data: pm.Data, params: pm.ObsParams, log_theta: Float[Array, " 4"], init: Free, *, h: Callable,
-             options: enks.LbfgsOptions = enks.LbfgsOptions()) -> tuple[enks.LbfgsResult, Float[Array, "n d"]]:
+             options: enks.LbfgsOptions = enks.LbfgsOptions(),
+             chol_C: Float[Array, "D D"] | None = None) -> tuple[enks.LbfgsResult, Float[Array, "n d"]]:
     """MAP of the MRF posterior by L-BFGS from ``init`` (e.g. the smoothed mean), in coordinates
     scaled by the prior sds. Returns the L-BFGS result (``x``: :class:`Free`) and the full
-    state path (n, d). On the linear-Gaussian model it is the exact RTS mean."""
+    state path (n, d). On the linear-Gaussian model it is the exact RTS mean. ``chol_C``: with a
+    correlated forward-model error (:func:`log_posterior`)."""
     scale = _scales(data, init)
 
     def to_free(u):
         return jax.tree_util.tree_map(lambda a, b, s: a + b * s, init, u, scale)
 
-    res = enks.lbfgs_minimise(lambda u: -log_posterior(to_free(u), data, params, log_theta, h),
+    res = enks.lbfgs_minimise(lambda u: -log_posterior(to_free(u), data, params, log_theta, h, chol_C),
                               jax.tree_util.tree_map(jnp.zeros_like, init), options)
     z = to_free(res.x)
     return res._replace(x=z), states(z, data, params)[0]

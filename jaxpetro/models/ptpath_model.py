@@ -349,16 +349,54 @@ class Options(NamedTuple):
     smoother: enks.SmootherOptions
     likelihood: enks.SmootherOptions
     maximise: enks.MaximiseOptions
+    ies: enks.IesOptions | None = None
+    corr: Any = None
 
 
 def smoother_options(config: PtpathConfig) -> Options:
     """Options objects of the kernels, copied from the config sections (no renaming). The
     likelihood of the noise scales uses the run's inflation and ES-MDA iterations: they are part
-    of the filter whose forecasts the likelihood is made of."""
-    ens = enks.SmootherOptions.from_config(config.ensemble)
+    of the filter whose forecasts the likelihood is made of. ``ensemble.smoother: ies`` runs the
+    full-lag EnKS first (its likelihood estimates the noise scales, its members start the
+    iterations): ``smoother`` is then ``enks`` and ``ies`` the iteration's options."""
+    ies = config.ensemble.smoother == "ies" and config.forward.kind != "thermo"
+    kind = "enks" if config.ensemble.smoother == "ies" else config.ensemble.smoother
+    ens = enks.SmootherOptions.from_config(config.ensemble, smoother=kind)
     like = enks.SmootherOptions(size=config.hyperparameters.members, variant=ens.variant, smoother="none",
                                 inflation=ens.inflation, iterations=ens.iterations)
-    return Options(ens, like, enks.MaximiseOptions.from_config(config.hyperparameters))
+    corr = correlated_error(config)
+    given = None if corr is None else np.array([np.nan if v is None else float(v) for v in corr])
+    return Options(ens, like, enks.MaximiseOptions.from_config(config.hyperparameters),
+                   enks.IesOptions.from_config(config.ensemble) if ies else None, given)
+
+
+def correlated_error(config: PtpathConfig) -> tuple | None:
+    """The correlated forward-model error's setting: None when off (``model_corr_sd: 0``, or no
+    iterative smoother: the sequential EnKS cannot carry an error correlated between shells),
+    else ``(sd, length_um)`` with None where estimated."""
+    h = config.hyperparameters
+    if config.ensemble.smoother != "ies" or config.forward.kind == "thermo" or h.model_corr_sd == 0:
+        return None
+    return (h.model_corr_sd, h.model_corr_um)
+
+
+def corr_start(data: Data, given: Float[ArrayLike, " 2"]) -> tuple[Float[Array, " 2"], Float[Array, " 2"], Float[Array, " 2"]]:
+    """(start, lower, upper) of log (model_corr_sd, model_corr_um): sd in :data:`SD_RANGE`
+    (start 0.005), the length between the mean step spacing (shorter is the independent
+    ``model_sd``) and twice the profile's span (a practically constant bias; start a quarter of
+    the span); a given value (``given``, NaN where estimated; traced) is used as given (lower =
+    upper = it)."""
+    r = jnp.asarray(data.aux.radius)
+    span = jnp.maximum(r[-1] - r[0], 1e-6)
+    spacing = span / max(r.shape[0] - 1, 1)
+    start = jnp.log(jnp.stack([jnp.asarray(0.005, r.dtype), 0.25 * span]))
+    lower = jnp.log(jnp.stack([jnp.asarray(SD_RANGE[0], r.dtype), spacing]))
+    upper = jnp.log(jnp.stack([jnp.asarray(SD_RANGE[1], r.dtype), 2.0 * span]))
+    given = jnp.asarray(given, r.dtype)
+    fixed = jnp.isfinite(given)
+    log_given = jnp.log(jnp.where(fixed, given, 1.0))
+    return (jnp.where(fixed, log_given, start), jnp.where(fixed, log_given, lower),
+            jnp.where(fixed, log_given, upper))
 
 
 def forward_model(forward: ForwardConfig, table: Any, r_rim_default: float, bulk: np.ndarray | None = None,
@@ -725,6 +763,8 @@ __all__ = [
     "build_problem",
     "check_profile_range",
     "closure_jacobian",
+    "corr_start",
+    "correlated_error",
     "data_of",
     "exact_linear",
     "forward_model",

@@ -97,6 +97,10 @@ class Inversion:
         exact: exact posterior (linear-Gaussian model) or None; pred: predicted fractions.
         failed: forward.kind thermo: share of members per step whose equilibrium failed (over the
             filter's and the smoother's ensembles together), else None.
+        log_corr: log (model_corr_sd, model_corr_um) of the correlated forward-model error, or None
+            (off); ies: the iterative smoother's ``converged``, ``accepted`` (share of members whose
+            last step was accepted) and ``evidence`` (linearised log marginal likelihood, nats;
+            None without the correlated error), or None (no iteration).
     """
 
     log_theta: np.ndarray
@@ -115,6 +119,8 @@ class Inversion:
     exact: Exact | None
     pred: Predicted
     failed: np.ndarray | None = None
+    log_corr: np.ndarray | None = None
+    ies: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +313,11 @@ class _CoreOut(NamedTuple):
     map: Any = None
     map_iter: Any = None
     failed: Any = None
+    log_corr: Any = None
+    ies_converged: Any = None
+    ies_accepted: Any = None
+    evidence: Any = None
+    mh_accept: Any = None
 
 
 def _smooth(key, data: pm.Data, params, log_theta, X0, options: enks.SmootherOptions, h,
@@ -319,6 +330,111 @@ def _smooth(key, data: pm.Data, params, log_theta, X0, options: enks.SmootherOpt
 def _predict(h, params, X, aux):
     """h over an ensemble (n, N, d) with per-step aux: (n, N, 8)."""
     return jax.vmap(jax.vmap(h, in_axes=(None, 0, None)), in_axes=(None, 0, 0))(params, X, aux)
+
+
+@functools.lru_cache(maxsize=None)
+def _path_forward(h):
+    """The whole profile's predicted observations (n 8,) as a function of the whitened path
+    coordinates, ``g((data, params, log_theta), u)`` (one stable function per h: a static
+    argument of the iterative smoother)."""
+    def g(p, u):
+        data, params, log_theta = p
+        X = mrf.states(mrf.free_of_whitened(u, data, params, log_theta), data, params)[0]
+        return mrf.predict(X, data, params, h)
+
+    return g
+
+
+def _members_path(U, data, params, log_theta):
+    """States (n, N, d) of whitened members U (N, m)."""
+    X = jax.vmap(lambda u: mrf.states(mrf.free_of_whitened(u, data, params, log_theta), data, params)[0])(U)
+    return jnp.swapaxes(X, 0, 1)
+
+
+def _neutralised(C, mask):
+    m = mask.astype(C.dtype)
+    return C * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
+
+
+def _iterate(key, data: pm.Data, params, theta, X_start, options: pm.Options, h, model_sd_free: bool):
+    """The iterative ensemble smoother over the whole profile (:func:`jaxpetro.kernels.enks.iterative_smoother`)
+    in the whitened path coordinates (:func:`jaxpetro.models.mrf.free_of_whitened`: its posterior
+    is the MRF posterior), started from the EnKS members ``X_start`` (n, N, d).
+
+    With a correlated forward-model error (``options.corr`` not None) the first pass (without
+    it) gives the ensemble-averaged sensitivity G and mean; its scales (and ``model_sd`` when
+    estimated) are then estimated by maximising the marginal likelihood of the model
+    linearised there, ``y ~ N(mean g - G mean u, G G^T + C)`` (exact for a linear model), and a
+    second pass starts from the first's members with them. Returns (states (n, N, d), log_theta,
+    log_corr or None, result, evidence or None)."""
+    k_u, k_e = jax.random.split(key)
+    n_mem = X_start.shape[1]
+    U0 = jax.random.normal(k_u, (n_mem, mrf.n_whitened(data)), jnp.asarray(data.m0).dtype)
+    U_start = jax.vmap(lambda x: mrf.whitened_of_free(mrf.free_of(x, data), data, params, theta), in_axes=1)(X_start)
+    g = _path_forward(h)
+    d = jnp.asarray(data.y).reshape(-1)
+    mask = jnp.asarray(data.mask).reshape(-1)
+
+    def run(th, log_corr, start):
+        C = pm.path_covariance(data, th, log_corr)
+        return enks.iterative_smoother(k_e, g, (data, params, th), U0, d, mask, C, start, options=options.ies)
+
+    res = run(theta, None, U_start)
+    if options.corr is None:
+        U, acc = _correct(jax.random.fold_in(key, 3), data, params, theta, None, res.U, options, h)
+        return _members_path(U, data, params, theta), theta, None, res, None, acc
+    ubar = jnp.mean(res.U, axis=0)
+    gbar = jnp.mean(jax.vmap(lambda u: g((data, params, theta), u))(res.U), axis=0)
+    r = jnp.where(mask, d - gbar + res.G @ ubar, 0.0)
+    GG = res.G @ res.G.T
+    start, lower, upper = pm.corr_start(data, options.corr)
+    sd_lo, sd_hi = (np.log(pm.SD_RANGE[0]), np.log(pm.SD_RANGE[1])) if model_sd_free else (theta[3], theta[3])
+    v0 = jnp.concatenate([theta[3:4], start])
+    lo = jnp.concatenate([jnp.reshape(jnp.asarray(sd_lo, v0.dtype), (1,)), lower])
+    hi = jnp.concatenate([jnp.reshape(jnp.asarray(sd_hi, v0.dtype), (1,)), upper])
+
+    def evidence(v):
+        C0 = _neutralised(pm.path_covariance(data, theta.at[3].set(v[0]), v[1:]), mask)
+        S = GG + C0
+        L = jnp.linalg.cholesky(0.5 * (S + S.T))
+        w = jax.scipy.linalg.solve_triangular(L, r, lower=True)
+        return -0.5 * jnp.sum(w * w) - jnp.sum(jnp.log(jnp.diagonal(L)))
+
+    best, _ = enks.maximise(evidence, v0, options.maximise, bounds=(lo, hi))
+    theta2 = theta.at[3].set(best[0])
+    res2 = run(theta2, best[1:], res.U)
+    U, acc = _correct(jax.random.fold_in(key, 3), data, params, theta2, best[1:], res2.U, options, h)
+    return _members_path(U, data, params, theta2), theta2, best[1:], res2, evidence(best), acc
+
+
+def _correct(key, data: pm.Data, params, theta, log_corr, U, options: pm.Options, h):
+    """Metropolis-Hastings correction of the iterated ensemble toward the exact MRF posterior in
+    the whitened coordinates, ``log p(u | y) = -|u|²/2 - |L^-1 (y - g(u))|²/2`` (+ const;
+    :func:`jaxpetro.kernels.enks.gaussian_mh`): randomised maximum likelihood is exact only for a
+    linear model; on a skewed posterior its ensemble sits between the mode and the mean.
+    Returns (members, mean acceptance of the last step; None without steps)."""
+    steps = options.ies.ies_mh_steps
+    if steps == 0:
+        return U, None
+    L = mrf.chol_path_covariance(data, theta, log_corr)
+    d = jnp.asarray(data.y).reshape(-1)
+    mask = jnp.asarray(data.mask).reshape(-1)
+    res = enks.gaussian_mh(key, _whitened_logp(h), (data, params, theta, L, d, mask), U, steps=steps)
+    return res.U, res.accept[-1]
+
+
+@functools.lru_cache(maxsize=None)
+def _whitened_logp(h):
+    """log p(u | y) of the whitened coordinates for the observation function h (one stable
+    function per h: a static argument)."""
+    g = _path_forward(h)
+
+    def logp(p, u):
+        data, params, theta, L, d, mask = p
+        r = jnp.where(mask, d - g((data, params, theta), u), 0.0)
+        return -0.5 * jnp.sum(u * u) - 0.5 * jnp.sum(jax.scipy.linalg.solve_triangular(L, r, lower=True) ** 2)
+
+    return logp
 
 
 @functools.partial(jax.jit, static_argnames=("h", "transition", "exact", "free", "map_check"))
@@ -347,15 +463,28 @@ def _core(key, data: pm.Data, params, theta0, options: pm.Options, bounds, *, h,
         theta, history = theta0, jnp.zeros(0)
     X0 = pm.prior_draws(k_prior, data, params, options.smoother.size)
     res = _smooth(k_run, data, params, theta, X0, options.smoother, h, transition)
-    mean = jnp.mean(res.smoothed, axis=1)
+    smoothed = res.smoothed
     extra = {}
+    log_corr = None
+    if options.ies is not None and not isinstance(params.forward, pm.ThermoForward):
+        # the whole-profile iteration, from the EnKS members (a key of its own: the EnKS draws unchanged)
+        smoothed, theta, log_corr, ires, ev, acc = _iterate(jax.random.fold_in(key, 11), data, params, theta,
+                                                       res.smoothed, options, h, bool(free[3]))
+        extra.update(ies_converged=ires.status.converged, ies_accepted=ires.accepted, log_corr=log_corr,
+                     evidence=ev, mh_accept=acc)
+    mean = jnp.mean(smoothed, axis=1)
     if exact:
-        ex = kf.rts_smoother(pm.linear_model(data, params, theta), y, mask)
-        mean = ex.mean_s
-        extra.update(exact_mean=ex.mean_s, exact_sd=jnp.sqrt(jnp.diagonal(ex.cov_s, axis1=1, axis2=2)),
-                     exact_loglik=ex.loglik)
+        if log_corr is None:
+            ex = kf.rts_smoother(pm.linear_model(data, params, theta), y, mask)
+            ex_mean, ex_sd, ex_ll = ex.mean_s, jnp.sqrt(jnp.diagonal(ex.cov_s, axis1=1, axis2=2)), ex.loglik
+        else:  # correlated between shells: the whole profile conditioned as one Gaussian
+            ex_mean, ex_sd, ex_ll = mrf.exact_whole_path(data, params, theta, log_corr, h)
+        mean = ex_mean
+        extra.update(exact_mean=ex_mean, exact_sd=ex_sd, exact_loglik=ex_ll)
     if map_check:
-        mp, states = mrf.map_path(data, params, theta, mrf.free_of(mean, data), h=h, options=pm.MAP_OPTIONS)
+        chol_C = None if log_corr is None else mrf.chol_path_covariance(data, theta, log_corr)
+        mp, states = mrf.map_path(data, params, theta, mrf.free_of(mean, data), h=h, options=pm.MAP_OPTIONS,
+                                  chol_C=chol_C)
         extra.update(map=states, map_iter=mp.status.iterations)
     if isinstance(params.forward, pm.ThermoForward):
         # one equilibrium per member for both ensembles: the predicted profile and the failures
@@ -364,8 +493,8 @@ def _core(key, data: pm.Data, params, theta0, options: pm.Options, bounds, *, h,
         pred4 = pred4[:, :n]
         extra["failed"] = failed  # share over both ensembles
     else:
-        pred4 = _predict(h, params, res.smoothed, data.aux)[..., :4]
-    return _CoreOut(theta, history, res.smoothed, res.filtered, res.loglik, mean, pred4, **extra)
+        pred4 = _predict(h, params, smoothed, data.aux)[..., :4]
+    return _CoreOut(theta, history, smoothed, res.filtered, res.loglik, mean, pred4, **extra)
 
 
 def _bands(X: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -422,8 +551,19 @@ def finish_inversion(problem: Problem, config: PtpathConfig, hyper: pm.HyperStar
         lo, hi = mean - _Z90 * sd, mean + _Z90 * sd
         loglik, method, ex = float(out.exact_loglik), "exact", Exact(mean, sd)
     pred = Predicted(out.pred.mean(axis=1), np.quantile(out.pred, BAND[0], axis=1), np.quantile(out.pred, BAND[1], axis=1))
-    return Inversion(out.theta, hyper.names, out.history, Xs, out.filtered, loglik, method, mean, sd, lo, hi,
-                     out.map, int(out.map_iter) if out.map_iter is not None else 0, ex, pred, out.failed)
+    ies = None
+    if out.ies_converged is not None:
+        ies = {"converged": bool(out.ies_converged), "accepted": float(out.ies_accepted),
+               "evidence": None if out.evidence is None else float(out.evidence),
+               "mh_accept": None if out.mh_accept is None else float(out.mh_accept)}
+    names = list(hyper.names)
+    if out.log_corr is not None:
+        _warn_corr_at_bounds(problem, np.asarray(out.log_corr), config)
+        names += [n for n, v in zip(pm.CORR_NAMES, (config.hyperparameters.model_corr_sd,
+                                                    config.hyperparameters.model_corr_um)) if v is None]
+    return Inversion(out.theta, names, out.history, Xs, out.filtered, loglik, method, mean, sd, lo, hi,
+                     out.map, int(out.map_iter) if out.map_iter is not None else 0, ex, pred, out.failed,
+                     None if out.log_corr is None else np.asarray(out.log_corr), ies)
 
 
 def _warn_at_bounds(theta: np.ndarray, hyper: pm.HyperStart, walk: str) -> None:
@@ -442,6 +582,22 @@ def _warn_at_bounds(theta: np.ndarray, hyper: pm.HyperStart, walk: str) -> None:
                       f"({float(np.exp(edge)):.3g} {units[k]}); the likelihood would take it further, so the profile, "
                       f"the forward model or the prior range does not fit the model well -- check profiles.png, or "
                       f"give hyperparameters.{name} in the config.", file=sys.stderr)
+
+
+def _warn_corr_at_bounds(problem: Problem, log_corr: np.ndarray, config: PtpathConfig) -> None:
+    """A warning when the correlated error's length was estimated on an edge of its range (its sd
+    at the lower edge is the ordinary answer for a well-specified forward model: no warning)."""
+    if config.hyperparameters.model_corr_um is not None:
+        return
+    data = pm.data_of(problem)
+    _, lower, upper = (np.asarray(a) for a in pm.corr_start(data, np.full(2, np.nan)))
+    sd = float(np.exp(log_corr[0]))
+    if sd > 2 * pm.SD_RANGE[0] and (abs(log_corr[1] - lower[1]) < 1e-6 or abs(log_corr[1] - upper[1]) < 1e-6):
+        side = "lower" if abs(log_corr[1] - lower[1]) < 1e-6 else "upper"
+        print(f"warning: ptpath: hyperparameters.model_corr_um was estimated at the {side} end of its search range "
+              f"({float(np.exp(log_corr[1])):.3g} um; model_corr_sd {sd:.3g}): the forward-model error is "
+              f"{'not correlated between shells' if side == 'lower' else 'practically a constant bias'} -- check "
+              f"profiles.png, or give hyperparameters.model_corr_um.", file=sys.stderr)
 
 
 def check_inside_table(table: Any, radius_um: np.ndarray, mean: np.ndarray) -> None:
@@ -541,7 +697,8 @@ def mcmc(problem: Problem, config: PtpathConfig, inv: Inversion) -> McmcRun:
     data = pm.data_of(problem)
     key = jax.random.fold_in(jax.random.key(config.seed), 7)  # a stream of its own
     res = mrf.sample_nuts(key, data, problem.params, jnp.asarray(inv.log_theta), mrf.free_of(inv.mean, data), problem.h,
-                          chains=c.chains, samples=c.samples, warmup=c.warmup, target_accept=c.target_accept)
+                          chains=c.chains, samples=c.samples, warmup=c.warmup, target_accept=c.target_accept,
+                          log_corr=inv.log_corr)
     X = res.states.reshape(-1, *res.states.shape[2:]).transpose(1, 0, 2)  # (n, draws, d)
     if not np.all(np.isfinite(X)):
         raise ConvergenceError("ptpath: the NUTS sample has non-finite states; raise mcmc.warmup or mcmc.target_accept.")
@@ -587,6 +744,8 @@ def write_outputs(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion
         "path": {name: np.asarray(c) for name, c in zip(header, cols)},
         "ensemble": {"smoothed": inv.smoothed, "filtered": inv.filtered, "state_names": list(prob.state_names)},
         "hyperparameters": {nP: q_P, nT: q_T, "sd": sd, "model_sd": model_sd,
+                            **({} if inv.log_corr is None else
+                               dict(zip(pm.CORR_NAMES, (float(v) for v in np.exp(inv.log_corr))))),
                             "estimated": list(inv.estimated) or ["none"], "loglik_history": inv.history},
         "loglik": inv.loglik,
         "loglik_method": inv.loglik_method,
@@ -601,6 +760,7 @@ def write_outputs(out: Path, config: PtpathConfig, prob: Problem, inv: Inversion
              f"hyperparameters/{nP}": f"kbar/sqrt({nP.rsplit('_', 1)[1]})",
              f"hyperparameters/{nT}": f"degC/sqrt({nT.rsplit('_', 1)[1]})",
              "hyperparameters/sd": "1", "hyperparameters/model_sd": "1", "hyperparameters/estimated": "",
+             "hyperparameters/model_corr_sd": "1", "hyperparameters/model_corr_um": "um",
              "hyperparameters/loglik_history": "nat", "loglik": "nat", "loglik_method": "",
              "observations/radius_um": "um", "observations/shell": "1", "observations/mask": "1",
              "observations/names": "", "observations/drop": "", "observations/closed": "1",
@@ -675,6 +835,7 @@ def _summary(problem: Problem, inv: Inversion, times: GrowthTimes | None, chain:
         "peak_T": {**pT, "radius_um": float(problem.radius_um[pT["index"]]), "T_sd": float(inv.sd[pT["index"], 1])},
         "walk": problem.walk,
         "q_P": float(q_P), "q_T": float(q_T), "sd": float(sd), "model_sd": float(model_sd),
+        "smoother": "ies" if inv.ies is not None else "enks",
         "estimated": list(inv.estimated),
         "loglik": inv.loglik, "loglik_method": inv.loglik_method,
         "files": {k: str(v) for k, v in paths.items()},
@@ -682,6 +843,10 @@ def _summary(problem: Problem, inv: Inversion, times: GrowthTimes | None, chain:
     }
     if inv.failed is not None:
         summary["thermo_failed_share"] = float(np.max(inv.failed))
+    if inv.log_corr is not None:
+        summary["model_corr_sd"], summary["model_corr_um"] = (float(v) for v in np.exp(inv.log_corr))
+    if inv.ies is not None:
+        summary["ies"] = dict(inv.ies)
     if times is not None:
         summary["duration_Myr"] = float(times.mean[-1])
         if times.constants is not None:
@@ -713,6 +878,9 @@ def _report(summary: dict) -> None:
         f"model_sd {summary['model_sd']:.3g} (estimated: {est}); log-likelihood {summary['loglik']:.2f} "
         f"({summary['loglik_method']})",
     ]
+    if "model_corr_sd" in summary:
+        lines.append(f"correlated model error: sd {summary['model_corr_sd']:.3g} over {summary['model_corr_um']:.3g} µm "
+                     f"(iterative smoother: {'converged' if summary['ies']['converged'] else 'not converged'})")
     if "duration_Myr" in summary:
         lines.append(f"growth duration {summary['duration_Myr']:.3g} Myr" + (
             "; " + ", ".join(f"{k} {m:.4g} ± {s:.2g}" for k, (m, s) in summary["growth"].items())

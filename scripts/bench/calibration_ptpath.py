@@ -95,13 +95,17 @@ def _scores(b: dict, P: np.ndarray, T: np.ndarray) -> dict:
             "mean_sd_P_kbar": float(b["sd"][:, 0].mean()), "mean_sd_T_C": float(b["sd"][:, 1].mean())}
 
 
-def one_profile(name: str, synth, folder: Path, nuts: bool, chains: int, samples: int, warmup: int) -> dict:
+METHODS = ("ies", "enks", "es-mda")
+
+
+def one_profile(name: str, synth, folder: Path, nuts: bool, chains: int, samples: int, warmup: int,
+                methods: tuple = METHODS) -> dict:
     from jaxpetro._precision import float64
 
-    return float64(_one_profile)(name, synth, folder, nuts, chains, samples, warmup)
+    return float64(_one_profile)(name, synth, folder, nuts, chains, samples, warmup, methods)
 
 
-def _one_profile(name, synth, folder, nuts, chains, samples, warmup) -> dict:
+def _one_profile(name, synth, folder, nuts, chains, samples, warmup, methods=METHODS) -> dict:
     from jaxpetro.config.loader import load_config
     from jaxpetro.config.ptpath import PtpathConfig
     from jaxpetro.io.profiles import write_profile
@@ -114,9 +118,14 @@ def _one_profile(name, synth, folder, nuts, chains, samples, warmup) -> dict:
             "map_check": False, "output": {"plots": False}}
     row = {"profile": name, "n_shells": int(len(synth.radius_um)), "noise_sd": float(synth.noise_sd), "methods": {}}
     runs = {}
-    for method, extra in (("enks", {"mcmc": {"enabled": nuts, "chains": chains, "samples": samples,
-                                             "warmup": warmup}}),
-                          ("es-mda", {"ensemble": {"iterations": 4}})):
+    for method, extra in (("ies", {"mcmc": {"enabled": nuts, "chains": chains, "samples": samples,
+                                            "warmup": warmup}}),
+                          ("enks", {"ensemble": {"smoother": "enks"}}),
+                          ("es-mda", {"ensemble": {"smoother": "enks", "iterations": 4}})):
+        if method not in methods:
+            continue
+        if method == methods[0]:
+            extra = {**extra, "mcmc": {"enabled": nuts, "chains": chains, "samples": samples, "warmup": warmup}}
         cfg = load_config({**base, **extra}, PtpathConfig)
         t0 = time.perf_counter()
         res = ptpath.run_stages(cfg, folder / method, quiet=True)
@@ -127,7 +136,10 @@ def _one_profile(name, synth, folder, nuts, chains, samples, warmup) -> dict:
         q_P, q_T, sd, model_sd = np.exp(inv.log_theta)
         row["methods"][method] = {**_scores(b, synth.P_kbar, synth.T_C), "seconds": seconds,
                                   "q_P": float(q_P), "q_T": float(q_T), "model_sd": float(model_sd)}
-        if method == "enks" and res.mcmc is not None:
+        if inv.log_corr is not None:
+            row["methods"][method].update(model_corr_sd=float(np.exp(inv.log_corr[0])),
+                                          model_corr_um=float(np.exp(inv.log_corr[1])))
+        if res.mcmc is not None:
             r = res.mcmc.result
             X = r.states.reshape(-1, *r.states.shape[2:]).transpose(1, 0, 2)[..., :2]
             bn = _bands(X)
@@ -136,7 +148,7 @@ def _one_profile(name, synth, folder, nuts, chains, samples, warmup) -> dict:
                                       "max_r_hat": float(np.nanmax(r.r_hat)), "min_ess": float(np.nanmin(r.ess)),
                                       "divergences": int(r.divergences.sum())}
     if "nuts" in runs:
-        for method in ("enks", "es-mda"):
+        for method in [m for m in METHODS if m in runs]:
             z = np.abs(runs[method]["mean"] - runs["nuts"]["mean"]) / runs["nuts"]["sd"]
             row["methods"][method].update(max_z_vs_nuts=float(z.max()), share_within_0p3_sd=float(np.mean(z <= 0.3)),
                                           median_z_vs_nuts=float(np.median(z)))
@@ -145,7 +157,7 @@ def _one_profile(name, synth, folder, nuts, chains, samples, warmup) -> dict:
 
 def summarise(rows: list[dict]) -> dict:
     out = {}
-    for method in ("enks", "es-mda", "nuts"):
+    for method in ("ies", "enks", "es-mda", "nuts"):
         got = [r["methods"][method] for r in rows if method in r["methods"]]
         if not got:
             continue
@@ -198,12 +210,19 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--only", default="", help="comma-separated profile indices (development runs)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
     a = ap.parse_args()
+    methods = tuple(m for m in a.methods.split(",") if m)
+    only = {int(i) for i in a.only.split(",") if i}
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     rows = []
     for i, (name, synth) in enumerate(profiles(a.quick)):
-        rows.append(one_profile(name, synth, a.work / f"p{i}", not a.no_nuts, a.chains, a.samples, a.warmup))
+        if only and i not in only:
+            continue
+        rows.append(one_profile(name, synth, a.work / f"p{i}", not a.no_nuts, a.chains, a.samples, a.warmup,
+                                methods))
         print(json.dumps(rows[-1]), flush=True)
     result = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_start": load0,
                           "load_end": os.getloadavg()[0]},
