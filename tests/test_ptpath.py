@@ -44,7 +44,8 @@ def test_demo_recovery_meets_targets(tmp_path):
     h5, attrs = read_hdf5(tmp_path / "ptpath.h5")
     assert h5["ensemble"]["smoothed"].shape == (60, 500, 2)
     assert h5["ensemble"]["filtered"].shape == (60, 500, 2)
-    assert set(h5["hyperparameters"]["estimated"]) == {"q_P", "q_T", "sd"}
+    assert set(h5["hyperparameters"]["estimated"]) == {"q_P", "q_T", "sd", "model_corr_sd", "model_corr_um"}
+    assert float(h5["hyperparameters"]["model_corr_sd"]) < 0.002  # the table is the simulating one: no bias
     assert abs(float(h5["hyperparameters"]["sd"]) - 0.005) < 0.0015  # the noise level is recovered
     assert np.isfinite(h5["loglik"]) and attrs["seed"] == 0
     for name in ("ptpath.png", "profiles.png", "garnet_profile.csv"):

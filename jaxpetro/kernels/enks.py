@@ -914,8 +914,8 @@ def ies_init(
     m = mask.astype(C.dtype)
     C0 = C * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
     L = jnp.linalg.cholesky(0.5 * (C0 + C0.T))
-    if E is None:
-        E = standard_normal(key, (n_mem, D), C.dtype) @ L.T
+    if E is None:  # drawn (D, N): components appended to the data append draws (prefix-stable keys)
+        E = (L @ standard_normal(key, (D, n_mem), C.dtype)).T
         E = E - jnp.mean(E, axis=0, keepdims=True)
     Dw = _ies_whiten(d[None, :] + E, mask, L)
     Yw = _ies_whiten(jax.vmap(lambda u: g(params, u))(U_start), mask, L)
@@ -1045,6 +1045,7 @@ def gaussian_mh(
     steps: int = 20,
     rho: float | Float[Array, ""] = 0.5,
     scale: float | Float[Array, ""] = 1.1,
+    live: Bool[Array, " m"] | None = None,
 ) -> MhResult:
     """Metropolis-Hastings correction of an approximate posterior ensemble (e.g. the iterative
     smoother's), every member a chain, towards the exact target ``logp(params, u)``.
@@ -1056,15 +1057,19 @@ def gaussian_mh(
     then invariant: a member that starts from an approximation (randomised maximum likelihood is
     exact only for a linear model) moves toward the exact posterior; where the approximation was
     already exact nearly every proposal is accepted and nothing changes in distribution.
-    Tested on a skewed one-dimensional posterior against a grid."""
+    ``live`` (m,): coordinates that move (others are held, e.g. those of padded steps, and
+    excluded from q; they must come after the live ones). Tested on a skewed one-dimensional
+    posterior against a grid."""
     n_mem, m = U.shape
+    live = jnp.ones(m, bool) if live is None else live
+    lf = live.astype(U.dtype)
     mu = jnp.mean(U, axis=0)
     A = U - mu[None, :]
     C = (A.T @ A) / (n_mem - 1) * scale**2
     Lq = _chol(C + 1e-10 * jnp.eye(m, dtype=U.dtype))
 
     def logq(V):
-        w = solve_triangular(Lq, (V - mu[None, :]).T, lower=True)
+        w = solve_triangular(Lq, (V - mu[None, :]).T, lower=True) * lf[:, None]
         return -0.5 * jnp.sum(w * w, axis=0)
 
     lp = jax.vmap(lambda u: logp(params, u))(U)
@@ -1073,8 +1078,9 @@ def gaussian_mh(
     def body(carry, k):
         V, lp, lq = carry
         k1, k2 = jax.random.split(k)
-        xi = standard_normal(k1, (n_mem, m), U.dtype) @ Lq.T
+        xi = (Lq @ standard_normal(k1, (m, n_mem), U.dtype)).T  # drawn (m, N): prefix-stable
         prop = mu[None, :] + rho * (V - mu[None, :]) + jnp.sqrt(1.0 - rho**2) * xi
+        prop = jnp.where(live[None, :], prop, V)
         lp_new = jax.vmap(lambda u: logp(params, u))(prop)
         lq_new = logq(prop)
         log_a = (lp_new - lp) - (lq_new - lq)

@@ -150,8 +150,9 @@ def chol_path_covariance(data: pm.Data, log_theta: Float[Array, " 4"],
 
 
 def n_whitened(data: pm.Data) -> int:
-    """Size m of the whitened coordinates u of a path: 2 per step (the core's standardised P, T
-    and the standardised random-walk increments) plus the static growth parameters."""
+    """Size m of the whitened coordinates u of a path: the static growth parameters first, then
+    2 per step (the core's standardised P, T and the standardised random-walk increments), so
+    that steps appended after the rim append coordinates (a padded profile's prefix is its own)."""
     return 2 * int(jnp.shape(data.y)[0]) + n_static(data)
 
 
@@ -164,17 +165,17 @@ def _increment_sd(data: pm.Data, log_theta: Float[Array, " 4"]) -> Float[Array, 
 
 def free_of_whitened(u: Float[Array, " m"], data: pm.Data, params: pm.ObsParams,
                      log_theta: Float[Array, " 4"]) -> Free:
-    """The path of whitened coordinates ``u`` (prior N(0, I)): ``x_0 = m0 + sd0 u_0``, static
-    parameters ``s = m0_s + sd0_s u_s`` and ``x_n = x_{n-1} + sqrt(c_n diag Q_n) u_n`` with c_n the
+    """The path of whitened coordinates ``u = (u_s, u_0, u_1, ...)`` (prior N(0, I)): static
+    parameters ``s = m0_s + sd0_s u_s``, ``x_0 = m0 + sd0 u_0`` and ``x_n = x_{n-1} + sqrt(c_n diag Q_n) u_n`` with c_n the
     transition scale at x_{n-1} (1 for the radius walk, Δt_n for the time walk): the prior of u
     maps to the MRF prior of the path exactly (the time walk's normaliser is this map's
     Jacobian), so a posterior over u is the MRF posterior."""
     n = int(jnp.shape(data.y)[0])
     k = n_static(data)
     m0, sd0 = jnp.asarray(data.m0), jnp.asarray(data.sd0)
-    w = u[:2 * n].reshape(n, 2)
+    w = u[k:].reshape(n, 2)
     idx = jnp.asarray(STATIC[:k], int)
-    s = m0[idx] + sd0[idx] * u[2 * n:] if k else jnp.zeros(0, u.dtype)
+    s = m0[idx] + sd0[idx] * u[:k] if k else jnp.zeros(0, u.dtype)
     x0 = m0[:2] + sd0[:2] * w[0]
     sdq = _increment_sd(data, log_theta)
     if jnp.shape(data.m0)[0] == 2:
@@ -204,7 +205,7 @@ def whitened_of_free(z: Free, data: pm.Data, params: pm.ObsParams, log_theta: Fl
     rest = (z.x[1:] - z.x[:-1]) / (jnp.sqrt(c[1:])[:, None] * sdq[1:])
     idx = jnp.asarray(STATIC[:k], int)
     us = (z.s - m0[idx]) / sd0[idx] if k else jnp.zeros(0, z.x.dtype)
-    return jnp.concatenate([w0, rest.reshape(-1), us])
+    return jnp.concatenate([us, w0, rest.reshape(-1)])
 
 
 @functools.partial(jax.jit, static_argnames=("h",))

@@ -387,8 +387,11 @@ def corr_start(data: Data, given: Float[ArrayLike, " 2"]) -> tuple[Float[Array, 
     the span); a given value (``given``, NaN where estimated; traced) is used as given (lower =
     upper = it)."""
     r = jnp.asarray(data.aux.radius)
-    span = jnp.maximum(r[-1] - r[0], 1e-6)
-    spacing = span / max(r.shape[0] - 1, 1)
+    observed = jnp.any(jnp.asarray(data.mask)[:, :4], axis=1)  # shells (not padded or inclusion-only steps)
+    r_lo = jnp.min(jnp.where(observed, r, jnp.inf))
+    r_hi = jnp.max(jnp.where(observed, r, -jnp.inf))
+    span = jnp.maximum(r_hi - r_lo, 1e-6)
+    spacing = span / jnp.maximum(jnp.sum(observed.astype(r.dtype)) - 1.0, 1.0)
     start = jnp.log(jnp.stack([jnp.asarray(0.005, r.dtype), 0.25 * span]))
     lower = jnp.log(jnp.stack([jnp.asarray(SD_RANGE[0], r.dtype), spacing]))
     upper = jnp.log(jnp.stack([jnp.asarray(SD_RANGE[1], r.dtype), 2.0 * span]))

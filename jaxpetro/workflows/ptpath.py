@@ -369,8 +369,12 @@ def _iterate(key, data: pm.Data, params, theta, X_start, options: pm.Options, h,
     log_corr or None, result, evidence or None)."""
     k_u, k_e = jax.random.split(key)
     n_mem = X_start.shape[1]
-    U0 = jax.random.normal(k_u, (n_mem, mrf.n_whitened(data)), jnp.asarray(data.m0).dtype)
+    live = _live(data)
+    # drawn (m, N) and the coordinates of steps after the last observed one held at 0: a profile
+    # padded with unobserved steps (ptpath_batch) gets the same numbers as alone
+    U0 = jax.random.normal(k_u, (mrf.n_whitened(data), n_mem), jnp.asarray(data.m0).dtype).T * live[None, :]
     U_start = jax.vmap(lambda x: mrf.whitened_of_free(mrf.free_of(x, data), data, params, theta), in_axes=1)(X_start)
+    U_start = U_start * live[None, :]
     g = _path_forward(h)
     d = jnp.asarray(data.y).reshape(-1)
     mask = jnp.asarray(data.mask).reshape(-1)
@@ -407,6 +411,16 @@ def _iterate(key, data: pm.Data, params, theta, X_start, options: pm.Options, h,
     return _members_path(U, data, params, theta2), theta2, best[1:], res2, evidence(best), acc
 
 
+def _live(data: pm.Data):
+    """Whitened coordinates that carry information (m,): the static parameters and every step up
+    to the last one with an observation (later steps are the prior's walk alone)."""
+    observed = jnp.any(jnp.asarray(data.mask), axis=1)
+    n = observed.shape[0]
+    last = jnp.max(jnp.where(observed, jnp.arange(n), 0))
+    steps = jnp.repeat(jnp.arange(n) <= last, 2)
+    return jnp.concatenate([jnp.ones(mrf.n_static(data), bool), steps]).astype(jnp.asarray(data.m0).dtype)
+
+
 def _correct(key, data: pm.Data, params, theta, log_corr, U, options: pm.Options, h):
     """Metropolis-Hastings correction of the iterated ensemble toward the exact MRF posterior in
     the whitened coordinates, ``log p(u | y) = -|u|²/2 - |L^-1 (y - g(u))|²/2`` (+ const;
@@ -419,7 +433,8 @@ def _correct(key, data: pm.Data, params, theta, log_corr, U, options: pm.Options
     L = mrf.chol_path_covariance(data, theta, log_corr)
     d = jnp.asarray(data.y).reshape(-1)
     mask = jnp.asarray(data.mask).reshape(-1)
-    res = enks.gaussian_mh(key, _whitened_logp(h), (data, params, theta, L, d, mask), U, steps=steps)
+    res = enks.gaussian_mh(key, _whitened_logp(h), (data, params, theta, L, d, mask), U, steps=steps,
+                           live=_live(data) > 0)
     return res.U, res.accept[-1]
 
 
@@ -577,6 +592,8 @@ def _warn_at_bounds(theta: np.ndarray, hyper: pm.HyperStart, walk: str) -> None:
         if not hyper.free[k]:
             continue
         for side, edge in (("lower", hyper.lower[k]), ("upper", hyper.upper[k])):
+            if name == "model_sd" and side == "lower":
+                continue  # a forward model without error is the ordinary answer of a well-specified table
             if abs(float(theta[k]) - float(edge)) < 1e-6:
                 print(f"warning: ptpath: hyperparameters.{name} was estimated at the {side} end of its search range "
                       f"({float(np.exp(edge)):.3g} {units[k]}); the likelihood would take it further, so the profile, "
