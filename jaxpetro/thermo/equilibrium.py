@@ -9,7 +9,8 @@ mass balance A n = b (closed system), the Karush-Kuhn-Tucker conditions are
     A n - b = 0                                        (mass balance)
 
 solved by Newton's method on that square system (the Hessian of each phase block is
-d(mu/RT)/dn by forward-mode differentiation of that phase alone, :func:`kkt_matrix`; a dense LU solve of the KKT matrix, no inverse),
+d(mu/RT)/dn by forward-mode differentiation of that phase alone, :func:`kkt_matrix`; a dense LU solve of the KKT matrix, no inverse,
+by :func:`jaxpetro.thermo.linsolve.solve`, which keeps every CPU LAPACK call unbatched: jaxlib 0.10.2's batched one can deadlock the thread pool),
 damped so that every site fraction and every solution phase amount stays positive
 (fraction-to-the-boundary rule, as in interior-point methods: the logarithms of ideal mixing
 are the barrier) and backtracked on the residual norm. RT lambda are the chemical potentials
@@ -43,6 +44,7 @@ from jaxpetro.errors import InputError
 from jaxpetro.kernels._options import KernelOptions, static, traced
 from jaxpetro.kernels._precision import require_float64
 from jaxpetro.kernels._status import Status, make_status
+from jaxpetro.thermo import linsolve
 from jaxpetro.thermo.bulk import COMPONENTS, formula_components
 from jaxpetro.thermo.database import EndmemberSet, endmember_set, fluid_set, fluids, formula_of, phase_table
 from jaxpetro.thermo.endmembers import R_GAS
@@ -308,7 +310,7 @@ def _newton(system: Assemblage, z0, P, T, bulk, opts: EquilibriumOptions) -> _Lo
 
     def body(s: _Loop):
         J = kkt_matrix(system, s.z, P, T, g)
-        dz = jnp.linalg.solve(J, -s.f)
+        dz = linsolve.solve(J, -s.f)  # not jnp.linalg.solve: see jaxpetro.thermo.linsolve
         alpha0 = _max_step(system, s.z[:N], dz[:N], opts.boundary)
 
         # backtracking on the residual norm, unrolled (a nested while_loop doubles compile time)
@@ -370,13 +372,13 @@ def equilibrate(system: Assemblage, P, T, bulk, n0=None, options: EquilibriumOpt
     frozen = jax.lax.stop_gradient((system, P, T, bulk))
     g_frozen = standard_gibbs(*frozen[:3])
     mu0 = _mu(frozen[0], n_start, frozen[1], frozen[2], g_frozen) / (R_GAS * frozen[2])
-    lam0 = jnp.linalg.solve(system.A @ system.A.T, system.A @ mu0)
+    lam0 = linsolve.solve(system.A @ system.A.T, system.A @ mu0)
     z0 = jax.lax.stop_gradient(jnp.concatenate([n_start, lam0]))
     loop = _newton(*frozen[:1], z0, *frozen[1:], opts)
     z_star = jax.lax.stop_gradient(loop.z)
     J = jax.lax.stop_gradient(kkt_matrix(frozen[0], z_star, frozen[1], frozen[2], g_frozen))
     g = standard_gibbs(system, P, T)
-    z = z_star - jnp.linalg.solve(J, kkt_residual(system, z_star, P, T, bulk, g))  # the implicit-differentiation step
+    z = z_star - linsolve.solve(J, kkt_residual(system, z_star, P, T, bulk, g))  # the implicit-differentiation step
     n, lam = z[:N], z[N:]
     amounts = jnp.stack([jnp.sum(n[a:b]) for a, b in system.slices])
     x = jnp.concatenate([n[a:b] / jnp.sum(n[a:b]) for a, b in system.slices])
