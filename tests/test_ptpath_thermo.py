@@ -166,3 +166,30 @@ def test_fractionation_off_is_biased(tmp_path):
     print("fractionation on:", on, "off:", off)
     assert on["rmse_P_kbar"] < 0.25 and on["rmse_T_C"] < 15.0
     assert off["rmse_P_kbar"] > 2 * on["rmse_P_kbar"] or off["rmse_T_C"] > 2 * on["rmse_T_C"], (on, off)
+
+
+@pytest.mark.slow
+def test_member_functions_have_no_batched_lapack_call():
+    """The XLA CPU hang (docs/forward.md): the per-member thermo functions of the ensemble, under
+    vmap over members and with the reverse-mode gradient the noise-scale estimation takes, lower
+    to LAPACK calls on one matrix each (jaxlib 0.10.2's batched CPU LAPACK call can deadlock the
+    thread pool). Lowered, not run: the check is on the program text."""
+    import re
+    bulk = components_from_wt(WT)
+    fw = pm.thermo_forward(_config("p.csv").forward, bulk, 2)
+    params = pm.ObsParams(fw, None)
+    lb = jnp.log(jnp.asarray(bulk)[jnp.asarray(fw.present)])
+    x = jnp.concatenate([jnp.array([6.0, 560.0]), lb, lb])
+    X = jnp.broadcast_to(x, (64, x.shape[0])).at[:, 0].add(jnp.linspace(0.0, 0.5, 64))
+    aux = pm.StepAux(0.0, 1.0, 0.0)
+
+    def members(X):
+        Xn = jax.vmap(lambda x: pm.thermo_radius_walk(params, x, aux)[0])(X)
+        return jnp.sum(jax.vmap(lambda x: pm.thermo_fractions(fw, x)[0])(Xn) ** 2)
+
+    for fn in (members, jax.grad(members)):
+        text = jax.jit(fn).lower(X).as_text()
+        calls = re.findall(r'custom_call @(lapack_\w+)\(.*?\)\s*(?:\{.*?\})?\s*:\s*\(tensor<([0-9x]+)x?f', text)
+        assert any(name == "lapack_dgetrf_ffi" for name, _ in calls)
+        batched = [c for c in calls if len([d for d in c[1].split("x") if d]) > 2]
+        assert batched == [], batched
