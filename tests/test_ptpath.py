@@ -73,7 +73,8 @@ def test_linear_workflow_is_the_exact_rts_with_its_map_and_exact_sensitivities(t
     path, r, X = linear_profile(tmp_path)
     out = tmp_path / "out"
     sets = [f"profile={path}", "forward.kind=linear", "hyperparameters.q_P=0.05", "hyperparameters.q_T=2.0",
-            "hyperparameters.sd=0.003", "hyperparameters.model_sd=0", "observation.closure=false", "map_check=true",
+            "hyperparameters.sd=0.003", "hyperparameters.model_sd=0", "hyperparameters.model_corr_sd=0",
+            "observation.closure=false", "map_check=true",
             "sensitivity=true", "output.plots=false", "ensemble.size=64"]
     assert main(["ptpath", "--out", str(out), "--quiet", *sum((["--set", s] for s in sets), [])]) == 0
     header, data = read_csv(out / "ptpath.csv")

@@ -309,11 +309,26 @@ def test_correlated_model_error_whole_path_is_the_exact_gaussian_posterior():
 
 
 def test_correlated_model_error_is_estimated_when_present_and_negligible_when_absent():
-    """Linearised table, 30 shells, noise 0.003: a smooth, closed forward-model bias of 0.008 in
-    the simulated profile is estimated (model_corr_sd within a factor 2) and widens the bands to
-    cover the truth; without it the estimate is negligible and the bands stay as narrow as the
-    exact Kalman ones; in both the reported path is the exact whole-profile posterior at the
-    estimated scales, and the iterated ensemble agrees with it."""
+    """Linearised table, 30 shells, noise 0.003: a smooth, closed forward-model bias (a sinusoid,
+    half a period over the profile, 0.008 at most, rms 0.0051 per end-member: a closed
+    squared-exponential error of sd s has rms s sqrt(3/4), so the bias's own scale is s = 0.0059)
+    in the simulated profile is estimated and widens the bands to cover the truth; without it the
+    estimate is negligible and the bands stay as narrow as the exact Kalman ones; in both the
+    reported path is the exact whole-profile posterior at the estimated scales, and the iterated
+    ensemble agrees with it.
+
+    What the estimator targets: the maximum of the exact marginal likelihood (type-II ML) of the
+    correlated error's (sd, length). On one profile of fixed length the amplitude and the length
+    of a smooth error are not separately identified (a ridge: a longer length wants a larger sd;
+    fixed-domain asymptotics, Zhang 2004, J. Am. Stat. Assoc. 99, 250): here the profile
+    likelihood of the sd changes by < 1 log unit from 0.006 to 0.05 and peaks at 0.021 (length
+    510 um), so "within a factor 2 of the bias's amplitude" is not a property of the estimator.
+    Checked instead: the estimate is that maximum (no grid sd, its length optimised, does
+    better), the bias's own scale 0.0059 lies inside the 95 % profile-likelihood interval
+    (log-likelihood within chi2_1(0.95)/2 = 1.92 of the maximum), and the estimate is interior
+    to the search box and far above the error-free case's."""
+    from scipy.optimize import minimize_scalar
+
     from jaxpetro.workflows import ptpath
 
     n = 30
@@ -337,7 +352,21 @@ def test_correlated_model_error_is_estimated_when_present_and_negligible_when_ab
         assert z.max() < 0.3, z.max()
         cover = np.mean(np.abs(np.c_[P, T] - inv.mean[:, :2]) <= 1.645 * inv.sd[:, :2])
         out[name] = (float(np.exp(inv.log_corr[0])), cover, inv.sd[:, :2].mean(axis=0))
-    assert 0.004 < out["bias"][0] < 0.016, out
+        if name == "bias":
+            # the profile log-likelihood of the sd: the length optimised in the search box, the other scales as estimated
+            ll_of = jax.jit(lambda lc: mrf.exact_whole_path(data, prob.params, jnp.asarray(inv.log_theta), lc, prob.h)[2])
+            _, lower, upper = (float(v[1]) for v in pm.corr_start(data, np.full(2, np.nan)))
+
+            def profile(sd):
+                o = minimize_scalar(lambda lL: -float(ll_of(jnp.array([np.log(sd), lL]))), bounds=(lower, upper),
+                                    method="bounded", options={"xatol": 1e-4})
+                return -o.fun
+
+            ll_hat = float(ll_of(jnp.asarray(inv.log_corr)))
+            grid = [profile(s) for s in (0.004, 0.008, 0.012, 0.03, 0.05)]
+            assert ll_hat >= max(grid) - 1e-3, (ll_hat, grid)
+            assert ll_hat - profile(0.0059) < 1.92, (ll_hat, profile(0.0059))
+    assert 0.004 < out["bias"][0] < 0.9 * pm.SD_RANGE[1], out
     assert out["none"][0] < 0.002, out
     assert out["bias"][1] >= 0.8, out
     assert out["none"][1] >= 0.8, out

@@ -7,14 +7,18 @@ simulated through an *external-style* table (the demo table with a smooth, close
 of ~0.01 per end-member: a forward-model error the inversion does not know, which the
 estimated ``model_sd`` has to absorb) -- are inverted with the demo table by
 
-* ``enks``: the default ensemble Kalman smoother (500 members, every noise scale estimated);
-* ``es-mda``: the same with ``ensemble.iterations: 4`` (ES-MDA analysis per shell);
-* ``nuts``: NumPyro NUTS on the MRF posterior at the EnKS run's noise scales (``mcmc.enabled``).
+* ``ies``: the default, the iterative ensemble smoother over the whole profile started from the
+  EnKS, with its Metropolis-Hastings correction and the correlated forward-model error estimated
+  (500 members, every noise scale estimated);
+* ``enks``: the ensemble Kalman smoother alone (``ensemble.smoother: enks``);
+* ``es-mda``: the EnKS with ``ensemble.iterations: 4`` (ES-MDA analysis per shell);
+* ``nuts``: NumPyro NUTS on the MRF posterior at the ``ies`` run's noise scales (``mcmc.enabled``).
 
 Per method and profile: RMSE of P and T against the truth, and the share of shells whose true
 P (T) lies in the 50 % and the 90 % band (the 25-75 % and 5-95 % quantiles of the smoothed
-ensemble or the NUTS sample); per profile the EnKS and ES-MDA mean minus the NUTS mean in NUTS
-posterior sds at every shell, and the NUTS time. Profiles have ``_sd`` columns (as qmap writes
+ensemble or the NUTS sample); per profile each method's mean minus the NUTS mean in NUTS
+posterior sds at every shell, and the NUTS time (NUTS runs at the ``ies`` run's noise scales,
+correlated error included). Profiles have ``_sd`` columns (as qmap writes
 them), so ``model_sd`` is estimated. Writes JSON and Markdown::
 
     python scripts/bench/calibration_ptpath.py --out benchmarks/ptpath_calibration.json
@@ -176,6 +180,7 @@ def markdown(result: dict) -> str:
              f"{result['seconds']:.0f} s.", "",
              "Coverage = share of shells whose true value lies in the band (target for the 90 % band: 85-95 % on "
              "average). z vs NUTS = |mean - NUTS mean| / NUTS posterior sd per shell (target <= 0.3 at every shell).",
+             *(["", *result["notes"]] if result.get("notes") else []),
              "", "## Averages over profiles", "",
              "| method | RMSE P (kbar) | RMSE T (°C) | 50 % cov P | 50 % cov T | 90 % cov P | 90 % cov T | "
              "mean sd P | mean sd T | max z vs NUTS | shells within 0.3 sd | time (s) |",
