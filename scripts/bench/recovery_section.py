@@ -45,23 +45,36 @@ def _one_seed(seed: int, folder: Path, per_grain: bool) -> dict:
 
     config = load_config({"seed": seed, "isocon": False, "per_grain": per_grain, "output": {"plots": False}},
                          DemoConfig)
-    t0 = time.perf_counter()
+    t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     sec, jeol = demo.simulate(config, folder / "section")
     _, results = demo.quantify_section(config, jeol, folder / "qmap")
     acc = demo.section_chain(config, folder / "section", sec, results)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    load = [load0, os.getloadavg()[0]]  # the shared machine's 1-min load average at the start and the end
     if "skipped" in acc:
-        return {"seed": seed, "skipped": acc["skipped"], "seconds": seconds}
+        return {"seed": seed, "skipped": acc["skipped"], "seconds": seconds, "cpu_s": cpu_s, "load_1min": load}
     # ptpath's own bands (the shells' random errors only), scored on the same truth
     own = read_csv_table(folder / "section" / "joint" / "ptpath" / "ptpath.csv")
     L = sec.garnets[0][2] * sec.step_um
     P_true, T_true = garnet_path(own["radius_um"] / L)
     acc = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in acc.items()}
-    acc.update(seed=seed, seconds=seconds, n_shells=int(own["radius_um"].size),
+    acc.update(seed=seed, seconds=seconds, cpu_s=cpu_s, load_1min=load, n_shells=int(own["radius_um"].size),
                coverage_P_own=float(np.mean((own["P_lo"] <= P_true) & (P_true <= own["P_hi"]))),
                coverage_T_own=float(np.mean((own["T_lo"] <= T_true) & (T_true <= own["T_hi"]))),
                mean_bias_T_C=float(np.mean(own["T_C"] - T_true)), mean_bias_P_kbar=float(np.mean(own["P_kbar"] - P_true)))
     return acc
+
+
+def _load_line(rows: list[dict]) -> list[str]:
+    """The seconds' context: process CPU and the shared machine's load (older reports lack them)."""
+    timed = [r for r in rows if "load_1min" in r]
+    if not timed:
+        return []
+    loads = [v for r in timed for v in r["load_1min"]]
+    cpu = sum(r["cpu_s"] for r in timed)
+    return [f"Seconds (s): wall time per seed, qmap + section, compilation included; process CPU {cpu:.0f} s over "
+            f"{len(timed)} seeds; 1-min load average {min(loads):.1f}-{max(loads):.1f} during the runs (the machine "
+            "is shared: the seconds are upper bounds).", ""]
 
 
 def markdown(report: dict) -> str:
@@ -70,7 +83,7 @@ def markdown(report: dict) -> str:
              "The demo's synthetic section per seed, through qmap and the section chain; the joint path against "
              "the true path at the joint shells. Coverage: share of shells whose true P (T) lies in the 90 % band, "
              "with the calibration error propagated (default) and ptpath's own bands (shells' random errors only).",
-             "", "| seed | garnets found / planted | shells | RMSE P (kbar) | RMSE T (°C) | mean T bias (°C) | "
+             "", *_load_line(rows), "| seed | garnets found / planted | shells | RMSE P (kbar) | RMSE T (°C) | mean T bias (°C) | "
              "coverage P | coverage T | own coverage P | own coverage T | s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

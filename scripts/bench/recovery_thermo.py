@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -198,6 +199,8 @@ _COMPILE_S = [0.0]
 def _on_duration(event: str, seconds: float, **_) -> None:
     if event.endswith("backend_compile_duration"):  # XLA compilation proper (not tracing or lowering)
         _COMPILE_S[0] += seconds
+        if seconds > 1.0:  # logged as it happens: a run killed by a timeout still tells its compile time
+            print(f"compiled in {seconds:.1f} s (total {_COMPILE_S[0]:.1f} s)", flush=True)
 
 
 def timing(members: int, shells: int, work: Path) -> dict:
@@ -207,14 +210,17 @@ def timing(members: int, shells: int, work: Path) -> dict:
     profile = noisy_profile(truth, work / "profile_t.csv", seed=0)
     jax.monitoring.register_event_duration_secs_listener(_on_duration)
     _COMPILE_S[0] = 0.0
+    load0 = os.getloadavg()[0]
+    print(f"timing {members} x {shells}: start, load {load0:.2f}", flush=True)
     t0, c0 = time.perf_counter(), time.process_time()
     res = ptpath.run_stages(thermo_config(profile, 1.0, members), work / "timing", quiet=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    load = [load0, os.getloadavg()[0]]  # the machine's 1-min load average at the start and the end
     rec = ptpath.recovery(res.inversion, truth["P"], truth["T"])
     print(f"timing {members} x {shells}: {wall:.1f} s wall, {cpu:.1f} s CPU, compile {_COMPILE_S[0]:.1f} s",
           json.dumps(rec), flush=True)
     return {"members": members, "shells": shells, "wall_s": wall, "cpu_s": cpu, "compile_s": _COMPILE_S[0],
-            "run_s": wall - _COMPILE_S[0], "recovery": rec}
+            "run_s": wall - _COMPILE_S[0], "load_1min": load, "cpu": cpu_model(), "recovery": rec}
 
 
 def _row(name: str, r: dict) -> str:
@@ -264,15 +270,18 @@ def write(result: dict, path: Path) -> None:
     tim = old.get("timing")
     if tim:
         lines += ["## Timing of forward.kind: thermo", "",
-                  "| members × shells | wall (s) | process CPU (s) | XLA compile (s) | wall less compile (s) |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| members × shells | wall (s) | process CPU (s) | XLA compile (s) | wall less compile (s) | "
+                  "1-min load (start, end) | CPU |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         def num(v):
             return "–" if v is None else f"{v:.0f}"
 
         for t in tim:
             lines.append(f"| {t['members']} × {t['shells']} | {num(t['wall_s'])} | {num(t['cpu_s'])} | "
-                         f"{num(t['compile_s'])} | {num(t['run_s'])} |")
-        for key, label in (("timing_hangs", "Runs that did not finish"), ("timing_extrapolation_500x60", "500 × 60")):
+                         f"{num(t['compile_s'])} | {num(t['run_s'])} | "
+                         + (", ".join(f"{v:.1f}" for v in t["load_1min"]) if t.get("load_1min") else "–")
+                         + f" | {t.get('cpu', old['cpu'])} |")
+        for key, label in (("timing_hangs", "Runs that did not finish before the fix"), ("timing_extrapolation_500x60", "500 × 60")):
             if key in old:
                 lines += ["", f"**{label}**: {old[key]}"]
         lines.append("")
@@ -288,8 +297,9 @@ def main() -> None:
     ap.add_argument("--runs", nargs="*", default=[], help="only these recovery runs (the others kept from the json)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "thermo_recovery")
     args = ap.parse_args()
-    import os
-    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__}
+    # the header's machine is the recovery runs' machine: a timing-only run leaves it (each timing row has its own)
+    result = {} if args.skip_recovery else {"cpu": cpu_model(), "cores": os.cpu_count(),
+                                             "python": platform.python_version(), "jax": jax.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if not args.skip_recovery:
