@@ -180,7 +180,7 @@ def markdown(result: dict) -> str:
              f"{result['seconds']:.0f} s.", "",
              "Coverage = share of shells whose true value lies in the band (target for the 90 % band: 85-95 % on "
              "average). z vs NUTS = |mean - NUTS mean| / NUTS posterior sd per shell (target <= 0.3 at every shell).",
-             *(["", *result["notes"]] if result.get("notes") else []),
+             *[line for note in result.get("notes", []) for line in ("", note)],
              "", "## Averages over profiles", "",
              "| method | RMSE P (kbar) | RMSE T (°C) | 50 % cov P | 50 % cov T | 90 % cov P | 90 % cov T | "
              "mean sd P | mean sd T | max z vs NUTS | shells within 0.3 sd | time (s) |",
