@@ -1045,9 +1045,9 @@ def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     """Invert a synthetic clockwise-path profile (60 shells, noise 0.005) with the demo table.
 
     Writes ``garnet_profile.csv`` and the workflow's outputs into ``out_dir`` and returns
-    headline figures: RMSE in kbar and °C, 90 % band coverage, estimated noise scales.
-    Default settings (hyperparameters estimated, 500 members, the iterative smoother started
-    from the full-lag EnKS) without the MAP cross-check.
+    headline figures: RMSE in kbar and °C, 90 % band coverage, estimated noise scales (and the
+    correlated error's, None when off). Default settings (hyperparameters estimated, 500
+    members, the iterative smoother started from the full-lag EnKS) without the MAP cross-check.
     """
     from jaxpetro.config.loader import load_config
     from jaxpetro.synthetic.garnet_profile import demo_table_path, make_garnet_profile
@@ -1066,7 +1066,8 @@ def run_demo(out_dir: Path, seed: int, quiet: bool = False) -> dict:
     figures = recovery(result.inversion, synth.P_kbar, synth.T_C)
     s = result.summary
     figures.update(n_shells=len(synth.radius_um), noise_sd=synth.noise_sd, q_P=s["q_P"], q_T=s["q_T"],
-                   sd=s["sd"], model_sd=s["model_sd"], files=s["files"])
+                   sd=s["sd"], model_sd=s["model_sd"], model_corr_sd=s.get("model_corr_sd"),
+                   model_corr_um=s.get("model_corr_um"), files=s["files"])
     return figures
 
 
