@@ -130,7 +130,8 @@ class SuffStats(NamedTuple):
     triangle (``numpy.triu_indices`` order) of sum r*x x^T, (K, D (D + 1) / 2), for
     full; Gaussian moments are about the data mean ``shift``. ``loglik`` excludes the
     pixel-only constants (:attr:`EMProblem.const`); ``entropy`` is
-    sum_i sum_k -r_ik log r_ik.
+    sum_i sum_k -r_ik log r_ik in the final pass of :func:`fit` (the iterations' passes,
+    e.g. :attr:`EMInfo.stats`, leave it 0: it is only needed for ICL).
     """
 
     n: Float[Array, " K"]
@@ -250,7 +251,10 @@ class _Family(NamedTuple):
     width: Callable[[int], int]  # design columns for D channels
     n_free: Callable[[int], int]  # free parameters per component
     s2_shape: Callable[[int, int], tuple[int, ...]]  # shape of SuffStats.s2 for (K, D)
-    design: Callable[..., Array]  # (x (B, D), e (B,), shift (D,)) -> F (B, P) float64
+    # (x (B, D), e (B,), shift (D,)) -> F as a tuple of column blocks (B, P_i) float64,
+    # never concatenated: XLA:CPU writes a concatenation of columns slowly (it took 25 % of
+    # a diag pass), while one GEMM per block reads each where it is
+    design: Callable[..., tuple[Array, ...]]
     coefficients: Callable[..., _Coefficients]  # (params, shift) -> _Coefficients
     split: Callable[..., tuple[Array, Array]]  # (moments (K, P), D) -> (s1, s2)
     m_step: Callable[..., tuple[Array, Array]]  # (stats, n_safe, old, shift, reg_covar, floor) -> (loc, scale)
@@ -277,7 +281,7 @@ def _centred_mean(stats: SuffStats, n_safe, shift):
 
 
 def _poisson_design(x, e, shift):
-    return jnp.concatenate([x.astype(jnp.float64), e[:, None].astype(jnp.float64)], axis=1)
+    return x.astype(jnp.float64), e[:, None].astype(jnp.float64)
 
 
 def _poisson_coefficients(params: MixtureParams, shift) -> _Coefficients:
@@ -321,7 +325,7 @@ _POISSON = _Family(
 
 def _diag_design(x, e, shift):
     xs = x.astype(jnp.float64) - shift[None, :]  # centred data: less cancellation in the expansion
-    return jnp.concatenate([xs * xs, xs], axis=1)
+    return xs * xs, xs
 
 
 def _diag_coefficients(params: MixtureParams, shift) -> _Coefficients:
@@ -361,7 +365,7 @@ def _full_design(x, e, shift):
     # Static slices in numpy.triu_indices order; a gather here stops XLA from fusing
     # the products into both GEMMs that read them (3x slower measured).
     quad = [xs[:, j : j + 1] * xs[:, j:] for j in range(x.shape[1])]
-    return jnp.concatenate([*quad, xs], axis=1)
+    return (jnp.concatenate([*quad, xs], axis=1),)  # one block: the quadratic columns are fused into the GEMMs
 
 
 def _full_coefficients(params: MixtureParams, shift) -> _Coefficients:
@@ -430,11 +434,15 @@ def _block_stats(
     shift: Float[Array, " D"],
     dtype,
     hard: bool,
+    entropy: bool = False,
 ) -> tuple[SuffStats, Float[Array, "B K"]]:
-    """E-step on one block: responsibilities and their sufficient statistics."""
+    """E-step on one block: responsibilities and their sufficient statistics (the
+    membership entropy only with ``entropy``: the final pass needs it, the iterations not)."""
     feats = fam.design(x, e, shift)
-    joint = (feats.astype(dtype) @ coeffs.w.astype(dtype)).astype(jnp.float64) + coeffs.c[None, :]
-    common = x.astype(jnp.float64) @ coeffs.centre - e.astype(jnp.float64) * coeffs.total_centre
+    w = coeffs.w.astype(dtype)
+    edges = np.cumsum([0] + [f.shape[1] for f in feats])
+    joint = sum(f.astype(dtype) @ w[a:b] for f, a, b in zip(feats, edges[:-1], edges[1:]))
+    joint = joint.astype(jnp.float64) + coeffs.c[None, :]
     n_comp = joint.shape[1]
     label = jnp.where(anchor >= 0, anchor, jnp.argmax(joint, axis=1).astype(jnp.int32) if hard else 0)
     is_fixed = (anchor >= 0) | hard
@@ -446,26 +454,35 @@ def _block_stats(
     scaled = jnp.exp((joint - top).astype(dtype))
     total = jnp.sum(scaled, axis=1, dtype=jnp.float64)
     lse = top[:, 0] + jnp.log(total)
-    fixed_ll = jnp.take_along_axis(joint, label[:, None], axis=1)[:, 0]
-    ll_i = jnp.where(is_fixed, fixed_ll, lse) + common
+    # The labelled component by comparison, not a gather (XLA:CPU gathers are slow), and one
+    # division per pixel (valid / total) instead of one per component.
+    own = label[:, None] == jnp.arange(n_comp, dtype=jnp.int32)[None, :]
+    fixed_ll = jnp.sum(jnp.where(own, joint, 0.0), axis=1)
+    ll_i = jnp.where(is_fixed, fixed_ll, lse)
+    if not fam.centred:  # pixel terms the coefficients were centred by (Poisson; zero for Gaussians)
+        ll_i = ll_i + x.astype(jnp.float64) @ coeffs.centre - e.astype(jnp.float64) * coeffs.total_centre
+    weight = valid.astype(jnp.float64)
     resp = jnp.where(
         is_fixed[:, None],
-        jax.nn.one_hot(label, n_comp, dtype=jnp.float64),
-        scaled.astype(jnp.float64) / total[:, None],
+        jnp.where(own, weight[:, None], 0.0),
+        scaled.astype(jnp.float64) * (weight / total)[:, None],
     )
-    resp = resp * valid[:, None].astype(jnp.float64)
-    moments = resp.T @ feats  # (K, P): every sufficient statistic in one GEMM
+    # (K, P): every sufficient statistic, one GEMM per column block
+    moments = jnp.concatenate([resp.T @ f for f in feats], axis=1)
     s1, s2 = fam.split(moments, x.shape[1])
-    # log r_ik = joint - lse is at hand for free pixels (fixed ones have zero entropy),
-    # so the entropy costs no extra transcendental.
-    log_resp = jnp.where(is_fixed[:, None] | (resp <= 0), 0.0, joint - lse[:, None])
+    ent = jnp.zeros((), jnp.float64)
+    if entropy:
+        # log r_ik = joint - lse is at hand for free pixels (fixed ones have zero entropy),
+        # so the entropy costs no extra transcendental.
+        log_resp = jnp.where(is_fixed[:, None] | (resp <= 0), 0.0, joint - lse[:, None])
+        ent = -jnp.sum(resp * log_resp)
     stats = SuffStats(
         n=jnp.sum(resp, axis=0),
         s1=s1,
         s2=s2,
         loglik=jnp.sum(jnp.where(valid, ll_i, 0.0)),
-        entropy=-jnp.sum(resp * log_resp),
-        count=jnp.sum(valid, dtype=jnp.float64),
+        entropy=ent,
+        count=jnp.sum(weight),
     )
     return stats, resp
 
@@ -479,13 +496,14 @@ def _pass(fam: _Family, params, blocks: PixelBlocks, shift, dtype, hard=False, a
     """One read of the data: summed sufficient statistics (psum'd over ``axis_name``).
 
     Returns ``(stats, resp)``; ``resp`` is the (n_blocks * block, K) float32
-    responsibilities when ``keep_resp``, else None.
+    responsibilities when ``keep_resp`` (the final pass; ``stats.entropy`` is summed only
+    then, 0 otherwise), else None.
     """
     k, d = params.loc.shape
     coeffs = fam.coefficients(params, shift)
 
     def body(acc, block):
-        stats, resp = _block_stats(fam, coeffs, *block, shift, dtype, hard)
+        stats, resp = _block_stats(fam, coeffs, *block, shift, dtype, hard, entropy=keep_resp)
         return jax.tree.map(jnp.add, acc, stats), resp.astype(jnp.float32) if keep_resp else None
 
     stats, resp = lax.scan(body, _zero_stats(fam, k, d), tuple(blocks))
