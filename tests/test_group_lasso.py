@@ -241,7 +241,7 @@ def _stacked(sol):
     return jnp.concatenate([sol.coef.ravel(), sol.intercept])
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.5])
+@pytest.mark.parametrize("alpha", [pytest.param(0.0, marks=pytest.mark.slow), 0.5])  # 0.5 also checks l1_ratio
 def test_gradient_of_the_solution_matches_finite_differences(alpha):
     """Implicit differentiation of (B, a) w.r.t. y, w and λ against central differences (stable active set)."""
     y, w = problem(12, g=10, s=4, n_mobile=5, uniform_rows=False)

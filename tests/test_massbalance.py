@@ -253,6 +253,7 @@ def test_point_estimate_lies_in_its_interval(seed):
         assert np.all((iv.relative_change_lo <= rel + 1e-12) & (rel <= iv.relative_change_hi + 1e-12))
 
 
+@pytest.mark.slow  # 8 seeds x bootstrap; test_sparse_montecarlo_intervals_cover_truth is the fast check
 def test_interval_coverage_on_eight_seeds():
     """Small version of scripts/bench/coverage_isocon.py (40 seeds there: basic 95.3 % of accepted mass ratios,
     bootstrap-t 97.4 %, 95 % of log changes): seeds 8-15 of the recovery study, 1000 replicates as in the

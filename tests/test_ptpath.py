@@ -29,6 +29,7 @@ def read_csv(path):
     return rows[0], np.array(rows[1:], float)
 
 
+@pytest.mark.slow  # seeds 0-5 in benchmarks/ptpath_recovery.md (scripts/bench/recovery_ptpath.py)
 def test_demo_recovery_meets_targets(tmp_path):
     """Clockwise path, 60 shells, noise 0.005, default settings (hyperparameters estimated):
     RMSE <= 0.25 kbar and <= 15 °C, 90 % band coverage in [75 %, 100 %]."""

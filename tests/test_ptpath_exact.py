@@ -308,6 +308,7 @@ def test_correlated_model_error_whole_path_is_the_exact_gaussian_posterior():
     np.testing.assert_allclose(lls[0], lls[1], rtol=1e-11)
 
 
+@pytest.mark.slow  # two estimations with ensembles; the exact posterior at given scales is tested fast above
 def test_correlated_model_error_is_estimated_when_present_and_negligible_when_absent():
     """Linearised table, 30 shells, noise 0.003: a smooth, closed forward-model bias (a sinusoid,
     half a period over the profile, 0.008 at most, rms 0.0051 per end-member: a closed
