@@ -83,7 +83,8 @@ def markdown(report: dict) -> str:
              "The demo's synthetic section per seed, through qmap and the section chain; the joint path against "
              "the true path at the joint shells. Coverage: share of shells whose true P (T) lies in the 90 % band, "
              "with the calibration error propagated (default) and ptpath's own bands (shells' random errors only).",
-             "", *_load_line(rows), "| seed | garnets found / planted | shells | RMSE P (kbar) | RMSE T (°C) | mean T bias (°C) | "
+             "", *_load_line(rows),
+             "| seed | garnets found / planted | shells | RMSE P (kbar) | RMSE T (°C) | mean T bias (°C) | "
              "coverage P | coverage T | own coverage P | own coverage T | s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -281,7 +281,8 @@ def write(result: dict, path: Path) -> None:
                          f"{num(t['compile_s'])} | {num(t['run_s'])} | "
                          + (", ".join(f"{v:.1f}" for v in t["load_1min"]) if t.get("load_1min") else "–")
                          + f" | {t.get('cpu', old['cpu'])} |")
-        for key, label in (("timing_hangs", "Runs that did not finish before the fix"), ("timing_500x60_note", "500 × 60")):
+        for key, label in (("timing_hangs", "Runs that did not finish before the fix"),
+                           ("timing_500x60_note", "500 × 60")):
             if key in old:
                 lines += ["", f"**{label}**: {old[key]}"]
         lines.append("")
