@@ -595,7 +595,10 @@ def cluster(corrected: Corrected, anchoring: Anchoring, spots: SpotSet | None, c
 def mix(corrected: Corrected, phases: Phases, config: QmapConfig) -> Mixing:
     """Per-pixel mixing fractions of the X-ray channels (see :mod:`jaxpetro.models.mixing`)."""
     xray, valid = corrected.xray, corrected.valid.reshape(-1)
-    counts = corrected.counts[..., xray].reshape(-1, len(xray))
+    if list(xray) == list(range(len(xray))):  # the first channels (electron ones last): a view, no copy
+        counts = corrected.counts.reshape(-1, corrected.counts.shape[-1])[:, : len(xray)]
+    else:
+        counts = corrected.counts[..., xray].reshape(-1, len(xray))
     k = phases.memberships.shape[-1]
     memberships = phases.memberships.reshape(-1, k)
     interior = interior_mask(phases.phase_map).reshape(-1)  # for the zoned-phase scaling of the purity screen
