@@ -308,6 +308,8 @@ def test_poisson_rates_is_the_weighted_poisson_m_step():
     want = (w64.T @ x64) / np.maximum(w64.T @ e, 1e-12)[:, None]
     np.testing.assert_allclose(got, want, rtol=1e-13)
     assert got.dtype == np.float64 and np.all(got[2] == 0.0)
+    # summed over blocks of 64 pixels (3 whole blocks + a remainder of 8): the same sums
+    np.testing.assert_allclose(np.asarray(mx.poisson_rates(x, w, e, block=64)), want, rtol=1e-13)
     unit = np.asarray(mx.poisson_rates(x, w))  # no exposure: counts per pixel
     np.testing.assert_allclose(unit, (w64.T @ x64) / np.maximum(w64.sum(0), 1e-12)[:, None], rtol=1e-13)
 

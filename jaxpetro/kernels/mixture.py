@@ -50,6 +50,7 @@ This module imports nothing of jaxpetro except the shared ``jaxpetro.kernels._*`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
@@ -745,6 +746,7 @@ def poisson_rates(
     counts: Real[ArrayLike, "N D"],
     weights: Real[ArrayLike, "N K"],
     exposure: Real[ArrayLike, " N"] | None = None,
+    block: int = 1 << 18,
 ) -> Float64[Array, "K D"]:
     """Poisson M-step for weighted pixels: rate_kj = sum_i w_ik x_ij / sum_i w_ik e_i.
 
@@ -753,15 +755,43 @@ def poisson_rates(
     component with no weight (denominator below 1e-12) gets rate 0 rather than NaN.
 
     Args:
-        counts: counts per pixel and channel, (N, D).
-        weights: per-pixel component weights, (N, K).
+        counts: counts per pixel and channel, (N, D), kept in their own dtype.
+        weights: per-pixel component weights, (N, K), kept in their own dtype.
         exposure: per-pixel exposure, (N,); ``None`` means 1 (rates in counts per pixel).
+        block: pixels per block of the sums (static). Each block is cast to float64 and
+            summed into the (K, D) and (K,) totals, so a whole map is never held in float64
+            (at 16e6 pixels x 14 channels that copy alone was 1.8 GB).
     """
     require_float64("mixture.poisson_rates")
-    x = jnp.asarray(counts, jnp.float64)
-    w = jnp.asarray(weights, jnp.float64)
-    expo = jnp.sum(w, axis=0) if exposure is None else w.T @ jnp.asarray(exposure, jnp.float64)
-    return (w.T @ x) / jnp.maximum(expo, 1e-12)[:, None]
+    x = jnp.asarray(counts)
+    w = jnp.asarray(weights)
+    e = jnp.ones(x.shape[0], w.dtype) if exposure is None else jnp.asarray(exposure)
+    num, den = _weighted_sums(x, w, e, min(block, max(x.shape[0], 1)))
+    return num / jnp.maximum(den, 1e-12)[:, None]
+
+
+@functools.partial(jax.jit, static_argnames="block")
+def _weighted_sums(x, w, e, block: int):
+    """(sum_i w_ik x_ij, sum_i w_ik e_i) in float64 over blocks of ``block`` pixels (a scan over
+    the whole blocks, then the remainder)."""
+
+    def sums(xb, wb, eb):
+        wb = wb.astype(jnp.float64)
+        return wb.T @ xb.astype(jnp.float64), wb.T @ eb.astype(jnp.float64)
+
+    n_full = x.shape[0] // block
+
+    def body(acc, i):
+        lo = i * block
+        part = sums(*(lax.dynamic_slice_in_dim(a, lo, block) for a in (x, w, e)))
+        return jax.tree.map(jnp.add, acc, part), None
+
+    zero = (jnp.zeros((w.shape[1], x.shape[1]), jnp.float64), jnp.zeros(w.shape[1], jnp.float64))
+    acc, _ = lax.scan(body, zero, jnp.arange(n_full))
+    rest = n_full * block
+    if rest < x.shape[0]:
+        acc = jax.tree.map(jnp.add, acc, sums(x[rest:], w[rest:], e[rest:]))
+    return acc
 
 
 # --------------------------------------------------------------------------------------
