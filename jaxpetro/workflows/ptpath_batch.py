@@ -26,6 +26,7 @@ sensitivity and NUTS sample, the files -- is ptpath's own code, per profile
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from jaxpetro.errors import JaxpetroError
 from jaxpetro.models import ptpath_model as pm
 from jaxpetro.workflows import ptpath
 
-__all__ = ["pad_data", "run_batch", "shared_leaves"]
+__all__ = ["pad_data", "run_batch", "shared_leaves", "with_start"]
 
 #: _CoreOut fields with a leading step axis (cut back to each profile's own steps)
 _PER_STEP = ("smoothed", "filtered", "mean", "pred", "exact_mean", "exact_sd", "map", "failed")
@@ -157,14 +158,33 @@ def _invert_group(items: list[tuple[pm.Problem, PtpathConfig, pm.HyperStart]], s
     return results
 
 
+def with_start(problem: pm.Problem, start: dict[str, float] | None) -> pm.Problem:
+    """``problem`` with the prior mean of the first step's state components named in ``start``
+    (state name -> value in the state's units, :data:`jaxpetro.workflows.ptpath.STATE_UNITS`)
+    replaced; e.g. ``ln_bulk_before_MnO`` of ``forward.kind: thermo`` (the reactive bulk before the
+    last shell: a grain that nucleated late). ValueError for a name not in the state."""
+    if not start:
+        return problem
+    names = list(problem.state_names)
+    m0 = np.array(problem.m0, float)
+    for name, value in start.items():
+        if name not in names:
+            raise ValueError(f"with_start: '{name}' is not a state component ({', '.join(names)})")
+        m0[names.index(name)] = float(value)
+    return dataclasses.replace(problem, m0=m0)
+
+
 @float64
-def run_batch(configs: list[PtpathConfig], out_dirs: list[Path], quiet: bool = True) -> list[dict | JaxpetroError]:
+def run_batch(configs: list[PtpathConfig], out_dirs: list[Path], quiet: bool = True,
+              starts: list[dict[str, float] | None] | None = None) -> list[dict | JaxpetroError]:
     """``jaxpetro ptpath`` on every config (one profile each) into its out dir, the inversions of
     compatible configs (same forward model, options, seed and estimated scales; e.g. the grains
     of one section) as one compiled, vmapped call. Returns per config ptpath's summary, or the
     :class:`~jaxpetro.errors.JaxpetroError` that profile raised (reading, range checks, a path
     leaving the table, a failed estimation): one profile's failure does not stop the others.
-    Each summary's ``timings['batched_invert_s']`` is the wall time of its group's call."""
+    Each summary's ``timings['batched_invert_s']`` is the wall time of its group's call.
+    ``starts``: per config None or the first step's prior means to replace (:func:`with_start`;
+    the prior mean is part of the vmapped data, so profiles with other starts share the call)."""
     if not _prefix_stable_keys():  # pragma: no cover - JAX's default since 0.5
         raise RuntimeError("ptpath_batch needs jax_threefry_partitionable (the default): with the old threefry the "
                            "padded profiles would draw other random numbers than the runs one by one")
@@ -173,7 +193,7 @@ def run_batch(configs: list[PtpathConfig], out_dirs: list[Path], quiet: bool = T
     prepared = {}
     for i, cfg in enumerate(configs):
         try:
-            problem = ptpath.build_problem(cfg)
+            problem = with_start(ptpath.build_problem(cfg), (starts or [None] * len(configs))[i])
             pm.check_profile_range(problem)
         except JaxpetroError as err:
             results[i] = err

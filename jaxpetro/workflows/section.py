@@ -363,7 +363,11 @@ def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: J
     folder.mkdir(exist_ok=True)
     m = joint.merged
     write_profile(folder / "profile.csv", m.radius_um, m.X, m.sd)
-    result = {"joint": _run_ptpath(config, folder / "profile.csv", folder / "ptpath", qmap_bulk)}
+    from jaxpetro.workflows import ptpath  # the heavy module only when an inversion runs
+
+    joint_run = ptpath.run_stages(_ptpath_config(config, folder / "profile.csv", qmap_bulk=qmap_bulk),
+                                  folder / "ptpath", quiet=True)
+    result = {"joint": joint_run.summary}
     path = read_csv_table(folder / "ptpath" / "ptpath.csv")
     rel = calibration_sd(results, config.grains.phase) if (config.grains.calibration_error and results is not None) \
         else np.zeros(4)
@@ -378,43 +382,94 @@ def invert(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: J
                 "T_sd_calibration": np.zeros_like(path["T_C"])}
     write_csv(folder / "ptpath.csv", list(JOINT_COLUMNS), np.column_stack([path[k] for k in JOINT_COLUMNS]).tolist())
     if config.grains.per_grain:
-        result.update(_invert_grains(config, out, zoning, joint, qmap_bulk))
+        result.update(_invert_grains(config, out, zoning, joint, qmap_bulk, joint_run))
     return result
 
 
+def joint_bulk_at(joint_run, growth_um: float, before: bool = False) -> dict[str, float] | None:
+    """The joint path's reactive bulk at the growth coordinate ``growth_um`` (µm), component moles
+    per 100 g of the starting rock (:data:`jaxpetro.thermo.bulk.COMPONENTS` present in the state),
+    or None when the joint run carries no bulk (``forward.kind`` table or linear).
+
+    The bulk is the mean over the smoothed ensemble's members of the reactive bulk ``b``
+    (:class:`jaxpetro.models.ptpath_model.ThermoForward`: the rock's bulk less every shell grown
+    before, in equilibrium with this step's garnet), or with ``before`` of ``b'`` (the bulk before
+    the last shell left it: the one a member that steps back resorbs to), in moles, linearly
+    interpolated between the joint steps on the growth coordinate (held constant beyond the first
+    and last step). A present component is kept at least 1e-10 of the total, so an exhausted one
+    (e.g. MnO) stays in the system."""
+    names = list(joint_run.problem.state_names)
+    prefix = "ln_bulk_before_" if before else "ln_bulk_"
+    slots = [(i, n[len(prefix):]) for i, n in enumerate(names)
+             if n.startswith(prefix) and (before or not n.startswith("ln_bulk_before_"))]
+    if not slots:
+        return None
+    radius = np.asarray(joint_run.problem.radius_um, float)
+    moles = np.exp(np.asarray(joint_run.inversion.smoothed)[:, :, [i for i, _ in slots]]).mean(axis=1)  # (n, m)
+    b = np.array([np.interp(float(growth_um), radius, moles[:, j]) for j in range(len(slots))])
+    b = np.maximum(b, 1e-10 * b.sum())
+    return {c: float(v) for (_, c), v in zip(slots, b)}
+
+
 def _invert_grains(config: SectionConfig, out: Path, zoning: list[GrainZoning], joint: Joint,
-                   qmap_bulk: Path | None = None) -> dict[str, Any]:
+                   qmap_bulk: Path | None = None, joint_run=None) -> dict[str, Any]:
     """Every used grain alone on its aligned shells (``grains/<id>/ptpath``), all grains' inversions
     as one compiled call vmapped over the grains (:func:`jaxpetro.workflows.ptpath_batch.run_batch`:
     each grain its own noise scales and ensemble, the same numbers as one ptpath run per grain to
-    rounding). A grain whose inversion fails is warned about and recorded (the joint path stands)."""
+    rounding). A grain whose inversion fails is warned about and recorded (the joint path stands).
+
+    With ``forward.kind: thermo`` and fractionation, a grain whose first shell lies beyond the joint
+    path's first step on the growth coordinate (a late or off-centre grain) starts from the joint
+    path's reactive bulk there (:func:`joint_bulk_at` of ``joint_run``, the joint
+    :class:`~jaxpetro.workflows.ptpath.PtpathRun`; ``b`` as the grain's ``forward.bulk``, ``b'``,
+    the bulk before the joint path's last shell, as its first step's resorption fallback via
+    :func:`jaxpetro.workflows.ptpath_batch.with_start`), not from the rock's: the garnet grown
+    before (other grains', or this sphere's outside the cut) had already depleted it. With ``b'``
+    equal to ``b`` a member whose P-T lies below the last shell's grows no garnet from ``b`` (it
+    sits on the garnet-out boundary there) and fails: 6 % of 64 members did in
+    ``tests/test_section_thermo.py``. This is a choice: it
+    conditions the grain's own path on the joint one (the joint smoothed bulk has seen every
+    grain's shells), so the grain's path is not independent of the joint path at its core. Its
+    summary records ``start_bulk`` (growth coordinate, oxide wt%)."""
     from jaxpetro.workflows import ptpath_batch  # the heavy module only when an inversion runs
 
-    ids, configs, dirs, outcome = [], [], [], {}
+    from jaxpetro.thermo.bulk import MOLAR_MASS
+
+    ids, configs, dirs, starts, outcome, start_bulk = [], [], [], [], {}, {}
     forward = dict(config.ptpath.get("forward") or {})
     fractionating = forward.get("kind") == "thermo" and float(forward.get("fractionation_efficiency", 1.0)) > 0
     for z, used, a in zip(zoning, joint.used, joint.alignments):
         if not used:
             continue
-        if fractionating and a.core_offset_um > config.grains.shell_width_um:
-            # its own inversion starts from the rock's bulk at the section's core, but the garnet
-            # grown before (other grains', or this sphere's outside the cut) had already taken its
-            # share out of it (tests/test_section_thermo.py: a grain nucleated 2 shells late, alone,
-            # misses the path by ~1 kbar and ~70 °C; the joint path does not)
-            print(f"jaxpetro: warning: grain {z.grain.id}'s section core lies {a.core_offset_um:.0f} µm along the "
-                  f"growth coordinate (a late or off-centre grain): inverted alone with forward.kind thermo and "
-                  f"fractionation it starts from the undepleted bulk, which the garnet grown before had already "
-                  f"depleted, so its own path is biased; the joint path is not (compare the grain's shells with "
-                  f"the joint path instead).", file=sys.stderr)
         g_dir = out / "grains" / str(z.grain.id)
+        extra = None
+        g0 = float(np.asarray(a.growth_um)[0]) if len(a.growth_um) else 0.0
+        r0 = float(np.asarray(joint.merged.radius_um)[0])
+        b = joint_bulk_at(joint_run, g0) if (fractionating and joint_run is not None and g0 > r0) else None
+        start = None
+        if b is not None:
+            b1 = joint_bulk_at(joint_run, g0, before=True)
+            wt = {c: v * MOLAR_MASS[c] for c, v in b.items()}
+            fw = {k: v for k, v in forward.items() if k not in ("bulk_from", "domain", "bulk_extra_wt")}
+            extra = {"forward": {**fw, "bulk": {"oxides_wt": wt}}}
+            start = {f"ln_bulk_before_{c}": float(np.log(v)) for c, v in b1.items()}
+            start_bulk[z.grain.id] = {"growth_um": g0, "oxides_wt": wt,
+                                      "before_oxides_wt": {c: v * MOLAR_MASS[c] for c, v in b1.items()}}
+            if a.core_offset_um > config.grains.shell_width_um:
+                print(f"jaxpetro: note: grain {z.grain.id}'s section core lies {a.core_offset_um:.0f} µm along the "
+                      f"growth coordinate (a late or off-centre grain): inverted alone with forward.kind thermo and "
+                      f"fractionation it starts from the joint path's reactive bulk at {g0:.0f} µm (the rock's bulk "
+                      f"depleted by the garnet grown before), so its own path is conditioned on the joint one there.",
+                      file=sys.stderr)
         try:
-            configs.append(_ptpath_config(config, g_dir / "shells_profile.csv", qmap_bulk=qmap_bulk))
+            configs.append(_ptpath_config(config, g_dir / "shells_profile.csv", extra=extra, qmap_bulk=qmap_bulk))
         except JaxpetroError as err:
             outcome[z.grain.id] = err
             continue
         ids.append(z.grain.id)
         dirs.append(g_dir / "ptpath")
-    outcome.update(zip(ids, ptpath_batch.run_batch(configs, dirs, quiet=True)))
+        starts.append(start)
+    outcome.update(zip(ids, ptpath_batch.run_batch(configs, dirs, quiet=True, starts=starts)))
     result = {}
     for gid in [z.grain.id for z, used in zip(zoning, joint.used) if used]:
         res = outcome[gid]
@@ -422,7 +477,7 @@ def _invert_grains(config: SectionConfig, out: Path, zoning: list[GrainZoning], 
             result[f"grain_{gid}"] = {"error": str(res)}
             print(f"jaxpetro: warning: grain {gid} alone could not be inverted: {res}", file=sys.stderr)
         else:
-            result[f"grain_{gid}"] = res
+            result[f"grain_{gid}"] = res if gid not in start_bulk else {**res, "start_bulk": start_bulk[gid]}
     return result
 
 
