@@ -193,3 +193,41 @@ def test_member_functions_have_no_batched_lapack_call():
         assert any(name == "lapack_dgetrf_ffi" for name, _ in calls)
         batched = [c for c in calls if len([d for d in c[1].split("x") if d]) > 2]
         assert batched == [], batched
+
+
+def test_member_behind_the_last_shell_gets_the_matrix_garnet():
+    """A member whose P-T is further back than its last shell (the smoother moves members back by
+    more than one thin shell's growth: 57 of 64 smoothed members at shell 27 of the 60-shell profile
+    of scripts/bench/recovery_thermo.py) had no usable garnet with b or b' (the 0.25 placeholder):
+    the predicted profile (nucleus=True, thermo_predict) now gives it the garnet in equilibrium
+    with the matrix of b' (jaxpetro.thermo.growth.nucleus), equal to the b' garnet at its
+    garnet-in; the filter's observation (nucleus=False) keeps the placeholder."""
+    bulk = components_from_wt(WT)
+    fw = pm.thermo_forward(_config("p.csv").forward, bulk, 2)
+    assert fw.matrix is not None and fw.matrix.names == ("bi", "mu", "pl", "q")
+    params = pm.ObsParams(fw, None)
+    lb = jnp.log(jnp.asarray(bulk)[jnp.asarray(fw.present)])
+
+    @jax.jit
+    def run(fw):
+        x = jnp.concatenate([jnp.array([6.0, 560.0]), lb, lb])
+        X_first, _ = pm.thermo_fractions(fw, x)
+        x, _ = pm.thermo_radius_walk(params, x, pm.StepAux(0.0, 1.0, 0.0))  # shell 1 at 6.0 kbar, 560 C
+        x, _ = pm.thermo_radius_walk(params, x.at[0].set(6.04).at[1].set(561.0), pm.StepAux(0.0, 1.0, 0.0))
+        probe = jnp.stack([x.at[0].set(p).at[1].set(560.0) for p in (5.8, 5.999, 6.001)])
+        return (X_first, jax.vmap(lambda z: pm.thermo_fractions(fw, z, nucleus=True))(probe),
+                pm.thermo_fractions(fw, probe[0])[1])
+
+    X_first, (X, ok), ok_filter = run(fw)
+    X, ok = np.asarray(X), np.asarray(ok)
+    assert ok.all()
+    assert np.all(np.abs(X[0] - 0.25) > 0.01) and abs(X[0].sum() - 1) < 1e-12
+    # either side of b''s garnet-in (6.0 kbar, 560 C): the nucleus behind, b''s garnet ahead, both
+    # the shell that grew there
+    np.testing.assert_allclose(X[1], X[2], atol=2e-3)
+    np.testing.assert_allclose(X[1], np.asarray(X_first), atol=2e-3)
+    # without the matrix (the code before) or in the filter's observation: not usable
+    old = pm.ThermoForward(fw.thermo, fw.present, fw.base, None)
+    _, (_, ok_old), _ = run(old)
+    assert not bool(np.asarray(ok_old)[0])
+    assert not bool(ok_filter)

@@ -60,6 +60,7 @@ from jaxpetro.models import garnet as gm
 from jaxpetro.models import growth as gr
 from jaxpetro.models import thermo_forward as tf
 from jaxpetro.thermo import equilibrium as eqm
+from jaxpetro.thermo import growth
 from jaxpetro.thermo.bulk import COMPONENTS
 
 #: L-BFGS options of the MAP cross-check: 300 iterations are ample for the smooth GMRF
@@ -140,11 +141,15 @@ class ThermoForward(eqx.Module):
         thermo: :class:`jaxpetro.models.thermo_forward.ThermoParams` (its ``bulk_start`` = ``base``).
         present: indices of the components in the state (static).
         base: number of non-bulk state components (static).
+        matrix: the assemblage without garnet (None where it cannot hold the bulk): the
+            fallback of :func:`thermo_fractions` for a member whose P-T is behind its bulk's
+            garnet-in (:func:`jaxpetro.thermo.growth.nucleus`).
     """
 
     thermo: tf.ThermoParams
     present: tuple[int, ...] = eqx.field(static=True)
     base: int = eqx.field(static=True)
+    matrix: eqm.Assemblage | None = None
 
     @property
     def m(self) -> int:
@@ -161,17 +166,33 @@ class ThermoForward(eqx.Module):
         return jnp.log(jnp.maximum(bulk[jnp.asarray(self.present)], BULK_FLOOR * scale))
 
 
-def thermo_fractions(fw: ThermoForward, x: Float[Array, " d"]) -> tuple[Float[Array, " 4"], Bool[Array, ""]]:
+def thermo_fractions(fw: ThermoForward, x: Float[Array, " d"], nucleus: bool = False
+                     ) -> tuple[Float[Array, " 4"], Bool[Array, ""]]:
     """(X_alm, X_prp, X_grs, X_sps, never NaN) of a member and whether its equilibrium is usable.
 
     The garnet in equilibrium with the reactive bulk ``b`` at the member's P-T. Fractional growth
     leaves ``b`` exactly on the garnet-out boundary at the last shell's P-T, so a member whose
     forecast steps back (less garnet stable) cannot grow a shell from ``b``: its rim resorbs, and
-    its garnet is that in equilibrium with ``b'`` (the last shell back in the reactive bulk). A
-    node that fails with both (not converged, non-finite or no garnet: reasons 1-3) is not usable:
-    its fractions are replaced by a neutral 0.25 each (finite, so the ensemble update never sees
-    a NaN) and it is counted by :func:`thermo_predict`; the workflow refuses a run in which more
-    than a few members fail."""
+    its garnet is that in equilibrium with ``b'`` (the last shell back in the reactive bulk).
+
+    A member further back than that (``b'`` makes no garnet at its P-T either: the fixed
+    assemblage has no solution with a positive garnet mode; the solver stops with reason 1, a
+    negative garnet amount) is not usable: its fractions are replaced by a neutral 0.25 each
+    (finite, so the ensemble update never sees a NaN). In the filter's observation that
+    placeholder carries real information: every observed shell says garnet grew there, and the
+    placeholder pushes a member that stepped behind garnet-in away from the data. With
+    ``nucleus=True`` (:func:`thermo_predict`: the predicted profile of the analysed ensembles)
+    such a member gets instead the garnet in equilibrium with the matrix of ``b'``
+    (:func:`jaxpetro.thermo.growth.nucleus`: mode 0, continuous with the ``b'`` garnet at its
+    garnet-in). With many thin shells the bulk sits one shell's growth (~0.04 kbar, ~1 °C on 60
+    shells 60 µm apart) from garnet-in and the smoother's corrections move members much further
+    back than that (57 of 64 smoothed members at shell 27 of the 60-shell profile of
+    scripts/bench/recovery_thermo.py), so without the fallback the check of the workflow (it
+    refuses a run in which more than a few members are unusable) refused such runs. Measured
+    (64 members, that profile): the nucleus in the filter's observation too leaves no failure
+    but loses the growth information: RMSE 1.93 kbar / 15.7 °C, 90 % bands cover 38 % / 8 %
+    (P runs ~4 kbar low at the rim). A member whose matrix or nucleus solve fails as well keeps
+    the placeholder and is counted by :func:`thermo_predict`."""
     def one(previous):
         y, reason = tf.observe_thermo(fw.thermo, fw.physical(x, previous))
         X = y[:4]
@@ -179,8 +200,14 @@ def thermo_fractions(fw: ThermoForward, x: Float[Array, " d"]) -> tuple[Float[Ar
 
     X, ok = one(False)
     X1, ok1 = one(True)
-    X = jnp.where(ok, X, jnp.where(ok1, X1, 0.25))
-    return X, ok | ok1
+    if fw.matrix is None or not nucleus:
+        return jnp.where(ok, X, jnp.where(ok1, X1, 0.25)), ok | ok1
+    xp = fw.physical(x, True)
+    nu = growth.nucleus(fw.thermo.system, fw.matrix, xp[0] * 1e8, xp[1] + 273.15, fw.thermo.bulk_of(xp),
+                        fw.thermo.options)
+    ok2 = nu.ok & jnp.all(jnp.isfinite(nu.X))
+    X = jnp.where(ok, X, jnp.where(ok1, X1, jnp.where(ok2, nu.X, 0.25)))
+    return X, ok | ok1 | ok2
 
 
 def observe_thermo(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Float[Array, " 8"]:
@@ -191,10 +218,11 @@ def observe_thermo(params: ObsParams, x: Float[Array, " d"], aux: StepAux) -> Fl
 
 
 def thermo_predict(params: ObsParams, X: Float[Array, "n N d"], aux: StepAux) -> tuple[Float[Array, "n N 4"], Float[Array, " n"]]:
-    """(predicted fractions (n, N, 4), share of members per step whose equilibrium is not usable)
+    """(predicted fractions (n, N, 4), share of members per step whose garnet is not usable: no
+    equilibrium with ``b`` or ``b'`` and no nucleus, :func:`thermo_fractions` with ``nucleus=True``)
     of an ensemble, in one evaluation per member."""
     fw = params.forward
-    X4, ok = jax.vmap(jax.vmap(lambda x: thermo_fractions(fw, x)))(X)
+    X4, ok = jax.vmap(jax.vmap(lambda x: thermo_fractions(fw, x, nucleus=True)))(X)
     return X4 / jnp.sum(X4, axis=-1, keepdims=True), 1.0 - jnp.mean(ok.astype(X.dtype), axis=1)
 
 
@@ -242,7 +270,12 @@ def thermo_forward(forward: ForwardConfig, bulk: np.ndarray, base: int) -> Therm
     opts = eqm.EquilibriumOptions(max_iter=s.max_iter, tol=s.tol, min_amount=s.min_amount)
     present = tuple(int(i) for i in np.flatnonzero(bulk > 1e-12 * bulk.sum()))
     params = tf.ThermoParams(system, base, opts, jnp.asarray(float(forward.fractionation_efficiency)))
-    return ThermoForward(params, present, base)
+    rest = [p for p in forward.assemblage if p != "g"]
+    try:
+        matrix = eqm.assemblage(rest, bulk) if rest and "g" in forward.assemblage else None
+    except InputError:  # the matrix alone cannot hold this bulk: no nucleus fallback
+        matrix = None
+    return ThermoForward(params, present, base, matrix)
 
 
 @dataclass(frozen=True)
