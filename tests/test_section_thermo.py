@@ -157,7 +157,7 @@ def test_section_with_the_thermo_model_recovers_the_planted_path(tmp_path, capsy
     with capsys.disabled():
         print(*figures, sep="\n")
     assert set(moles) == set(true_bulk[2])
-    # measured: within 1.7 % (MnO, 1.1 % of the rock's by then, +0.8 %; -6.4 % with the nucleus fallback)
+    # measured: within 1.7 % (MnO, 1.1 % of the rock's by then, +0.8 %; the same with the nucleus fallback)
     assert abs(rel["MnO"]) < 0.15 and max(abs(v) for c, v in rel.items() if c != "MnO") < 0.05
     assert moles["MnO"] < 0.9 * true_bulk[0]["MnO"]  # depleted: not the rock's bulk
     before = {c: wt / MOLAR_MASS[c] for c, wt in start["before_oxides_wt"].items()}
