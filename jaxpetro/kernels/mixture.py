@@ -773,7 +773,9 @@ def poisson_rates(
 @functools.partial(jax.jit, static_argnames="block")
 def _weighted_sums(x, w, e, block: int):
     """(sum_i w_ik x_ij, sum_i w_ik e_i) in float64 over blocks of ``block`` pixels (a scan over
-    the whole blocks, then the remainder)."""
+    the whole blocks, then the remainder). Slices of the inputs rather than
+    :func:`~jaxpetro.kernels._blocks.to_blocks`: its padding would copy the whole map, the memory
+    this function exists to save (the EM keeps its padded blocks; here they are read once)."""
 
     def sums(xb, wb, eb):
         wb = wb.astype(jnp.float64)

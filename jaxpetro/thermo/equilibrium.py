@@ -51,7 +51,7 @@ from jaxpetro.thermo.endmembers import R_GAS
 from jaxpetro.thermo.solutions import SolutionModel, chemical_potentials, solution_model
 
 __all__ = ["REASONS", "Assemblage", "Equilibrium", "EquilibriumOptions", "Jacobians", "assemblage", "equilibrate",
-           "kkt_matrix", "kkt_residual", "phase_volumes", "solve_nodes", "solve_nodes_jacobians", "starting_amounts"]
+           "kkt_matrix", "kkt_residual", "phase_volumes", "solve_nodes", "solve_nodes_jacobians", "starting_amounts", "step_to_boundary"]
 
 #: reason codes of a node (``Equilibrium.reason``)
 REASONS = {0: "ok", 1: "did not converge", 2: "non-finite value", 3: "a phase amount is negative or zero "
@@ -286,13 +286,17 @@ class _Loop(NamedTuple):
     it: Array
 
 
+def step_to_boundary(rows, drows, boundary):
+    """Largest step in (0, 1] along ``drows`` keeping every (positive) row amount ``rows`` above
+    (1 - boundary) of its value: the fraction-to-the-boundary rule of interior-point methods."""
+    shrinking = drows < 0.0
+    ratio = jnp.where(shrinking, -rows / jnp.where(shrinking, drows, -1.0), jnp.inf)
+    return jnp.minimum(1.0, boundary * jnp.min(ratio, initial=jnp.inf))
+
+
 def _max_step(system: Assemblage, n, dn, boundary):
     """Largest step in (0, 1] keeping every positivity row above (1 - boundary) of its value."""
-    g = system.positivity @ n
-    dg = system.positivity @ dn
-    shrinking = dg < 0.0
-    ratio = jnp.where(shrinking, -g / jnp.where(shrinking, dg, -1.0), jnp.inf)
-    return jnp.minimum(1.0, boundary * jnp.min(ratio, initial=jnp.inf))
+    return step_to_boundary(system.positivity @ n, system.positivity @ dn, boundary)
 
 
 def _newton(system: Assemblage, z0, P, T, bulk, opts: EquilibriumOptions) -> _Loop:

@@ -26,7 +26,7 @@ from jaxtyping import Array, Bool, Float
 
 from jaxpetro.thermo import linsolve
 from jaxpetro.thermo.endmembers import R_GAS
-from jaxpetro.thermo.equilibrium import Assemblage, Equilibrium, EquilibriumOptions, equilibrate
+from jaxpetro.thermo.equilibrium import Assemblage, Equilibrium, EquilibriumOptions, equilibrate, step_to_boundary
 from jaxpetro.thermo.solutions import chemical_potentials
 
 __all__ = ["GARNET_COLUMNS", "Growth", "Nucleus", "garnet_fractions", "garnet_x", "grow", "nucleus", "remove_shell"]
@@ -150,10 +150,7 @@ def nucleus(system: Assemblage, matrix: Assemblage, P, T, bulk, options: Equilib
         z, f, it = state
         dz = linsolve.solve(J(z, gs), -f)
         n, dn = z[:m], dz[:m]
-        rows, drows = n @ occ, dn @ occ  # site-species amounts stay positive
-        shrink = drows < 0.0
-        ratio = jnp.where(shrink, -rows / jnp.where(shrink, drows, -1.0), jnp.inf)
-        alpha = jnp.minimum(1.0, 0.99 * jnp.min(ratio))
+        alpha = step_to_boundary(n @ occ, dn @ occ, 0.99)  # site-species amounts stay positive
         z = z + alpha * dz
         return z, F(z, gs, ps), it + 1
 

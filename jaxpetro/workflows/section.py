@@ -226,12 +226,6 @@ def _ptpath_config(config: SectionConfig, profile: Path, extra: dict | None = No
                        {"profile": str(profile), "seed": config.ptpath.get("seed", config.seed), **(extra or {})})
 
 
-def _run_ptpath(config: SectionConfig, profile: Path, out: Path, qmap_bulk: Path | None = None) -> dict:
-    from jaxpetro.workflows import ptpath  # the heavy module only when an inversion runs
-
-    return ptpath.run(_ptpath_config(config, profile, qmap_bulk=qmap_bulk), out, quiet=True)
-
-
 def check_blocks(config: SectionConfig, out: Path) -> None:
     """Validate the ``ptpath:`` and ``isocon:`` blocks before the map is quantified, so that a
     typo in them fails in a second, not after the qmap and grain stages: the ptpath block is
@@ -449,12 +443,11 @@ def _invert_grains(config: SectionConfig, out: Path, zoning: list[GrainZoning], 
         start = None
         if b is not None:
             b1 = joint_bulk_at(joint_run, g0, before=True)
-            wt = {c: v * MOLAR_MASS[c] for c, v in b.items()}
+            wt, wt1 = ({c: v * MOLAR_MASS[c] for c, v in moles.items()} for moles in (b, b1))
             fw = {k: v for k, v in forward.items() if k not in ("bulk_from", "domain", "bulk_extra_wt")}
             extra = {"forward": {**fw, "bulk": {"oxides_wt": wt}}}
             start = {f"ln_bulk_before_{c}": float(np.log(v)) for c, v in b1.items()}
-            start_bulk[z.grain.id] = {"growth_um": g0, "oxides_wt": wt,
-                                      "before_oxides_wt": {c: v * MOLAR_MASS[c] for c, v in b1.items()}}
+            start_bulk[z.grain.id] = {"growth_um": g0, "oxides_wt": wt, "before_oxides_wt": wt1}
             if a.core_offset_um > config.grains.shell_width_um:
                 print(f"jaxpetro: note: grain {z.grain.id}'s section core lies {a.core_offset_um:.0f} µm along the "
                       f"growth coordinate (a late or off-centre grain): inverted alone with forward.kind thermo and "
